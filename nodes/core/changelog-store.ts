@@ -1,0 +1,178 @@
+// The change log's durable diary: one JSON line per settled event, appended to a file per
+// job and fdatasync'd before `append` resolves, so an entry that was reported as written
+// survives kill -9. Appends that arrive while a sync is in flight are written together
+// (group commit): under load one fdatasync covers many entries.
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { ChangeLogEntry } from './types';
+
+const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+const TAIL_CHUNK = 64 * 1024;
+
+interface PendingAppend {
+  line: string;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export function changeLogPath(baseDir: string, jobId: string): string {
+  return path.join(baseDir, safeJobDir(jobId), 'changelog.jsonl');
+}
+
+/** Job ids are validated by the contract, but a path must never escape the base folder. */
+function safeJobDir(jobId: string): string {
+  return jobId.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_');
+}
+
+export class ChangeLogStore {
+  readonly file: string;
+  private readonly maxBytes: number;
+  private fd: number | undefined;
+  private size = 0;
+  private pending: PendingAppend[] = [];
+  private writing = false;
+
+  constructor(baseDir: string, readonly jobId: string, options: { maxBytes?: number } = {}) {
+    this.file = changeLogPath(baseDir, jobId);
+    this.maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  }
+
+  /** Resolves once the entry is on disk. */
+  append(entry: ChangeLogEntry): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ line: JSON.stringify(entry) + '\n', resolve, reject });
+      if (!this.writing) void this.writeLoop();
+    });
+  }
+
+  private async writeLoop(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending;
+        this.pending = [];
+        try {
+          await this.writeBatch(batch.map((p) => p.line).join(''));
+          for (const p of batch) p.resolve();
+        } catch (err) {
+          for (const p of batch) p.reject(err as Error);
+        }
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async writeBatch(text: string): Promise<void> {
+    const fd = await this.openForAppend();
+    const bytes = Buffer.from(text, 'utf8');
+    await new Promise<void>((resolve, reject) =>
+      fs.write(fd, bytes, 0, bytes.length, null, (err) => (err ? reject(err) : resolve())),
+    );
+    await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    this.size += bytes.length;
+    if (this.size >= this.maxBytes) await this.rotate();
+  }
+
+  private async openForAppend(): Promise<number> {
+    if (this.fd !== undefined) return this.fd;
+    await fsp.mkdir(path.dirname(this.file), { recursive: true });
+    const fd = fs.openSync(this.file, 'a');
+    this.size = fs.fstatSync(fd).size;
+    this.fd = fd;
+    return fd;
+  }
+
+  /** Keeps disk use bounded: the current file becomes `.1`, replacing the older one. */
+  private async rotate(): Promise<void> {
+    this.closeFd();
+    await fsp.rename(this.file, this.file.replace(/\.jsonl$/, '.1.jsonl'));
+    this.size = 0;
+  }
+
+  private closeFd(): void {
+    if (this.fd !== undefined) {
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+    }
+  }
+
+  /** Waits for queued appends, then releases the file. */
+  async close(): Promise<void> {
+    while (this.writing || this.pending.length > 0) {
+      await new Promise((r) => setImmediate(r));
+    }
+    this.closeFd();
+  }
+
+  tail(last: number): Promise<ChangeLogEntry[]> {
+    return readChangeLogTail(this.file, last);
+  }
+}
+
+/**
+ * The newest `last` entries, oldest first. Reads backwards from the end of the file so
+ * peeking at a long log costs only the bytes of the entries asked for.
+ */
+export async function readChangeLogTail(file: string, last: number): Promise<ChangeLogEntry[]> {
+  if (last <= 0) return [];
+  const lines: string[] = [];
+  for (const candidate of [file, file.replace(/\.jsonl$/, '.1.jsonl')]) {
+    const older = await readLastLines(candidate, last - lines.length);
+    lines.unshift(...older);
+    if (lines.length >= last) break;
+  }
+  const entries: ChangeLogEntry[] = [];
+  for (const line of lines) {
+    try {
+      entries.push(JSON.parse(line) as ChangeLogEntry);
+    } catch {
+      // A torn last line from a crash mid-write: it was never acknowledged, so skip it.
+    }
+  }
+  return entries;
+}
+
+/** The newline before the buffer's last line (the buffer usually ends with one). */
+function previousNewline(buffer: Buffer): number {
+  return buffer.length < 2 ? -1 : buffer.lastIndexOf(0x0a, buffer.length - 2);
+}
+
+async function readLastLines(file: string, count: number): Promise<string[]> {
+  if (count <= 0) return [];
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    let position = size;
+    let carry = Buffer.alloc(0);
+    const lines: string[] = [];
+    while (position > 0 && lines.length < count) {
+      const length = Math.min(TAIL_CHUNK, position);
+      position -= length;
+      const chunk = Buffer.alloc(length);
+      await handle.read(chunk, 0, length, position);
+      carry = Buffer.concat([chunk, carry]);
+      let newline = previousNewline(carry);
+      while (newline >= 0 && lines.length < count) {
+        const line = carry.subarray(newline + 1).toString('utf8').trim();
+        if (line) lines.unshift(line);
+        carry = carry.subarray(0, newline + 1);
+        newline = previousNewline(carry);
+      }
+    }
+    if (position === 0 && lines.length < count) {
+      const first = carry.toString('utf8').trim();
+      if (first) lines.unshift(first);
+    }
+    return lines;
+  } finally {
+    await handle.close();
+  }
+}

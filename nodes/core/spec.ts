@@ -1,0 +1,110 @@
+// The one declaration of every contract key and node field. The YAML validator, the
+// importer (which node a key lands in), the exporter, the editor defaults and the README
+// table are all read from here, so a key is added in exactly one place.
+
+import { CONFLICT_RULES, SCHEDULES } from './types';
+
+export type FieldType = 'string' | 'integer' | 'enum' | 'mapping' | 'key' | 'object';
+
+/** The node whose configuration holds a contract key. */
+export type OwnerNode = 'exs-job' | 'exs-mapper' | 'exs-connector' | 'mqtt';
+
+export interface FieldSpec {
+  /** YAML key and node property name. */
+  name: string;
+  type: FieldType;
+  owner: OwnerNode;
+  required: boolean;
+  /** Missing but needed for a real run: a warning, not an error (the seed omits them). */
+  recommended?: boolean;
+  values?: readonly string[];
+  min?: number;
+  /** Nested keys of an `object` field. */
+  fields?: FieldSpec[];
+  /** Default as shown to people; computed defaults (depending on `id`) are described in `help`. */
+  default?: string | number;
+  example: string;
+  help: string;
+}
+
+export const RETRY_POLICY_FIELDS: FieldSpec[] = [
+  {
+    name: 'max_attempts', type: 'integer', owner: 'exs-job', required: false, min: 1, default: 5, example: '5',
+    help: 'How many times an event is tried before it goes to the dead letter.',
+  },
+  {
+    name: 'backoff_seconds', type: 'integer', owner: 'exs-job', required: false, min: 0, default: 30, example: '30',
+    help: 'First retry delay; each further retry doubles it (with jitter, capped).',
+  },
+];
+
+export const CONTRACT_FIELDS: FieldSpec[] = [
+  {
+    name: 'id', type: 'string', owner: 'exs-job', required: true, example: 'PermitStatus_To_COBOL',
+    help: 'Names the sync job. Letters, digits, `_`, `-` and `.`; it names the flow tab, the change log and the default dead-letter topic.',
+  },
+  {
+    name: 'source_topic', type: 'string', owner: 'exs-job', required: true, example: 'permits.status',
+    help: 'HMS event topic. Dots become MQTT levels (`permits.status` -> `permits/status`) unless `mqtt_topic` is set.',
+  },
+  {
+    name: 'destination', type: 'string', owner: 'exs-job', required: true, example: 'COBOL_Mainframe',
+    help: 'Human name of the legacy system; shown in the flow and the change log.',
+  },
+  {
+    name: 'connector', type: 'string', owner: 'exs-connector', required: true, example: 'odbc://city-mainframe:3060',
+    help: 'Where rows go: `odbc://DSN`, `odbc://host:port/database?driver=NAME`, `odbc:DRIVER={...};SERVER=...` or `mqtt://host:port/topic`. `${ENV_VAR}` is substituted.',
+  },
+  {
+    name: 'mapping', type: 'mapping', owner: 'exs-mapper', required: true, example: 'HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR)',
+    help: '`HMS:field -> COBOL:COLUMN` lines, optionally followed by `| transform` steps. A folded block, a list of strings, or a YAML map.',
+  },
+  {
+    name: 'schedule', type: 'enum', owner: 'exs-job', required: false, values: SCHEDULES, default: 'realtime', example: 'realtime',
+    help: 'When events are applied: as they arrive, or held and flushed hourly or nightly.',
+  },
+  {
+    name: 'conflict_rule', type: 'enum', owner: 'exs-job', required: false, values: CONFLICT_RULES, default: 'HMS_WINS', example: 'HMS_WINS',
+    help: 'Who wins when both sides changed a record.',
+  },
+  {
+    name: 'retry_policy', type: 'object', owner: 'exs-job', required: false, fields: RETRY_POLICY_FIELDS, example: '{max_attempts: 5, backoff_seconds: 30}',
+    help: 'How failed writes are retried.',
+  },
+  {
+    name: 'table', type: 'string', owner: 'exs-connector', required: false, recommended: true, example: 'PERMIT_TABLE',
+    help: 'Destination table (ODBC connectors). Matched against the catalog without regard to case.',
+  },
+  {
+    name: 'key', type: 'key', owner: 'exs-mapper', required: false, recommended: true, example: 'HMS:permit_id -> COBOL:PERMIT_ID',
+    help: 'The event field that identifies the record, and its key column.',
+  },
+  {
+    name: 'broker', type: 'string', owner: 'mqtt', required: false, default: 'mqtt://127.0.0.1:1883', example: 'mqtt://127.0.0.1:1883',
+    help: 'MQTT broker URL carrying HMS events. Default: env `EXS_MQTT_URL`, else `mqtt://127.0.0.1:1883`.',
+  },
+  {
+    name: 'mqtt_topic', type: 'string', owner: 'mqtt', required: false, example: 'hms/permits/status',
+    help: 'MQTT topic to subscribe to, overriding the translation of `source_topic`.',
+  },
+  {
+    name: 'dead_letter', type: 'string', owner: 'exs-job', required: false, example: 'exs/PermitStatus_To_COBOL/dead_letter',
+    help: 'Topic for events that cannot be applied, with their reason. Default `exs/<id>/dead_letter`.',
+  },
+  {
+    name: 'changelog', type: 'string', owner: 'exs-job', required: false, default: 'exs/changelog', example: 'exs/changelog',
+    help: 'Topic on which every change-log entry is published.',
+  },
+];
+
+export function contractField(name: string): FieldSpec | undefined {
+  return CONTRACT_FIELDS.find((f) => f.name === name);
+}
+
+/**
+ * Node property that holds a contract key. Node-RED reserves `id` for the node itself, so
+ * the job's id lives in `jobId`; nested keys (`retry_policy.max_attempts`) are flattened.
+ */
+export function nodeProperty(fieldName: string): string {
+  return fieldName === 'id' ? 'jobId' : fieldName;
+}

@@ -1,0 +1,191 @@
+// The narrow, typed surface of the `odbc` package that EXS uses, and a bounded pool that replaces
+// `odbc.pool`. Measured on odbc 2.6:
+// - `odbc.pool` leaks its "being created" count when a connect fails; the next `connect()` that finds
+//   no free connection then waits forever (a database restart wedges every sync).
+// - it hands connections back without a health check, so a dropped one keeps failing with 08S01.
+// - a prepared statement keeps each parameter's NULL indicator: bind null once, and every later
+//   number or boolean bound at that position is written as NULL. Values are bound as text here.
+import { classifyDbError } from './errors';
+
+/** What EXS binds; numbers reach the driver as text (see above). */
+export type SqlParameter = string | number | null;
+
+export type OdbcRow = Record<string, unknown>;
+
+interface OdbcResult extends Array<OdbcRow> {
+  count: number;
+}
+
+interface OdbcStatement {
+  prepare(sql: string): Promise<void>;
+  bind(parameters: Array<string | null>): Promise<void>;
+  execute(options?: { timeout?: number }): Promise<OdbcResult>;
+  close(): Promise<void>;
+}
+
+export interface OdbcConnection {
+  query(sql: string, parameters?: Array<string | null>): Promise<OdbcResult>;
+  createStatement(): Promise<OdbcStatement>;
+  tables(catalog: string | null, schema: string | null, table: string | null, type: string | null): Promise<OdbcResult>;
+  columns(catalog: string | null, schema: string | null, table: string | null, column: string | null): Promise<OdbcResult>;
+  close(): Promise<void>;
+}
+
+interface OdbcModule {
+  connect(options: { connectionString: string; loginTimeout?: number }): Promise<OdbcConnection>;
+}
+
+// Typed here, not by the package's own declarations: those forbid null parameters and execute options.
+const odbc = require('odbc') as OdbcModule;
+
+export interface ConnectOptions {
+  connectionString: string;
+  user?: string;
+  password?: string;
+  connectTimeoutSeconds?: number;
+}
+
+export function connectOdbc(options: ConnectOptions): Promise<OdbcConnection> {
+  return odbc.connect({
+    connectionString: withCredentials(options.connectionString, options.user, options.password),
+    loginTimeout: options.connectTimeoutSeconds,
+  });
+}
+
+/** A pooled connection with its statements, prepared once and then only bound and executed. */
+export class OdbcSession {
+  private readonly statements = new Map<string, OdbcStatement>();
+
+  constructor(readonly connection: OdbcConnection, private readonly queryTimeoutSeconds?: number) {}
+
+  async run(sql: string, parameters: SqlParameter[]): Promise<OdbcResult> {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = await this.connection.createStatement();
+      try {
+        await statement.prepare(sql);
+      } catch (err) {
+        await statement.close().catch(() => undefined);
+        throw err;
+      }
+      this.statements.set(sql, statement);
+    }
+    await statement.bind(parameters.map((value) => (value === null ? null : String(value))));
+    return statement.execute(this.queryTimeoutSeconds ? { timeout: this.queryTimeoutSeconds } : undefined);
+  }
+
+  /** Statements first: SQLite refuses to disconnect while any is open. Errors are moot on a dead connection. */
+  async dispose(): Promise<void> {
+    for (const statement of this.statements.values()) await statement.close().catch(() => undefined);
+    this.statements.clear();
+    await this.connection.close().catch(() => undefined);
+  }
+}
+
+export interface PoolOptions extends ConnectOptions {
+  maxSize: number;
+  queryTimeoutSeconds?: number;
+  /** Statement run once on every new connection, e.g. the dialect's session time zone. */
+  sessionSetup?: string;
+}
+
+export class OdbcPool {
+  private readonly idle: OdbcSession[] = [];
+  private readonly waiting: Array<() => void> = [];
+  private size = 0;
+  private closed = false;
+
+  constructor(private readonly options: PoolOptions) {}
+
+  /**
+   * Runs `work` on one connection. A connection whose work failed with a transient error (lost,
+   * timed out) is closed instead of going back to the pool, so the next caller gets a fresh one.
+   */
+  async withSession<T>(work: (session: OdbcSession) => Promise<T>): Promise<T> {
+    const session = await this.acquire();
+    try {
+      const result = await work(session);
+      this.release(session, true);
+      return result;
+    } catch (err) {
+      this.release(session, !classifyDbError(err).transient);
+      throw err;
+    }
+  }
+
+  /** Closes idle connections now; connections in use close when their work ends. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.waiting.splice(0).forEach((wake) => wake());
+    await Promise.all(this.idle.splice(0).map((session) => session.dispose()));
+  }
+
+  private async acquire(): Promise<OdbcSession> {
+    for (;;) {
+      if (this.closed) throw new Error('connection pool is closed');
+      const session = this.idle.pop();
+      if (session) return session;
+      if (this.size < this.options.maxSize) return this.openSession();
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+  }
+
+  private async openSession(): Promise<OdbcSession> {
+    this.size++;
+    try {
+      const session = new OdbcSession(await connectOdbc(this.options), this.options.queryTimeoutSeconds);
+      if (this.options.sessionSetup) {
+        await session.connection.query(this.options.sessionSetup).catch(async (err) => {
+          await session.dispose();
+          throw err;
+        });
+      }
+      return session;
+    } catch (err) {
+      this.size--;
+      this.waiting.shift()?.();
+      throw err;
+    }
+  }
+
+  private release(session: OdbcSession, healthy: boolean): void {
+    if (healthy && !this.closed) {
+      this.idle.push(session);
+    } else {
+      this.size--;
+      void session.dispose();
+    }
+    this.waiting.shift()?.();
+  }
+}
+
+/** The DRIVER attribute of a connection string (`PostgreSQL Unicode`), if it names one. */
+export function driverNameOf(connectionString: string): string | undefined {
+  const match = /(?:^|;)\s*DRIVER\s*=\s*(\{[^}]*\}|[^;]*)/i.exec(connectionString);
+  return match?.[1].replace(/^\{|\}$/g, '').trim() || undefined;
+}
+
+const CONNECTION_VALUE = String.raw`(\{(?:[^}]|\}\})*\}|[^;]*)`;
+
+function withoutAttributes(connectionString: string, names: string[]): string {
+  const attribute = new RegExp(String.raw`(^|;)\s*(?:${names.join('|')})\s*=\s*${CONNECTION_VALUE}`, 'gi');
+  return connectionString.replace(attribute, '').replace(/^\s*;/, '');
+}
+
+/** Braces let a value hold `;` (`PWD={a;b}`); a `}` inside is doubled. */
+function connectionValue(value: string): string {
+  return /[;{}]|^\s|\s$/.test(value) ? `{${value.replace(/\}/g, '}}')}}` : value;
+}
+
+function withAttribute(connectionString: string, name: string, value: string): string {
+  const base = connectionString.trim().replace(/;+$/, '');
+  return `${base}${base ? ';' : ''}${name}=${connectionValue(value)}`;
+}
+
+/** Sets UID/PWD from separately stored credentials, replacing any in the string. */
+export function withCredentials(connectionString: string, user?: string, password?: string): string {
+  let result = connectionString;
+  if (user) result = withAttribute(withoutAttributes(result, ['UID', 'USER', 'USERNAME']), 'UID', user);
+  if (password) result = withAttribute(withoutAttributes(result, ['PWD', 'PASSWORD']), 'PWD', password);
+  return result;
+}

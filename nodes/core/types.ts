@@ -1,0 +1,149 @@
+import type { ConflictPolicy } from './conflict';
+
+// Shared vocabulary of the EXS core. Nothing in nodes/core may import Node-RED:
+// the nodes, the importer, the CLI and the tests all build on these plain types.
+
+export const CONFLICT_RULES = ['HMS_WINS', 'LAST_WRITE_WINS'] as const;
+export type ConflictRule = (typeof CONFLICT_RULES)[number];
+
+export const SCHEDULES = ['realtime', 'hourly', 'nightly'] as const;
+export type Schedule = (typeof SCHEDULES)[number];
+
+/** 1-based line and column, as editors and compilers print them. */
+export interface Position {
+  line: number;
+  col: number;
+}
+
+export interface Diagnostic extends Position {
+  file: string;
+  severity: 'error' | 'warning';
+  message: string;
+}
+
+/** `FILE:LINE:COL: message`, the form people paste into search and editors jump to. */
+export function formatDiagnostic(d: Diagnostic): string {
+  return `${d.file}:${d.line}:${d.col}: ${d.severity === 'warning' ? 'warning: ' : ''}${d.message}`;
+}
+
+/** One step of a mapping line's pipeline, e.g. `pad(8)` -> { name: 'pad', args: ['8'] }. */
+export interface Transform {
+  name: string;
+  args: string[];
+}
+
+/** `HMS:status -> COBOL:PERMIT_STAT | upper`: event field -> destination column, with transforms. */
+export interface MappingRule {
+  /** Event field path, without the side prefix (`status`, `applicant.name`). */
+  source: string;
+  /** Destination column as the contract spells it (`PERMIT_STAT`). */
+  target: string;
+  transforms: Transform[];
+}
+
+/** `key: HMS:permit_id -> COBOL:PERMIT_ID`: the field that identifies the record and its key column. */
+export interface KeyRule {
+  source: string;
+  target: string;
+}
+
+export interface RetryPolicy {
+  max_attempts: number;
+  backoff_seconds: number;
+}
+
+/** A validated sync contract, with every default filled in and `${ENV}` substituted. */
+export interface Contract {
+  id: string;
+  source_topic: string;
+  destination: string;
+  connector: string;
+  mapping: MappingRule[];
+  schedule: Schedule;
+  conflict_rule: ConflictRule;
+  retry_policy: RetryPolicy;
+  table?: string;
+  key?: KeyRule;
+  broker: string;
+  mqtt_topic: string;
+  dead_letter: string;
+  changelog: string;
+}
+
+/**
+ * What a destination reports back for one record: written, already equal, or kept as it
+ * was because the conflict rule decided the destination wins.
+ */
+export type ApplyOutcome = 'applied' | 'unchanged' | 'skipped';
+
+/** Every way an event can end; each one lands in the change log. */
+export type SettledOutcome = ApplyOutcome | 'dead_letter' | 'failed';
+
+/** A mapped record ready for a connector: key value plus the destination columns. */
+export interface MappedRecord {
+  keyColumn: string;
+  keyValue: unknown;
+  /** Destination column -> value, including the key column. */
+  row: Record<string, unknown>;
+}
+
+export interface ApplyResult {
+  outcome: ApplyOutcome;
+  /** Row as it was before the write, where the destination can tell. */
+  before?: Record<string, unknown> | null;
+  after: Record<string, unknown>;
+  /** Why the conflict law wrote or kept the row. */
+  reason?: string;
+}
+
+/**
+ * The seam a developer implements to add a destination. A connector validates its
+ * target at `open()` (deploy time), so a missing table is an error once, not per event.
+ */
+export interface SyncConnector {
+  readonly kind: string;
+  open(): Promise<void>;
+  /** Writes the record unless `policy` decides the destination's row wins. */
+  apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult>;
+  close(): Promise<void>;
+  /** Short text for the node status and `exs run` logs, e.g. `postgresql test.permit_table`. */
+  describe(): string;
+}
+
+/** The envelope every EXS message carries in `msg.exs` from queue to change log. */
+export interface ExsEnvelope {
+  job: string;
+  seq: number;
+  attempt: number;
+  /** ms since epoch when the event reached EXS; latency is measured from here. */
+  receivedAt: number;
+  topic?: string;
+  key?: unknown;
+  record?: MappedRecord;
+  /** The conflict law the connector applies, set by the conflict resolver. */
+  conflict?: ConflictPolicy;
+  result?: ApplyResult;
+  outcome?: SettledOutcome;
+  error?: string;
+  /** Raw text of the event when it could not be parsed, so a dead letter keeps the original. */
+  raw?: string;
+}
+
+/** One line of the change log: what happened to one event. */
+export interface ChangeLogEntry {
+  time: string;
+  job: string;
+  seq: number;
+  key: unknown;
+  outcome: SettledOutcome;
+  /** `OK` when the destination row now holds the event, the seed's field. */
+  dest_row: 'OK' | 'UNCHANGED' | 'KEPT' | 'FAILED' | 'REJECTED';
+  before?: Record<string, unknown> | null;
+  after?: Record<string, unknown>;
+  event?: unknown;
+  attempts: number;
+  latency_ms: number;
+  /** Why the conflict law wrote or kept the row. */
+  reason?: string;
+  error?: string;
+}

@@ -1,0 +1,61 @@
+// exs-mapper: HMS event -> destination row. The mapping is parsed once at deploy; a broken
+// mapping is reported then, and an event the mapping cannot take goes to the dead-letter
+// output with the reason (missing key, wrong type, unknown value).
+import { compileMapping, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
+import type { ExsEnvelope, KeyRule, MappingRule } from '../core/types';
+import { jobOf } from '../shared/job-node';
+import type { JobNodeConfig, RED, RedNode } from '../shared/red';
+
+interface MapperConfig extends JobNodeConfig {
+  /** One `HMS:field -> COBOL:COLUMN | transform` rule per line. */
+  mapping: string;
+  key: string;
+}
+
+/** The event field whose column LAST_WRITE_WINS compares. */
+const SOURCE_TIMESTAMP_FIELD = 'updated_at';
+
+function compile(config: MapperConfig): { rules: MappingRule[]; key: KeyRule } {
+  const lines = String(config.mapping ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+  const { rules, errors } = parseMapping(lines);
+  if (errors.length > 0) throw new Error(`mapping: ${errors.map((e: { message: string }) => e.message).join('; ')}`);
+  if (!config.key) throw new Error('key is required, e.g. HMS:permit_id -> COBOL:PERMIT_ID');
+  return { rules, key: parseKeyRule(config.key) };
+}
+
+export = function registerExsMapper(RED: RED) {
+  function ExsMapper(this: RedNode, config: MapperConfig) {
+    RED.nodes.createNode(this, config);
+    const job = jobOf(RED, this, config.job);
+    if (!job) return;
+    let compiled: { rules: MappingRule[]; key: KeyRule };
+    try {
+      compiled = compile(config);
+    } catch (err) {
+      this.status({ fill: 'red', shape: 'ring', text: 'bad mapping' });
+      this.error((err as Error).message);
+      return;
+    }
+    const { rules, key } = compiled;
+    const mapEvent = compileMapping(rules, key);
+    job.declareSchema({
+      keyColumn: key.target,
+      columns: rules.map((r) => r.target),
+      timestampColumn: rules.find((r) => r.source === SOURCE_TIMESTAMP_FIELD)?.target,
+    });
+    this.status({ fill: 'green', shape: 'dot', text: `${rules.length} fields` });
+
+    this.on('input', (msg, send, done) => {
+      const envelope = msg.exs as ExsEnvelope;
+      try {
+        const record = mapEvent(msg.payload);
+        send([{ ...msg, exs: { ...envelope, key: record.keyValue, record } }, null]);
+      } catch (err) {
+        if (!(err instanceof MappingError)) return done(err as Error);
+        send([null, { ...msg, exs: { ...envelope, outcome: 'dead_letter', error: (err as Error).message } }]);
+      }
+      done();
+    });
+  }
+  RED.nodes.registerType('exs-mapper', ExsMapper);
+};

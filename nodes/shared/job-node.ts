@@ -1,0 +1,63 @@
+// How EXS nodes reach their job: every flow node names an exs-job config node, whose
+// SyncJob carries sequence numbers, acknowledgements and the change log.
+import * as path from 'node:path';
+import * as os from 'node:os';
+import type { JobSettings, SyncJob } from '../core/sync-job';
+import type { ConflictRule, Schedule } from '../core/types';
+import type { RED, RedNode } from './red';
+
+export interface ExsJobConfig {
+  id: string;
+  name?: string;
+  jobId: string;
+  source_topic: string;
+  destination: string;
+  schedule: Schedule;
+  conflict_rule: ConflictRule;
+  max_attempts: number | string;
+  backoff_seconds: number | string;
+  dead_letter?: string;
+  changelog?: string;
+}
+
+export interface ExsJobNode extends RedNode {
+  job: SyncJob;
+}
+
+/** Where EXS keeps its durable files: EXS_DATA_DIR, else `<userDir>/exs`. */
+export function exsDataDir(red: RED): string {
+  if (process.env.EXS_DATA_DIR) return process.env.EXS_DATA_DIR;
+  return path.join(red.settings.userDir ?? path.join(os.homedir(), '.node-red'), 'exs');
+}
+
+export function jobSettingsFromConfig(config: ExsJobConfig): JobSettings {
+  const id = config.jobId || config.name || config.id;
+  const backoff = Number(config.backoff_seconds);
+  return {
+    id,
+    source_topic: config.source_topic,
+    destination: config.destination,
+    schedule: config.schedule || 'realtime',
+    conflict_rule: config.conflict_rule || 'HMS_WINS',
+    retry_policy: {
+      max_attempts: Number(config.max_attempts) || 5,
+      backoff_seconds: Number.isFinite(backoff) && config.backoff_seconds !== '' ? backoff : 30,
+    },
+    dead_letter: config.dead_letter || `exs/${id}/dead_letter`,
+    changelog: config.changelog || 'exs/changelog',
+  };
+}
+
+/**
+ * The SyncJob a flow node belongs to. A node without a job cannot do anything useful, so
+ * it reports that once on its status and in the log instead of failing per message.
+ */
+export function jobOf(red: RED, node: RedNode, jobConfigId: string | undefined): SyncJob | undefined {
+  const jobNode = jobConfigId ? (red.nodes.getNode(jobConfigId) as ExsJobNode | null) : null;
+  if (!jobNode?.job) {
+    node.status({ fill: 'red', shape: 'ring', text: 'no job' });
+    node.error(`${node.type} needs an exs-job configuration`);
+    return undefined;
+  }
+  return jobNode.job;
+}

