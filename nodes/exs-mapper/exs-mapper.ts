@@ -12,6 +12,13 @@ interface MapperConfig extends JobNodeConfig {
   key: string;
 }
 
+/** The record's key when the event names one, so a rejected event is still findable in the log. */
+function keyIfPresent(event: unknown, key: KeyRule): unknown {
+  if (!event || typeof event !== 'object' || !Object.prototype.hasOwnProperty.call(event, key.source)) return undefined;
+  const value = (event as Record<string, unknown>)[key.source];
+  return typeof value === 'string' || typeof value === 'number' ? value : undefined;
+}
+
 /** The event field whose column LAST_WRITE_WINS compares. */
 const SOURCE_TIMESTAMP_FIELD = 'updated_at';
 
@@ -52,7 +59,7 @@ export = function registerExsMapper(RED: RED) {
         send([{ ...msg, exs: { ...envelope, key: record.keyValue, record } }, null]);
       } catch (err) {
         if (!(err instanceof MappingError)) return done(err as Error);
-        send([null, { ...msg, exs: { ...envelope, outcome: 'dead_letter', error: (err as Error).message } }]);
+        send([null, { ...msg, exs: { ...envelope, key: keyIfPresent(msg.payload, key), outcome: 'dead_letter', error: (err as Error).message } }]);
       }
       done();
     });
