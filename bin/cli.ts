@@ -236,7 +236,7 @@ async function commandRun(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 function formatEntry(e: ChangeLogEntry): string {
-  const key = typeof e.key === 'string' ? e.key : JSON.stringify(e.key);
+  const key = e.key === null || e.key === undefined ? '-' : typeof e.key === 'string' ? e.key : JSON.stringify(e.key);
   const detail = e.error ? `  ${e.error}` : e.after ? `  ${JSON.stringify(e.after)}` : '';
   return `${e.time}  #${e.seq}  ${key}  ${e.outcome} (${e.dest_row})  ${e.latency_ms} ms  attempts ${e.attempts}${detail}`;
 }

@@ -53,7 +53,7 @@ async function createMainframeTable(dbFile: string): Promise<void> {
   }
   try {
     await connection.query(
-      'CREATE TABLE IF NOT EXISTS PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(16), LAST_CHG_TS VARCHAR(32))',
+      'CREATE TABLE IF NOT EXISTS PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(16), LAST_CHG_TS TIMESTAMP)',
     );
   } finally {
     await connection.close();
