@@ -4,8 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { exportContracts } from '../flows/export';
 import { mergeFlows, type FlowNode } from '../flows/flow-types';
-import { importContractText, literalCredentialWarning } from '../flows/import';
+import { importContractText, KEEP_REFERENCES_ENV, literalCredentialWarning } from '../flows/import';
 import { parseContract } from '../nodes/core/contract/load';
+import { didYouMean } from '../nodes/core/did-you-mean';
 import { formatDiagnostic, type ChangeLogEntry, type Diagnostic } from '../nodes/core/types';
 import { startRuntime } from './embedded-runtime';
 
@@ -19,6 +20,25 @@ interface ParsedArgs {
 /** Flags that take a value; everything else starting with `-` is a switch. */
 const VALUE_FLAGS = new Set(['-o', '--output', '--port', '--user-dir', '--last', '--url', '--token', '--settings', '--host']);
 
+/** Each command's flags besides --help: a misspelt flag is an error, not silently ignored. */
+const COMMAND_FLAGS: Record<string, string[]> = {
+  validate: ['--keep-env-references'],
+  import: ['-o', '--output', '--with-credentials'],
+  export: ['-o', '--output'],
+  run: ['--port', '--host', '--user-dir', '--no-editor', '--settings'],
+  log: ['--last', '--url', '--token', '--json'],
+  demo: ['--port', '--user-dir'],
+};
+
+function checkFlags(command: string, args: ParsedArgs): void {
+  const allowed = COMMAND_FLAGS[command] ?? [];
+  for (const flag of Object.keys(args.options)) {
+    if (!allowed.includes(flag)) {
+      throw new UsageError(`exs ${command}: unknown option '${flag}'${didYouMean(flag, allowed)}\n\n${HELP[command]}`);
+    }
+  }
+}
+
 function parseArgs(argv: string[]): ParsedArgs {
   const positional: string[] = [];
   const options: Record<string, string | boolean> = {};
@@ -29,7 +49,10 @@ function parseArgs(argv: string[]): ParsedArgs {
       break;
     }
     if (arg.startsWith('-') && arg !== '-') {
-      const [flag, inline] = arg.split('=', 2);
+      // Split at the first '=' only: `--url=http://host/?a=b` keeps its whole value.
+      const equals = arg.indexOf('=');
+      const flag = equals < 0 ? arg : arg.slice(0, equals);
+      const inline = equals < 0 ? undefined : arg.slice(equals + 1);
       if (VALUE_FLAGS.has(flag)) {
         const value = inline ?? argv[++i];
         if (value === undefined) throw new UsageError(`${flag} needs a value`);
@@ -117,6 +140,24 @@ function readContract(file: string): string {
   }
 }
 
+/** A Node-RED flow file (a JSON array of nodes), with errors for people. */
+function readFlowFile(file: string): FlowNode[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  let flow: unknown;
+  try {
+    flow = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${file}: not a Node-RED flow file (invalid JSON: ${(err as Error).message})`);
+  }
+  if (!Array.isArray(flow)) throw new UsageError(`${file}: not a Node-RED flow file (expected a JSON array of nodes)`);
+  return flow as FlowNode[];
+}
+
 function report(diagnostics: Diagnostic[], io: Io): boolean {
   for (const d of diagnostics) io.err(formatDiagnostic(d));
   return diagnostics.every((d) => d.severity !== 'error');
@@ -147,8 +188,9 @@ function commandValidate(args: ParsedArgs, io: Io): number {
   needFiles(args.positional, 'validate');
   let allValid = true;
   for (const file of args.positional) {
-    const env = args.options['--keep-env-references'] ? new Proxy({}, { get: (_t, n) => `\${${String(n)}}` }) : process.env;
-    const { diagnostics } = parseContract(readContract(file), file, env as NodeJS.ProcessEnv);
+    // The importer's environment: references stay as written, the broker default still applies.
+    const env = args.options['--keep-env-references'] ? KEEP_REFERENCES_ENV : process.env;
+    const { diagnostics } = parseContract(readContract(file), file, env);
     const valid = report(diagnostics, io);
     io.out(`${file}: ${valid ? 'valid' : 'invalid'}`);
     allValid &&= valid;
@@ -164,7 +206,7 @@ function commandImport(args: ParsedArgs, io: Io): number {
     io.out(JSON.stringify(nodes, null, 2));
     return 0;
   }
-  const existing: FlowNode[] = fs.existsSync(output) ? JSON.parse(fs.readFileSync(output, 'utf8')) : [];
+  const existing: FlowNode[] = fs.existsSync(output) ? readFlowFile(output) : [];
   fs.writeFileSync(output, JSON.stringify(mergeFlows(existing, nodes), null, 2) + '\n');
   io.err(`${output}: ${args.positional.length} contract(s) imported`);
   return 0;
@@ -173,8 +215,13 @@ function commandImport(args: ParsedArgs, io: Io): number {
 function commandExport(args: ParsedArgs, io: Io): number {
   const [flowFile] = args.positional;
   if (!flowFile) throw new UsageError(`exs export: name a flow file\n\n${HELP.export}`);
-  const flow = JSON.parse(fs.readFileSync(flowFile, 'utf8')) as FlowNode[];
-  const contracts = exportContracts(Array.isArray(flow) ? flow : []);
+  let contracts: ReturnType<typeof exportContracts>;
+  try {
+    contracts = exportContracts(readFlowFile(flowFile));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`${flowFile}: ${(err as Error).message}`);
+  }
   if (contracts.length === 0) throw new UsageError(`${flowFile}: no EXS job in this flow`);
   const outDir = (args.options['-o'] ?? args.options['--output']) as string | undefined;
   if (outDir) {
@@ -255,7 +302,13 @@ async function commandLog(args: ParsedArgs, io: Io): Promise<number> {
     throw new UsageError(`cannot reach ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
   }
   if (!response.ok) throw new UsageError(`${url}: HTTP ${response.status} ${await response.text()}`);
-  const entries = (await response.json()) as ChangeLogEntry[];
+  let entries: ChangeLogEntry[];
+  try {
+    entries = (await response.json()) as ChangeLogEntry[];
+  } catch {
+    throw new UsageError(`${url}: the answer is not an EXS change log (is ${base} the Node-RED admin URL?)`);
+  }
+  if (!Array.isArray(entries)) throw new UsageError(`${url}: the answer is not an EXS change log (is ${base} the Node-RED admin URL?)`);
   if (args.options['--json']) io.out(JSON.stringify(entries, null, 2));
   else if (entries.length === 0) io.out(`no change-log entries for ${jobId}`);
   else for (const entry of entries) io.out(formatEntry(entry));
@@ -288,6 +341,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.out(HELP[command]);
       return 0;
     }
+    checkFlags(command, args);
     return await run(args, io);
   } catch (err) {
     io.err(err instanceof UsageError ? err.message : `exs ${command}: ${(err as Error).stack ?? err}`);
