@@ -1,0 +1,264 @@
+// Takes a job's events from its journal and hands them to the flow, a bounded window at a
+// time, so the backlog stays on disk however long it grows. Decides what happens after a
+// failure: a destination that is down pauses the job and retries the same event until it
+// is back (no attempts burned); a data failure is retried with backoff up to max_attempts
+// and then dead-lettered. Held schedules flush on time, writing only the newest event of
+// each record.
+import { EventEmitter } from 'node:events';
+import type { RetryPolicy } from '../types';
+import { retryDelayMs } from './backoff';
+import { parseCron, isRealtime, type CronSchedule } from './schedule';
+
+export interface JournalRecord {
+  seq: number;
+  receivedAt: number;
+  topic: string;
+  payload: Buffer;
+}
+
+/** What the dispatcher needs of a journal (nodes/core/journal/sync-journal.ts). */
+export interface DispatchJournal {
+  readUnsettled(afterSeq: number, limit: number): Promise<JournalRecord[]>;
+  settle(seq: number): void;
+  readonly lowWater: number;
+  readonly lastSeq: number;
+  pendingCount(): number;
+}
+
+export interface Delivery {
+  record: JournalRecord;
+  attempt: number;
+}
+
+export type FailureKind = 'transient' | 'data';
+
+export interface DispatcherOptions {
+  retry: RetryPolicy;
+  /** `realtime`, `hourly`, `nightly` or a cron expression. */
+  schedule: string;
+  /** Most events in the flow at once. */
+  window?: number;
+  maxBackoffSeconds?: number;
+  /** The record key of an event, for coalescing held events; undefined = never coalesced. */
+  keyOf?: (record: JournalRecord) => string | undefined;
+  random?: () => number;
+}
+
+export interface DispatcherState {
+  /** Appended and not yet settled, on disk or in flight. */
+  depth: number;
+  inFlight: number;
+  retrying: number;
+  paused: boolean;
+  /** ms since epoch of the next scheduled flush, for held schedules. */
+  nextFlush?: number;
+}
+
+interface InFlight {
+  record: JournalRecord;
+  attempt: number;
+  /** Consecutive transient failures: they pace the retries but are not attempts. */
+  outages: number;
+  timer?: NodeJS.Timeout;
+}
+
+const DEFAULT_WINDOW = 256;
+
+export class SyncDispatcher extends EventEmitter {
+  private readonly inFlight = new Map<number, InFlight>();
+  /** Every seq <= cursor has been handed out (or was settled before). */
+  private cursor: number;
+  private pumping = false;
+  private paused = false;
+  private stopped = false;
+  private readonly window: number;
+  private readonly cron?: CronSchedule;
+  private flushTimer?: NodeJS.Timeout;
+  private nextFlush?: number;
+  /** During a held flush: deliver events up to this seq, then hold again. */
+  private flushLimit = 0;
+  /** During a held flush: each record's newest seq; older events of a record are superseded. */
+  private newestOfRecord?: Map<string, number>;
+  private flushing?: Promise<void>;
+
+  constructor(
+    private readonly journal: DispatchJournal,
+    private readonly deliver: (delivery: Delivery) => void,
+    private readonly options: DispatcherOptions,
+  ) {
+    super();
+    this.window = options.window ?? DEFAULT_WINDOW;
+    this.cursor = journal.lowWater;
+    if (!isRealtime(options.schedule)) this.cron = parseCron(options.schedule);
+  }
+
+  start(): void {
+    if (this.cron) this.armFlush();
+    else this.flushLimit = Number.POSITIVE_INFINITY;
+    this.pump();
+  }
+
+  /** New records were appended to the journal. */
+  notify(): void {
+    this.emitState();
+    this.pump();
+  }
+
+  /** The event has a durable change-log entry: it is done, whatever its outcome. */
+  settled(seq: number, succeeded: boolean): void {
+    const entry = this.inFlight.get(seq);
+    if (entry?.timer) clearTimeout(entry.timer);
+    this.inFlight.delete(seq);
+    this.journal.settle(seq);
+    // A write that went through means the destination is back.
+    if (succeeded && this.paused) {
+      this.paused = false;
+      this.emit('resumed');
+    }
+    this.emitState();
+    this.pump();
+  }
+
+  /**
+   * The event failed. Returns `retry` when it will be delivered again, or `dead_letter`
+   * when its attempts are spent (the caller records it; that settles it).
+   */
+  failed(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
+    const entry = this.inFlight.get(seq);
+    if (!entry) return 'dead_letter';
+    let delay: number;
+    if (kind === 'transient') {
+      entry.outages += 1;
+      if (!this.paused) {
+        this.paused = true;
+        this.emit('paused');
+      }
+      delay = retryDelayMs(entry.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
+    } else {
+      if (entry.attempt >= this.options.retry.max_attempts) return 'dead_letter';
+      entry.attempt += 1;
+      delay = retryDelayMs(entry.attempt - 1, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
+    }
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (this.stopped || !this.inFlight.has(seq)) return;
+      this.deliver({ record: entry.record, attempt: entry.attempt });
+    }, delay);
+    entry.timer.unref?.();
+    this.emitState();
+    return 'retry';
+  }
+
+  /** Applies held events now (also what a schedule does when its time comes). */
+  flush(): Promise<void> {
+    this.flushing ??= this.runFlush().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  state(): DispatcherState {
+    let retrying = 0;
+    for (const entry of this.inFlight.values()) if (entry.timer) retrying += 1;
+    return { depth: this.journal.pendingCount(), inFlight: this.inFlight.size, retrying, paused: this.paused, nextFlush: this.nextFlush };
+  }
+
+  /** Stops handing out events; what is in flight stays unsettled in the journal for next time. */
+  stop(): void {
+    this.stopped = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    for (const entry of this.inFlight.values()) if (entry.timer) clearTimeout(entry.timer);
+    this.inFlight.clear();
+    this.removeAllListeners();
+  }
+
+  private emitState(): void {
+    this.emit('state', this.state());
+  }
+
+  private pump(): void {
+    if (this.pumping || this.stopped) return;
+    this.pumping = true;
+    void this.pumpLoop()
+      .catch((err) => this.emit('error', err))
+      .finally(() => {
+        this.pumping = false;
+      });
+  }
+
+  private async pumpLoop(): Promise<void> {
+    while (!this.stopped && !this.paused && this.inFlight.size < this.window && this.cursor < Math.min(this.flushLimit, this.journal.lastSeq)) {
+      const records = await this.journal.readUnsettled(this.cursor, this.window - this.inFlight.size);
+      if (records.length === 0) {
+        this.cursor = this.journal.lastSeq;
+        break;
+      }
+      for (const record of records) {
+        if (this.stopped || record.seq > this.flushLimit) return;
+        this.cursor = record.seq;
+        if (this.inFlight.has(record.seq)) continue;
+        const newest = this.newestSeqOf(record);
+        if (newest !== undefined && newest !== record.seq) {
+          // Settled in order as the flush passes, so the journal's low-water mark keeps up.
+          this.journal.settle(record.seq);
+          this.emit('superseded', record, newest);
+          continue;
+        }
+        this.inFlight.set(record.seq, { record, attempt: 1, outages: 0 });
+        this.deliver({ record, attempt: 1 });
+      }
+      if (this.newestOfRecord && this.cursor >= this.flushLimit) this.newestOfRecord = undefined;
+      this.emitState();
+    }
+  }
+
+  private newestSeqOf(record: JournalRecord): number | undefined {
+    if (!this.newestOfRecord || !this.options.keyOf) return undefined;
+    const key = this.options.keyOf(record);
+    return key === undefined ? undefined : this.newestOfRecord.get(key);
+  }
+
+  private armFlush(): void {
+    if (!this.cron || this.stopped) return;
+    const next = this.cron.nextRun(new Date());
+    this.nextFlush = next.getTime();
+    // setTimeout cannot wait longer than ~24.8 days; re-arm in steps.
+    const wait = Math.min(next.getTime() - Date.now(), 2 ** 31 - 1);
+    this.flushTimer = setTimeout(() => {
+      if (Date.now() >= next.getTime()) void this.flush();
+      this.armFlush();
+    }, Math.max(0, wait));
+    this.flushTimer.unref?.();
+    this.emitState();
+  }
+
+  /**
+   * Finds each record's newest held event (keys only, so memory grows with the number of
+   * records, not events); the pump then writes those and settles the older ones as superseded.
+   */
+  private async runFlush(): Promise<void> {
+    const limit = this.journal.lastSeq;
+    const keyOf = this.options.keyOf;
+    if (keyOf) {
+      const newest = new Map<string, number>();
+      await this.scan(limit, (record) => {
+        const key = keyOf(record);
+        if (key !== undefined) newest.set(key, record.seq);
+      });
+      this.newestOfRecord = newest;
+    }
+    this.flushLimit = Math.max(this.flushLimit, limit);
+    this.pump();
+  }
+
+  private async scan(limit: number, visit: (record: JournalRecord) => void): Promise<void> {
+    let after = this.journal.lowWater;
+    for (;;) {
+      const page = await this.journal.readUnsettled(after, 1000);
+      for (const record of page) {
+        if (record.seq > limit) return;
+        visit(record);
+        after = record.seq;
+      }
+      if (page.length === 0) return;
+    }
+  }
+}
