@@ -20,6 +20,13 @@ export function timeValue(value: unknown): number | undefined {
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? undefined : value.getTime();
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   const text = String(value).trim();
+  // Compact legacy stamps such as YYYYMMDD, YYYYMMDDHHmm, YYYYMMDDHHmmss[fraction], written in UTC.
+  const compact = /^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(?:(\d{2})(\d{1,6})?)?)?$/.exec(text);
+  if (compact) {
+    const [, y, mo, d, h = '00', mi = '00', sec = '00', fraction = '0'] = compact;
+    const parsed = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${sec}.${fraction.padEnd(3, '0').slice(0, 3)}Z`);
+    return Number.isNaN(parsed) ? undefined : parsed;
+  }
   // Destination text like `2026-03-01 10:00:00.123456` has no zone: EXS writes UTC.
   const iso = /^\d{4}-\d{2}-\d{2} \d/.test(text) && !/[zZ]|[+-]\d{2}:?\d{2}$/.test(text) ? text.replace(' ', 'T') + 'Z' : text;
   const parsed = Date.parse(iso);

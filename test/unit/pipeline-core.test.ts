@@ -53,6 +53,12 @@ describe('resolveConflict', () => {
     assert.equal(timeValue('2026-01-01 10:00:00.250000'), Date.parse('2026-01-01T10:00:00.250Z'));
     assert.equal(timeValue('not a time'), undefined);
   });
+  it('reads compact legacy stamps (YYYYMMDD[HHmm[ss]]) as UTC', () => {
+    assert.equal(timeValue('20260301100000'), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue('202603011000'), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue('20260301'), Date.parse('2026-03-01T00:00:00Z'));
+    assert.equal(resolveConflict(lww, { TS: '20260301100000' }, { TS: '20260301095959' }).write, false);
+  });
 });
 
 describe('substituteEnv', () => {
