@@ -10,6 +10,8 @@ function destinationRow(outcome: SettledOutcome, envelope: ExsEnvelope): ChangeL
       return 'UNCHANGED';
     case 'skipped':
       return 'KEPT';
+    case 'superseded':
+      return 'SUPERSEDED';
     default:
       // A record that was mapped but not written failed at the destination; one that never
       // got a record was rejected before it (not JSON, no key, wrong type).
@@ -18,7 +20,8 @@ function destinationRow(outcome: SettledOutcome, envelope: ExsEnvelope): ChangeL
 }
 
 export function buildChangeLogEntry(envelope: ExsEnvelope, event: unknown, now = Date.now()): ChangeLogEntry {
-  const outcome: SettledOutcome = envelope.outcome ?? (envelope.error ? 'failed' : 'applied');
+  // A message that reached the log without an outcome was not shown to be applied: never claim it was.
+  const outcome: SettledOutcome = envelope.outcome ?? 'failed';
   const entry: ChangeLogEntry = {
     time: new Date(now).toISOString(),
     job: envelope.job,

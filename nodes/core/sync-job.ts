@@ -1,16 +1,22 @@
-// The shared state of one sync job while it runs: sequence numbers, the events in flight
-// and their acknowledgements, the destination schema the mapper declares, and the change
-// log. The exs-job config node owns one; every node of the job talks through it, so the
-// acknowledgement travels back to the queue without hidden globals.
+// The shared state of one sync job while it runs: its journal (every accepted event, on
+// disk before it is acknowledged), the dispatcher that hands events to the flow, the change
+// log, the dead letters, and the destination schema the mapper declares. The exs-job config
+// node owns one; every node of the job talks through it, so acknowledgements and retries
+// travel back to the queue without hidden globals.
 import { EventEmitter } from 'node:events';
+import * as path from 'node:path';
 import { ChangeLogStore } from './changelog-store';
-import type { ConflictRule, RetryPolicy, Schedule, SettledOutcome } from './types';
+import { SyncJournal } from './journal/sync-journal';
+import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
+import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord } from './queue/dispatcher';
+import type { ChangeLogEntry, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 export interface JobSettings {
   id: string;
   source_topic: string;
   destination: string;
-  schedule: Schedule;
+  /** `realtime`, `hourly`, `nightly` or a cron expression. */
+  schedule: string;
   conflict_rule: ConflictRule;
   retry_policy: RetryPolicy;
   dead_letter: string;
@@ -20,6 +26,8 @@ export interface JobSettings {
 /** The destination columns a mapper writes, so the connector can check them at deploy. */
 export interface DestinationSchema {
   keyColumn: string;
+  /** The event field holding the record's key: what held schedules coalesce by. */
+  keyField?: string;
   columns: string[];
   /** Column fed by the event's `updated_at`: what LAST_WRITE_WINS compares. */
   timestampColumn?: string;
@@ -27,61 +35,136 @@ export interface DestinationSchema {
 
 export type JobCounters = Record<SettledOutcome, number>;
 
-type SettleListener = (outcome: SettledOutcome) => void;
+export interface JobState extends DispatcherState {
+  deadLetters: number;
+  counters: JobCounters;
+}
+
+/** Outcomes that show the destination took the write (or had it already). */
+const DESTINATION_REACHED: ReadonlySet<SettledOutcome> = new Set(['applied', 'unchanged', 'skipped']);
 
 export class SyncJob extends EventEmitter {
   readonly changeLog: ChangeLogStore;
-  readonly counters: JobCounters = { applied: 0, unchanged: 0, skipped: 0, dead_letter: 0, failed: 0 };
-  /** Resolves once the sequence counter continues from the change log's last entry. */
+  readonly deadLetters: DeadLetterStore;
+  readonly counters: JobCounters = { applied: 0, unchanged: 0, skipped: 0, superseded: 0, dead_letter: 0, failed: 0 };
+  /** Resolves once the journal is open and recovered. */
   readonly ready: Promise<void>;
-  private lastSeq = 0;
-  private readonly inFlight = new Map<number, SettleListener | undefined>();
+  private journal?: SyncJournal;
+  private dispatcher?: SyncDispatcher;
   private schema: DestinationSchema | undefined;
   private readonly schemaWaiters: Array<(schema: DestinationSchema) => void> = [];
+  private deadLetterCount = 0;
+  private closed = false;
 
   constructor(readonly settings: JobSettings, dataDir: string) {
     super();
+    this.setMaxListeners(50);
     this.changeLog = new ChangeLogStore(dataDir, settings.id);
-    this.ready = this.changeLog.tail(1).then(
-      ([last]) => {
-        if (last && Number.isFinite(last.seq)) this.lastSeq = Math.max(this.lastSeq, last.seq);
-      },
-      () => undefined,
-    );
+    const jobDir = path.dirname(this.changeLog.file);
+    const deadLetters = new DeadLetterStore(jobDir);
+    this.deadLetters = deadLetters;
+    this.ready = (async () => {
+      this.journal = await SyncJournal.open(path.join(jobDir, 'journal'));
+      this.deadLetterCount = await deadLetters.waiting();
+    })();
+    // Reported by whoever awaits `ready`; this keeps an early failure from being unhandled.
+    this.ready.catch(() => undefined);
   }
 
   get id(): string {
     return this.settings.id;
   }
 
-  nextSeq(): number {
-    this.lastSeq += 1;
-    return this.lastSeq;
+  /** Stores an event durably; resolves with its sequence number once it is on disk. */
+  async accept(topic: string, payload: Buffer, receivedAt = Date.now()): Promise<number> {
+    await this.ready;
+    if (this.closed || !this.journal) throw new Error(`job ${this.id} is closed`);
+    const seq = await this.journal.append(topic, payload, receivedAt);
+    this.dispatcher?.notify();
+    return seq;
   }
 
-  /** Registers an event as in flight; `onSettled` is its acknowledgement. */
-  track(seq: number, onSettled?: SettleListener): void {
-    this.inFlight.set(seq, onSettled);
-    this.emit('depth', this.inFlight.size);
+  /**
+   * Connects the job's queue node: from now on events are delivered to it from the journal,
+   * those left unsettled by an earlier run first. Returns the function that detaches it.
+   */
+  attachQueue(deliver: (delivery: Delivery) => void): () => void {
+    if (this.dispatcher) throw new Error(`job ${this.id} already has a sync queue`);
+    let detached = false;
+    void this.ready.then(() => {
+      if (detached || this.closed || !this.journal) return;
+      const dispatcher = new SyncDispatcher(this.journal, deliver, {
+        retry: this.settings.retry_policy,
+        schedule: this.settings.schedule,
+        keyOf: (record) => this.keyOf(record),
+      });
+      dispatcher.on('state', () => this.emit('state', this.state()));
+      dispatcher.on('paused', () => this.emit('paused'));
+      dispatcher.on('resumed', () => this.emit('resumed'));
+      dispatcher.on('superseded', (record: JournalRecord, newest: number) => void this.logSuperseded(record, newest));
+      dispatcher.on('error', (err: Error) => this.emit('error', err));
+      this.dispatcher = dispatcher;
+      dispatcher.start();
+    });
+    return () => {
+      detached = true;
+      this.dispatcher?.stop();
+      this.dispatcher = undefined;
+    };
   }
 
-  /** Called once the event's change-log entry is durable: acknowledges it to its source. */
+  /**
+   * Called once the event's change-log entry is durable: the event is done. Events of a
+   * dead letter are stored as letters first (see `recordDeadLetter`).
+   */
   settle(seq: number, outcome: SettledOutcome): void {
     this.counters[outcome] += 1;
-    const listener = this.inFlight.get(seq);
-    const known = this.inFlight.delete(seq);
-    if (known) listener?.(outcome);
+    this.dispatcher?.settled(seq, DESTINATION_REACHED.has(outcome));
     this.emit('settled', { seq, outcome });
-    this.emit('depth', this.inFlight.size);
+    this.emit('state', this.state());
   }
 
-  get depth(): number {
-    return this.inFlight.size;
+  /** An event failed: `retry` when it will come again, `dead_letter` when its attempts are spent. */
+  fail(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
+    return this.dispatcher?.failed(seq, kind) ?? 'dead_letter';
+  }
+
+  async recordDeadLetter(letter: DeadLetter): Promise<void> {
+    await this.deadLetters.add(letter);
+    this.deadLetterCount += 1;
+  }
+
+  /** Sends dead letters (all, or those ids) through the job again as new events. */
+  async replayDeadLetters(ids?: number[]): Promise<DeadLetter[]> {
+    const waiting = await this.deadLetters.list();
+    const chosen = ids ? waiting.filter((l) => ids.includes(l.id)) : waiting;
+    for (const letter of chosen) await this.accept(letter.topic ?? this.settings.source_topic, Buffer.from(letter.event, 'utf8'));
+    await this.deadLetters.markReplayed(chosen.map((l) => l.id));
+    this.deadLetterCount = await this.deadLetters.waiting();
+    this.emit('state', this.state());
+    return chosen;
+  }
+
+  /** Applies held events now (hourly, nightly and cron schedules). */
+  async flush(): Promise<void> {
+    await this.ready;
+    await this.dispatcher?.flush();
+  }
+
+  state(): JobState {
+    const base: DispatcherState = this.dispatcher?.state() ?? {
+      depth: this.journal?.pendingCount() ?? 0,
+      inFlight: 0,
+      retrying: 0,
+      paused: false,
+    };
+    return { ...base, deadLetters: this.deadLetterCount, counters: { ...this.counters } };
   }
 
   declareSchema(schema: DestinationSchema): void {
     this.schema = schema;
     for (const waiter of this.schemaWaiters.splice(0)) waiter(schema);
+    this.emit('schema', schema);
   }
 
   /** The mapper's schema, or undefined when no mapper declares one within `timeoutMs`. */
@@ -96,7 +179,43 @@ export class SyncJob extends EventEmitter {
     });
   }
 
+  private keyOf(record: JournalRecord): string | undefined {
+    const field = this.schema?.keyField;
+    if (!field) return undefined;
+    try {
+      const event = JSON.parse(record.payload.toString('utf8'));
+      const key = event && typeof event === 'object' && Object.prototype.hasOwnProperty.call(event, field) ? event[field] : undefined;
+      return typeof key === 'string' || typeof key === 'number' ? String(key) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A held event replaced by a newer one of the same record: it is recorded, not written. */
+  private async logSuperseded(record: JournalRecord, newest: number): Promise<void> {
+    const entry: ChangeLogEntry = {
+      time: new Date().toISOString(),
+      job: this.id,
+      seq: record.seq,
+      key: this.keyOf(record) ?? null,
+      outcome: 'superseded',
+      dest_row: 'SUPERSEDED',
+      attempts: 0,
+      latency_ms: Date.now() - record.receivedAt,
+      reason: `coalesced into event #${newest}`,
+    };
+    this.counters.superseded += 1;
+    await this.changeLog.append(entry).catch((err: Error) => this.emit('error', err));
+    this.emit('entry', entry);
+  }
+
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.dispatcher?.stop();
+    this.dispatcher = undefined;
+    await this.ready.catch(() => undefined);
+    await this.journal?.close();
     await this.changeLog.close();
     this.removeAllListeners();
   }

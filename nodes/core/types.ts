@@ -77,7 +77,7 @@ export interface Contract {
 export type ApplyOutcome = 'applied' | 'unchanged' | 'skipped';
 
 /** Every way an event can end; each one lands in the change log. */
-export type SettledOutcome = ApplyOutcome | 'dead_letter' | 'failed';
+export type SettledOutcome = ApplyOutcome | 'superseded' | 'dead_letter' | 'failed';
 
 /** A mapped record ready for a connector: key value plus the destination columns. */
 export interface MappedRecord {
@@ -137,7 +137,7 @@ export interface ChangeLogEntry {
   key: unknown;
   outcome: SettledOutcome;
   /** `OK` when the destination row now holds the event, the seed's field. */
-  dest_row: 'OK' | 'UNCHANGED' | 'KEPT' | 'FAILED' | 'REJECTED';
+  dest_row: 'OK' | 'UNCHANGED' | 'KEPT' | 'SUPERSEDED' | 'FAILED' | 'REJECTED';
   before?: Record<string, unknown> | null;
   after?: Record<string, unknown>;
   event?: unknown;

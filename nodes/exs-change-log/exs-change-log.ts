@@ -4,7 +4,7 @@
 // Also serves the log to `exs log` through GET /exs/jobs/:id/log.
 import { buildChangeLogEntry } from '../core/changelog-entry';
 import { changeLogPath, readChangeLogTail } from '../core/changelog-store';
-import type { ExsEnvelope } from '../core/types';
+import type { ChangeLogEntry, ExsEnvelope } from '../core/types';
 import { exsDataDir, jobOf } from '../shared/job-node';
 import type { JobNodeConfig, NodeMessage, RED, RedNode } from '../shared/red';
 
@@ -21,6 +21,13 @@ export = function registerExsChangeLog(RED: RED) {
       this.status({ fill: c.dead_letter > 0 ? 'yellow' : 'green', shape: 'dot', text: `ok ${c.applied + c.unchanged + c.skipped} · dlq ${c.dead_letter}` });
     };
     showCounts();
+    // Entries the job writes itself (held events coalesced into a newer one) are published too.
+    const publishJobEntry = (entry: ChangeLogEntry) => this.send([{ topic: job.settings.changelog, payload: entry }, null]);
+    job.on('entry', publishJobEntry);
+    this.on('close', (_removed, done) => {
+      job.removeListener('entry', publishJobEntry);
+      done();
+    });
 
     this.on('input', (msg, send, done) => {
       const envelope = msg.exs as ExsEnvelope | undefined;
@@ -28,21 +35,28 @@ export = function registerExsChangeLog(RED: RED) {
         return done(new Error('exs-change-log takes messages from an EXS job (msg.exs is missing)'));
       }
       const entry = buildChangeLogEntry(envelope, msg.payload);
-      job.changeLog.append(entry).then(
-        () => {
-          const published: NodeMessage = { topic: job.settings.changelog, payload: entry, exs: envelope };
-          const deadLetter: NodeMessage | null =
-            entry.outcome === 'dead_letter'
-              ? { topic: job.settings.dead_letter, payload: { job: job.id, seq: entry.seq, error: entry.error, attempts: entry.attempts, time: entry.time, event: entry.event }, exs: envelope }
-              : null;
-          send([published, deadLetter]);
-          job.settle(envelope.seq, entry.outcome);
-          showCounts();
-          done();
-        },
-        // Not settled: the event stays in flight, so nothing is acknowledged that was not logged.
-        (err: Error) => done(new Error(`change log write failed: ${err.message}`)),
-      );
+      const isDeadLetter = entry.outcome === 'dead_letter';
+      const letter = isDeadLetter
+        ? {
+            id: entry.seq, job: job.id, topic: envelope.topic, error: entry.error ?? 'unknown error', attempts: entry.attempts,
+            event: typeof entry.event === 'string' ? entry.event : JSON.stringify(entry.event ?? null),
+            firstReceivedAt: new Date(envelope.receivedAt).toISOString(), deadAt: entry.time,
+          }
+        : undefined;
+      (letter ? job.recordDeadLetter(letter) : Promise.resolve())
+        .then(() => job.changeLog.append(entry))
+        .then(
+          () => {
+            const published: NodeMessage = { topic: job.settings.changelog, payload: entry, exs: envelope };
+            const deadLetter: NodeMessage | null = letter ? { topic: job.settings.dead_letter, payload: letter, exs: envelope } : null;
+            send([published, deadLetter]);
+            job.settle(envelope.seq, entry.outcome);
+            showCounts();
+            done();
+          },
+          // Not settled: the event stays in the journal and comes again, so nothing is lost unlogged.
+          (err: Error) => done(new Error(`change log write failed: ${err.message}`)),
+        );
     });
   }
   RED.nodes.registerType('exs-change-log', ExsChangeLog);

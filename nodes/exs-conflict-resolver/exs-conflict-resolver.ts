@@ -3,7 +3,7 @@
 // so the rule travels with the message rather than being judged on a stale copy here.
 import type { ConflictPolicy } from '../core/conflict';
 import { CONFLICT_RULES, type ConflictRule, type ExsEnvelope } from '../core/types';
-import { jobOf } from '../shared/job-node';
+import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
 
 interface ResolverConfig extends JobNodeConfig {
@@ -20,8 +20,7 @@ export = function registerExsConflictResolver(RED: RED) {
     if (!job) return;
     const rule = config.rule || job.settings.conflict_rule;
     if (!CONFLICT_RULES.includes(rule)) {
-      this.status({ fill: 'red', shape: 'ring', text: 'bad rule' });
-      this.error(`conflict rule must be one of ${CONFLICT_RULES.join(', ')} (got '${rule}')`);
+      refuseInput(this, 'bad rule', `conflict rule must be one of ${CONFLICT_RULES.join(', ')} (got '${rule}')`);
       return;
     }
     let policy: ConflictPolicy = { rule, timestampColumn: config.timestamp_column || undefined };

@@ -3,7 +3,7 @@
 // output with the reason (missing key, wrong type, unknown value).
 import { compileMapping, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
 import type { ExsEnvelope, KeyRule, MappingRule } from '../core/types';
-import { jobOf } from '../shared/job-node';
+import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
 
 interface MapperConfig extends JobNodeConfig {
@@ -39,14 +39,14 @@ export = function registerExsMapper(RED: RED) {
     try {
       compiled = compile(config);
     } catch (err) {
-      this.status({ fill: 'red', shape: 'ring', text: 'bad mapping' });
-      this.error((err as Error).message);
+      refuseInput(this, 'bad mapping', (err as Error).message);
       return;
     }
     const { rules, key } = compiled;
     const mapEvent = compileMapping(rules, key);
     job.declareSchema({
       keyColumn: key.target,
+      keyField: key.source,
       columns: rules.map((r) => r.target),
       timestampColumn: rules.find((r) => r.source === SOURCE_TIMESTAMP_FIELD)?.target,
     });
@@ -59,7 +59,10 @@ export = function registerExsMapper(RED: RED) {
         send([{ ...msg, exs: { ...envelope, key: record.keyValue, record } }, null]);
       } catch (err) {
         if (!(err instanceof MappingError)) return done(err as Error);
-        send([null, { ...msg, exs: { ...envelope, key: keyIfPresent(msg.payload, key), outcome: 'dead_letter', error: (err as Error).message } }]);
+        // A mapping failure is a data failure: retried up to max_attempts, then dead-lettered.
+        if (job.fail(envelope.seq, 'data') === 'dead_letter') {
+          send([null, { ...msg, exs: { ...envelope, key: keyIfPresent(msg.payload, key), outcome: 'dead_letter', error: (err as Error).message } }]);
+        }
       }
       done();
     });

@@ -1,7 +1,9 @@
 // Everything a connector node does that does not depend on the destination: wait for the
-// mapper's schema, open the connector once at deploy (a missing table is reported there,
-// not per event), apply records, route failures to the dead-letter output, close on redeploy.
-// A developer adds a destination by implementing SyncConnector and calling this.
+// mapper's schema, open the connector at deploy (a missing table is reported there, not per
+// event) and again after an outage, keep each record's writes in arrival order, tell the job
+// whether a failure is transient (pause and retry) or about the data (retry, then dead
+// letter), and drain writes in flight before closing on redeploy. A developer adds a
+// destination by implementing SyncConnector and calling this.
 import type { DestinationSchema } from '../core/sync-job';
 import type { ExsEnvelope, SyncConnector } from '../core/types';
 import { jobOf } from './job-node';
@@ -9,6 +11,8 @@ import type { JobNodeConfig, NodeMessage, RED, RedNode } from './red';
 
 /** How long a connector waits at deploy for its job's mapper to declare the columns. */
 const SCHEMA_WAIT_MS = 5_000;
+/** Node-RED gives a closing node 15 s; writes in flight get most of it. */
+const DRAIN_MS = 10_000;
 
 export type ConnectorFactory = (schema: DestinationSchema | undefined) => SyncConnector;
 
@@ -16,74 +20,99 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Errors a connector marks transient (a DbError with `transient`, a lost connection). */
+function isTransient(err: unknown): boolean {
+  return Boolean((err as { transient?: boolean } | undefined)?.transient);
+}
+
+class DestinationNotReady extends Error {
+  readonly transient = true;
+}
+
 export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig, createConnector: ConnectorFactory): void {
   const job = jobOf(red, node, config.job);
   if (!job) return;
-  node.status({ fill: 'yellow', shape: 'ring', text: 'connecting' });
-  let connector: SyncConnector | undefined;
-  const opening: Promise<SyncConnector> = job.whenSchema(SCHEMA_WAIT_MS).then(async (schema) => {
-    connector = createConnector(schema);
-    await connector.open();
-    return connector;
-  });
-  opening.then(
-    (c) => node.status({ fill: 'green', shape: 'dot', text: c.describe().slice(0, 32) }),
-    (err) => {
-      node.status({ fill: 'red', shape: 'ring', text: 'not ready' });
-      node.error(`${job.id}: destination not ready: ${errorText(err)}`);
-    },
-  );
-  // Keep an unhandled rejection from reaching the process: the error is reported above.
-  opening.catch(() => undefined);
+  let closing = false;
+  let opening: Promise<SyncConnector> | undefined;
 
-  const toDeadLetter = (msg: NodeMessage, envelope: ExsEnvelope, error: string): Array<NodeMessage | null> => [
-    null,
-    { ...msg, exs: { ...envelope, outcome: 'dead_letter', error } },
-  ];
+  /** The open connector; a failed open is forgotten so the next write tries again. */
+  const connected = (): Promise<SyncConnector> => {
+    if (!opening) {
+      node.status({ fill: 'yellow', shape: 'ring', text: 'connecting' });
+      const attempt = job.whenSchema(SCHEMA_WAIT_MS).then(async (schema) => {
+        const connector = createConnector(schema);
+        try {
+          await connector.open();
+        } catch (err) {
+          await connector.close().catch(() => undefined);
+          throw err;
+        }
+        return connector;
+      });
+      opening = attempt;
+      attempt.then(
+        (c) => node.status({ fill: 'green', shape: 'dot', text: c.describe().slice(0, 32) }),
+        (err) => {
+          if (opening === attempt) opening = undefined;
+          node.status({ fill: 'red', shape: 'ring', text: 'not ready' });
+          node.error(`${job.id}: destination not ready: ${errorText(err)}`);
+        },
+      );
+    }
+    return opening;
+  };
+  connected().catch(() => undefined);
 
   // Events of one record are written in the order they arrived; different records in parallel.
+  // Keys are compared as lower-case text, as a case-insensitive collation would.
   const writesInFlight = new Map<string, Promise<void>>();
-  const inKeyOrder = (key: unknown, write: () => Promise<void>): void => {
-    const id = JSON.stringify(key);
-    const previous = writesInFlight.get(id) ?? Promise.resolve();
-    const next = previous.then(write);
+  const inRecordOrder = (key: unknown, write: () => Promise<void>): void => {
+    const id = String(key).toLowerCase();
+    const next = (writesInFlight.get(id) ?? Promise.resolve()).then(write);
     writesInFlight.set(id, next);
     void next.finally(() => {
       if (writesInFlight.get(id) === next) writesInFlight.delete(id);
     });
   };
 
+  const deadLetter = (msg: NodeMessage, envelope: ExsEnvelope, error: string): Array<NodeMessage | null> => [
+    null,
+    { ...msg, exs: { ...envelope, outcome: 'dead_letter', error } },
+  ];
+
   node.on('input', (msg, send, done) => {
     const envelope = msg.exs as ExsEnvelope;
     if (!envelope?.record) {
-      send(toDeadLetter(msg, envelope, 'message has no mapped record: wire an exs-mapper before the connector'));
+      send(deadLetter(msg, envelope, 'message has no mapped record: wire an exs-mapper before the connector'));
       return done();
     }
-    inKeyOrder(envelope.record.keyValue, () => opening
-      .then(
-        (c) => c.apply(envelope.record!, envelope.conflict),
-        (err) => {
-          throw new Error(`destination not ready: ${errorText(err)}`);
-        },
-      )
-      .then(
-        (result) => {
-          node.status({ fill: 'green', shape: 'dot', text: `${result.outcome} ${String(envelope.key)}`.slice(0, 32) });
-          send([{ ...msg, exs: { ...envelope, result, outcome: result.outcome } }, null]);
-          done();
-        },
-        (err) => {
-          node.status({ fill: 'red', shape: 'ring', text: 'write failed' });
-          send(toDeadLetter(msg, envelope, errorText(err)));
-          done();
-        },
-      ));
+    if (closing) return done(new Error('connector is closing; the event stays in the journal'));
+    inRecordOrder(envelope.record.keyValue, async () => {
+      try {
+        const connector = await connected().catch((err) => {
+          throw new DestinationNotReady(`destination not ready: ${errorText(err)}`);
+        });
+        const result = await connector.apply(envelope.record!, envelope.conflict);
+        node.status({ fill: 'green', shape: 'dot', text: `${result.outcome} ${String(envelope.key)}`.slice(0, 32) });
+        send([{ ...msg, exs: { ...envelope, result, outcome: result.outcome } }, null]);
+      } catch (err) {
+        const transient = isTransient(err);
+        node.status({ fill: 'red', shape: 'ring', text: transient ? 'destination down' : 'write failed' });
+        if (job.fail(envelope.seq, transient ? 'transient' : 'data') === 'dead_letter') {
+          send(deadLetter(msg, envelope, errorText(err)));
+        }
+      }
+      done();
+    });
   });
 
   node.on('close', (_removed, done) => {
-    opening
-      .catch(() => undefined)
-      .then(() => connector?.close())
+    closing = true;
+    const drained = Promise.allSettled([...writesInFlight.values()]);
+    const timeout = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
+    Promise.race([drained, timeout])
+      .then(() => opening?.catch(() => undefined))
+      .then((connector) => connector?.close())
       .catch((err) => node.error(errorText(err)))
       .finally(done);
   });

@@ -55,9 +55,19 @@ export function jobSettingsFromConfig(config: ExsJobConfig): JobSettings {
 export function jobOf(red: RED, node: RedNode, jobConfigId: string | undefined): SyncJob | undefined {
   const jobNode = jobConfigId ? (red.nodes.getNode(jobConfigId) as ExsJobNode | null) : null;
   if (!jobNode?.job) {
-    node.status({ fill: 'red', shape: 'ring', text: 'no job' });
-    node.error(`${node.type} needs an exs-job configuration`);
+    refuseInput(node, 'no job', `${node.type} needs an exs-job configuration`);
     return undefined;
   }
   return jobNode.job;
+}
+
+/**
+ * For a node whose configuration is broken: say so once at deploy, and fail every message
+ * with the same reason (Catch nodes see it) instead of dropping it silently. The event is
+ * not settled, so the job's journal delivers it again once the configuration is fixed.
+ */
+export function refuseInput(node: RedNode, status: string, reason: string): void {
+  node.status({ fill: 'red', shape: 'ring', text: status });
+  node.error(reason);
+  node.on('input', (_msg, _send, done) => done(new Error(reason)));
 }

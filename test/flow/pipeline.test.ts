@@ -13,8 +13,8 @@ const odbc = require('odbc');
 const JOB_ID = 'Flow_Test';
 
 function pipeline(dbFile: string, table = 'PERMIT_TABLE', mapping = 'HMS:status -> COBOL:PERMIT_STAT | upper\nHMS:updated_at -> COBOL:LAST_CHG_TS') {
-  return [
-    { id: 'job', type: 'exs-job', jobId: JOB_ID, source_topic: 'permits.status', destination: 'SQLite', schedule: 'realtime', conflict_rule: 'HMS_WINS', max_attempts: 5, backoff_seconds: 30, dead_letter: '', changelog: '' },
+  const nodes = [
+    { id: 'job', type: 'exs-job', jobId: JOB_ID, source_topic: 'permits.status', destination: 'SQLite', schedule: 'realtime', conflict_rule: 'HMS_WINS', max_attempts: 2, backoff_seconds: 0, dead_letter: '', changelog: '' },
     { id: 'db', type: 'exs-odbc', connector: `odbc:${sqliteConn(dbFile)}`, dialect: '', pool_size: 2 },
     { id: 'queue', type: 'exs-sync-queue', job: 'job', wires: [['mapper'], ['log']] },
     { id: 'mapper', type: 'exs-mapper', job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping, wires: [['resolver'], ['log']] },
@@ -24,6 +24,10 @@ function pipeline(dbFile: string, table = 'PERMIT_TABLE', mapping = 'HMS:status 
     { id: 'entries', type: 'helper' },
     { id: 'deadLetters', type: 'helper' },
   ];
+  // Nodes on a tab with a position, as the editor deploys them: Node-RED takes a node without
+  // x/y for a config node, and Catch nodes only catch on their tab.
+  const flowNode = (n: object) => ('wires' in n || n === nodes[nodes.length - 1] || n === nodes[nodes.length - 2] ? { x: 100, y: 100 } : {});
+  return [{ id: 'tab', type: 'tab' }, ...nodes.map((n) => ({ ...n, z: 'tab', ...flowNode(n) }))] as Array<Record<string, unknown>>;
 }
 
 async function createPermitTable(dbFile: string): Promise<void> {
@@ -110,39 +114,56 @@ describe(`EXS pipeline on Node-RED ${nodeRedVersion()}`, () => {
     queue.receive({ payload: '{"permit_id": "P-3", "status": "Approved but much too long for the column"}' });
     queue.receive({ payload: '{"permit_id": "P-4", "status": "Approved"}' });
 
-    // The first three are refused before any write, in order; P-3 and P-4 are written in parallel.
-    const reasons = (await deadLetters).map((m) => m.payload.error as string);
-    assert.match(reasons[0], /not JSON/);
-    assert.match(reasons[1], /permit_id/);
-    assert.match(reasons[2], /status/);
-    assert.match(reasons[3], /CHECK constraint failed/i, 'a value the database refuses is reported with its reason');
-    assert.match(reasons[3], /"P-3"/, 'the reason names the record');
-    assert.equal((await deadLetters)[0].payload.event, 'permit P-1 approved', 'the dead letter keeps the original');
+    // Data failures are retried (max_attempts 2) before they are given up, so they end in any order.
+    const letters = new Map((await deadLetters).map((m) => [m.payload.event as string, m.payload]));
+    assert.match(letters.get('permit P-1 approved')?.error, /not JSON/, 'the dead letter keeps the original text');
+    assert.equal(letters.get('permit P-1 approved')?.attempts, 1, 'text that is not JSON is not retried');
+    const noKey = letters.get('{"status":"Approved"}');
+    assert.match(noKey?.error, /permit_id/);
+    assert.equal(noKey?.attempts, 2, 'a mapping failure is retried up to max_attempts');
+    const wrongType = [...letters.values()].find((l) => l.event.includes('"code":7'));
+    assert.match(wrongType?.error, /status/);
+    const tooLong = [...letters.values()].find((l) => l.event.includes('P-3'));
+    assert.match(tooLong?.error, /CHECK constraint failed/i, 'a value the database refuses is reported with its reason');
+    assert.match(tooLong?.error, /"P-3"/, 'the reason names the record');
     assert.equal((await deadLetters)[0].topic, `exs/${JOB_ID}/dead_letter`);
 
-    const outcomes = (await entries).map((m) => `${m.payload.key ?? '-'}:${m.payload.outcome}`);
-    assert.deepEqual(outcomes.slice(0, 3), ['-:dead_letter', '-:dead_letter', 'P-2:dead_letter']);
-    assert.deepEqual(outcomes.slice(3).sort(), ['P-3:dead_letter', 'P-4:applied']);
+    const outcomes = (await entries).map((m) => `${m.payload.key ?? '-'}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['-:dead_letter', '-:dead_letter', 'P-2:dead_letter', 'P-3:dead_letter', 'P-4:applied']);
     assert.equal((await entries)[0].topic, 'exs/changelog');
     assert.deepEqual((await rows(dbFile)).map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['P-4:APPROVED']);
   });
 
-  it('reports a missing table at deploy and dead-letters events with that reason', async (t) => {
+  it('reports a missing table at deploy, holds events, and writes them once the table exists', async (t) => {
     if (!(await setUp(t))) return;
-    await loadFlow(pipeline(dbFile, 'NO_SUCH_TABLE'));
-    const dead = nextMessage(helper.getNode('deadLetters'));
+    await loadFlow(pipeline(dbFile, 'LATE_TABLE'));
+    const deadLetters: any[] = [];
+    helper.getNode('deadLetters').on('input', (m: any) => deadLetters.push(m));
+    const entry = nextMessage(helper.getNode('entries'), 15_000);
     helper.getNode('queue').receive({ payload: { permit_id: 'P-5', status: 'Approved' } });
-    const { payload } = await dead;
-    assert.match(payload.error, /destination not ready: .*NO_SUCH_TABLE/);
+    await new Promise((r) => setTimeout(r, 300));
     const logged = helper.log().args.map((a: any[]) => a[0]).filter((e: any) => e.level === helper.log().ERROR);
-    assert.ok(logged.some((e: any) => /NO_SUCH_TABLE/.test(String(e.msg))), 'the deploy error is logged');
+    assert.ok(logged.some((e: any) => /LATE_TABLE/.test(String(e.msg))), 'the deploy error is logged');
+    const connection = await odbc.connect(sqliteConn(dbFile));
+    await connection.query('CREATE TABLE LATE_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(8), LAST_CHG_TS VARCHAR(32))');
+    await connection.close();
+    const { payload } = await entry;
+    assert.equal(payload.outcome, 'applied', 'the held event is written after the outage');
+    assert.equal(payload.key, 'P-5');
+    assert.equal(deadLetters.length, 0, 'a destination that is not ready does not burn events into the dead letter');
   });
 
-  it('reports a broken mapping at deploy', async (t) => {
+  it('reports a broken mapping at deploy and fails each event to Catch nodes, keeping it queued', async (t) => {
     if (!(await setUp(t))) return;
-    await loadFlow(pipeline(dbFile, 'PERMIT_TABLE', 'HMS:status COBOL:PERMIT_STAT'));
+    const flow = pipeline(dbFile, 'PERMIT_TABLE', 'HMS:status COBOL:PERMIT_STAT');
+    flow.push({ id: 'catch', type: 'catch', z: 'tab', x: 100, y: 200, scope: null, uncaught: false, wires: [['caught']] }, { id: 'caught', type: 'helper', z: 'tab', x: 300, y: 200 });
+    await loadFlow(flow);
     const logged = helper.log().args.map((a: any[]) => a[0]).filter((e: any) => e.level === helper.log().ERROR);
     assert.ok(logged.some((e: any) => /mapping/.test(String(e.msg))), 'the mapping error is logged');
+    const caught = nextMessage(helper.getNode('caught'));
+    helper.getNode('queue').receive({ payload: { permit_id: 'P-6', status: 'Approved' } });
+    const { error } = await caught;
+    assert.match(error.message, /mapping/);
   });
 
   it('serves the change log at GET /exs/jobs/:id/log', async (t) => {

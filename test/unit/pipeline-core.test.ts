@@ -6,6 +6,7 @@ import { resolveConflict, timeValue } from '../../nodes/core/conflict';
 import { substituteEnv } from '../../nodes/core/env';
 import { parseEvent } from '../../nodes/core/event';
 import { SyncJob } from '../../nodes/core/sync-job';
+import type { Delivery } from '../../nodes/core/queue/dispatcher';
 import { tempDir } from '../support/services';
 
 describe('parseEvent', () => {
@@ -89,32 +90,93 @@ describe('buildChangeLogEntry', () => {
 });
 
 describe('SyncJob', () => {
-  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime' as const, conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 5, backoff_seconds: 30 }, dead_letter: 'dl', changelog: 'cl' };
+  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime', conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 3, backoff_seconds: 0 }, dead_letter: 'dl', changelog: 'cl' };
 
-  it('acknowledges an event when it is settled, and counts outcomes', async () => {
+  function collect(job: SyncJob): { deliveries: Delivery[]; next(count: number): Promise<Delivery[]> } {
+    const deliveries: Delivery[] = [];
+    let waiter: (() => void) | undefined;
+    job.attachQueue((d) => {
+      deliveries.push(d);
+      waiter?.();
+    });
+    return {
+      deliveries,
+      next: (count) =>
+        new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`only ${deliveries.length} of ${count} deliveries`)), 5000);
+          const check = () => {
+            if (deliveries.length >= count) {
+              clearTimeout(timer);
+              waiter = undefined;
+              resolve(deliveries.slice(0, count));
+            }
+          };
+          waiter = check;
+          check();
+        }),
+    };
+  }
+
+  it('delivers accepted events from the journal and forgets them once settled', async () => {
     const job = new SyncJob(settings, tempDir('job'));
-    await job.ready;
-    const acknowledged: string[] = [];
-    const seq = job.nextSeq();
-    job.track(seq, (outcome) => acknowledged.push(outcome));
-    assert.equal(job.depth, 1);
+    const queue = collect(job);
+    const seq = await job.accept('permits/status', Buffer.from('{"permit_id":"P-1"}'));
+    const [delivery] = await queue.next(1);
+    assert.equal(delivery.record.seq, seq);
+    assert.equal(delivery.attempt, 1);
+    assert.equal(delivery.record.payload.toString(), '{"permit_id":"P-1"}');
+    assert.equal(job.state().depth, 1);
     job.settle(seq, 'applied');
-    assert.deepEqual(acknowledged, ['applied']);
-    assert.equal(job.depth, 0);
+    assert.equal(job.state().depth, 0);
     assert.equal(job.counters.applied, 1);
     await job.close();
   });
 
-  it('continues numbering after the change log of an earlier run', async () => {
+  it('delivers what an earlier run left unsettled, and continues its numbering', async () => {
     const dir = tempDir('job');
     const first = new SyncJob(settings, dir);
-    await first.ready;
-    await first.changeLog.append({ time: '', job: 'J', seq: 41, key: 'k', outcome: 'applied', dest_row: 'OK', attempts: 1, latency_ms: 0 });
+    const firstQueue = collect(first);
+    const seqs = [];
+    for (const id of ['A', 'B', 'C']) seqs.push(await first.accept('t', Buffer.from(`{"id":"${id}"}`)));
+    await firstQueue.next(3);
+    first.settle(seqs[0], 'applied');
     await first.close();
+
     const second = new SyncJob(settings, dir);
-    await second.ready;
-    assert.equal(second.nextSeq(), 42);
+    const secondQueue = collect(second);
+    const replayed = await secondQueue.next(2);
+    assert.deepEqual(replayed.map((d) => d.record.seq), [seqs[1], seqs[2]]);
+    assert.ok((await second.accept('t', Buffer.from('{}'))) > seqs[2]);
     await second.close();
+  });
+
+  it('retries a data failure with a higher attempt, then gives it up to the dead letter', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    const queue = collect(job);
+    const seq = await job.accept('t', Buffer.from('{}'));
+    await queue.next(1);
+    assert.equal(job.fail(seq, 'data'), 'retry');
+    assert.equal((await queue.next(2))[1].attempt, 2);
+    assert.equal(job.fail(seq, 'data'), 'retry');
+    assert.equal((await queue.next(3))[2].attempt, 3);
+    assert.equal(job.fail(seq, 'data'), 'dead_letter', 'max_attempts is 3');
+    await job.close();
+  });
+
+  it('pauses on a transient failure without spending attempts, and resumes after a write', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 1, backoff_seconds: 0 } }, tempDir('job'));
+    const queue = collect(job);
+    const first = await job.accept('t', Buffer.from('{}'));
+    await queue.next(1);
+    assert.equal(job.fail(first, 'transient'), 'retry', 'a transient failure never dead-letters');
+    assert.equal(job.state().paused, true);
+    const second = await job.accept('t', Buffer.from('{}'));
+    const redelivered = await queue.next(2);
+    assert.deepEqual(redelivered.map((d) => [d.record.seq, d.attempt]), [[first, 1], [first, 1]], 'only the failed event is tried while paused');
+    job.settle(first, 'applied');
+    assert.equal(job.state().paused, false);
+    assert.equal((await queue.next(3))[2].record.seq, second);
+    await job.close();
   });
 
   it('hands the mapper schema to a connector that waits for it', async () => {
@@ -122,7 +184,9 @@ describe('SyncJob', () => {
     const waiting = job.whenSchema(1000);
     job.declareSchema({ keyColumn: 'K', columns: ['A'] });
     assert.deepEqual(await waiting, { keyColumn: 'K', columns: ['A'] });
-    assert.equal(await new SyncJob(settings, tempDir('job')).whenSchema(10), undefined);
+    const other = new SyncJob(settings, tempDir('job'));
+    assert.equal(await other.whenSchema(10), undefined);
     await job.close();
+    await other.close();
   });
 });

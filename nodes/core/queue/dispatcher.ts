@@ -63,6 +63,8 @@ interface InFlight {
 }
 
 const DEFAULT_WINDOW = 256;
+/** A destination that is down is not asked again sooner than this, whatever the backoff says. */
+const MIN_OUTAGE_RETRY_MS = 1000;
 
 export class SyncDispatcher extends EventEmitter {
   private readonly inFlight = new Map<number, InFlight>();
@@ -133,7 +135,7 @@ export class SyncDispatcher extends EventEmitter {
         this.paused = true;
         this.emit('paused');
       }
-      delay = retryDelayMs(entry.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
+      delay = Math.max(MIN_OUTAGE_RETRY_MS, retryDelayMs(entry.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random));
     } else {
       if (entry.attempt >= this.options.retry.max_attempts) return 'dead_letter';
       entry.attempt += 1;

@@ -1,0 +1,320 @@
+// The sync queue's journal: durable appends, settling, recovery from torn writes and kill -9,
+// segment deletion, and memory that stays flat under a large backlog.
+import { after, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import * as zlib from 'node:zlib';
+import { crc32Table, SyncJournal, type JournalRecord } from '../../nodes/core/journal/sync-journal';
+import { tempDir as makeTempDir } from '../support/services';
+
+// The backlog tests write tens of MB: leave nothing behind in the temp folder.
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = makeTempDir(prefix);
+  tempDirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const JOURNAL_MODULE = path.resolve(__dirname, '../../nodes/core/journal/sync-journal.js');
+
+function segmentFiles(dir: string): string[] {
+  return fs.readdirSync(dir).filter((f) => /^seg-\d{16}\.log$/.test(f)).sort();
+}
+
+function lastSegment(dir: string): string {
+  return path.join(dir, segmentFiles(dir).at(-1) as string);
+}
+
+async function readAll(journal: SyncJournal, pageSize = 1000): Promise<JournalRecord[]> {
+  const all: JournalRecord[] = [];
+  for (let after = 0; ; ) {
+    const page = await journal.readUnsettled(after, pageSize);
+    if (page.length === 0) return all;
+    all.push(...page);
+    after = page[page.length - 1].seq;
+  }
+}
+
+async function appendMany(journal: SyncJournal, count: number, concurrency = 64): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      await journal.append(`hms/permit/${i % 7}`, Buffer.from(`event-${i}`));
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+describe('SyncJournal', () => {
+  it('round-trips records and skips settled ones', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'));
+    const seqs = [];
+    for (let i = 1; i <= 5; i++) seqs.push(await journal.append(`t/${i}`, Buffer.from(`p${i}`), 1000 + i));
+    assert.deepEqual(seqs, [1, 2, 3, 4, 5]);
+
+    const all = await journal.readUnsettled(0, 10);
+    assert.deepEqual(all[2], { seq: 3, receivedAt: 1003, topic: 't/3', payload: Buffer.from('p3') });
+    assert.deepEqual((await journal.readUnsettled(3, 10)).map((r) => r.seq), [4, 5]);
+    assert.deepEqual((await journal.readUnsettled(0, 2)).map((r) => r.seq), [1, 2]);
+
+    journal.settle(2);
+    assert.equal(journal.isSettled(2), true);
+    assert.equal(journal.isSettled(3), false);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.seq), [1, 3, 4, 5]);
+    assert.equal(journal.pendingCount(), 4);
+    assert.equal(journal.lowWater, 0);
+    assert.equal(journal.lastSeq, 5);
+    await journal.close();
+  });
+
+  it('keeps empty payloads, multi-byte topics and large payloads intact', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'), { segmentBytes: 64 * 1024 });
+    const big = Buffer.alloc(700_000, 7); // larger than a segment and than the read buffer
+    await journal.append('hms/ärende/€', Buffer.alloc(0));
+    await journal.append('big', big);
+    await journal.append('after', Buffer.from('x'));
+    const records = await journal.readUnsettled(0, 10);
+    assert.equal(records[0].topic, 'hms/ärende/€');
+    assert.equal(records[0].payload.length, 0);
+    assert.ok(records[1].payload.equals(big));
+    assert.equal(records[2].topic, 'after');
+    await journal.close();
+  });
+
+  it('advances the low-water mark only over a settled prefix, whatever the settle order', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'));
+    await appendMany(journal, 10, 1);
+    for (const seq of [3, 5, 4, 2]) journal.settle(seq);
+    assert.equal(journal.lowWater, 0);
+    journal.settle(1);
+    assert.equal(journal.lowWater, 5);
+    journal.settle(7);
+    assert.equal(journal.lowWater, 5);
+    journal.settle(6);
+    assert.equal(journal.lowWater, 7);
+    // Idempotent, and unknown seqs are ignored.
+    for (const seq of [5, 7, 99, 0, -1, 2.5]) journal.settle(seq);
+    assert.equal(journal.lowWater, 7);
+    assert.equal(journal.pendingCount(), 3);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.seq), [8, 9, 10]);
+    await journal.close();
+  });
+
+  it('resolves concurrent appends in append order and shares fdatasyncs between them', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'));
+    const resolved: number[] = [];
+    const seqs = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => journal.append('t', Buffer.from(String(i))).then((seq) => (resolved.push(seq), seq))),
+    );
+    assert.deepEqual(seqs, Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.deepEqual(resolved, seqs);
+    assert.ok(journal.stats().fdatasyncs < 200 / 4, `${journal.stats().fdatasyncs} fdatasyncs for 200 concurrent appends`);
+    const records = await journal.readUnsettled(0, 1000);
+    assert.deepEqual(records.map((r) => r.payload.toString()), seqs.map((s) => String(s - 1)));
+    await journal.close();
+  });
+
+  it('waits for queued appends on close and refuses appends after it', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'));
+    const appends = Array.from({ length: 50 }, (_, i) => journal.append('t', Buffer.from(String(i))));
+    await journal.close();
+    assert.equal((await Promise.all(appends)).length, 50);
+    await assert.rejects(journal.append('t', Buffer.from('late')), /closed/);
+  });
+
+  it('continues sequence numbers across close and open, also when every record was settled', async () => {
+    const dir = tempDir('journal');
+    let journal = await SyncJournal.open(dir, { segmentBytes: 1024 });
+    await appendMany(journal, 100, 4);
+    await journal.close();
+    journal = await SyncJournal.open(dir, { segmentBytes: 1024 });
+    assert.equal(journal.lastSeq, 100);
+    assert.equal(await journal.append('t', Buffer.from('x')), 101);
+    for (let seq = 1; seq <= 101; seq++) journal.settle(seq);
+    await journal.close();
+
+    journal = await SyncJournal.open(dir, { segmentBytes: 1024 });
+    assert.equal(journal.lowWater, 101);
+    assert.equal(journal.pendingCount(), 0);
+    assert.equal(await journal.append('t', Buffer.from('y')), 102);
+    await journal.close();
+  });
+
+  it('does not return settled records again after a reopen, and still returns the unsettled ones', async () => {
+    const dir = tempDir('journal');
+    let journal = await SyncJournal.open(dir);
+    await appendMany(journal, 10, 1);
+    for (const seq of [1, 2, 3, 7]) journal.settle(seq);
+    await journal.flushCheckpoint();
+    const checkpoint = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+    assert.deepEqual(checkpoint, { version: 1, lowWater: 3, settled: [7] });
+    journal.settle(9); // persisted by close
+    await journal.close();
+
+    journal = await SyncJournal.open(dir);
+    assert.equal(journal.lowWater, 3);
+    assert.equal(journal.pendingCount(), 5);
+    assert.deepEqual((await journal.readUnsettled(0, 100)).map((r) => r.seq), [4, 5, 6, 8, 10]);
+    await journal.close();
+  });
+
+  it('truncates garbage after the last record on open', async () => {
+    const dir = tempDir('journal');
+    let journal = await SyncJournal.open(dir);
+    await appendMany(journal, 3, 1);
+    await journal.close();
+    const file = lastSegment(dir);
+    const intactSize = fs.statSync(file).size;
+    // A plausible frame header with a wrong checksum, then noise.
+    const garbage = Buffer.concat([Buffer.from([40, 0, 0, 0, 1, 2, 3, 4]), Buffer.alloc(40, 0xab)]);
+    fs.appendFileSync(file, garbage);
+
+    journal = await SyncJournal.open(dir);
+    assert.equal(fs.statSync(file).size, intactSize);
+    assert.equal(journal.lastSeq, 3);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.payload.toString()), ['event-0', 'event-1', 'event-2']);
+    assert.equal(await journal.append('t', Buffer.from('new')), 4);
+    await journal.close();
+
+    // An absurd length prefix (as left by a torn header) is cut as well.
+    fs.appendFileSync(file, Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0]));
+    journal = await SyncJournal.open(dir);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.seq), [1, 2, 3, 4]);
+    await journal.close();
+  });
+
+  it('truncates a last record cut in half and gives its seq to the next append', async () => {
+    const dir = tempDir('journal');
+    let journal = await SyncJournal.open(dir);
+    await appendMany(journal, 3, 1);
+    await journal.close();
+    const file = lastSegment(dir);
+    fs.truncateSync(file, fs.statSync(file).size - 5);
+
+    journal = await SyncJournal.open(dir);
+    assert.equal(journal.lastSeq, 2);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.seq), [1, 2]);
+    assert.equal(await journal.append('t', Buffer.from('replacement')), 3);
+    await journal.close();
+
+    journal = await SyncJournal.open(dir);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.payload.toString()), ['event-0', 'event-1', 'replacement']);
+    await journal.close();
+  });
+
+  it('keeps every append that resolved when the process is killed with SIGKILL, twice', async () => {
+    const dir = tempDir('journal');
+    const script = path.join(tempDir('journal-child'), 'appender.js');
+    fs.writeFileSync(
+      script,
+      `const { SyncJournal } = require(${JSON.stringify(JOURNAL_MODULE)});
+(async () => {
+  const journal = await SyncJournal.open(process.argv[2], { segmentBytes: 32 * 1024 });
+  process.stdout.write('ready\\n');
+  const writer = async (w) => {
+    for (let i = 0; ; i++) {
+      const payload = 'w' + w + '-' + i + '-' + 'x'.repeat(i % 50);
+      const seq = await journal.append('hms/t/' + w, Buffer.from(payload));
+      process.stdout.write(seq + ' ' + payload + '\\n'); // synchronous on a pipe
+    }
+  };
+  for (let w = 0; w < 16; w++) writer(w);
+})();
+`,
+    );
+
+    const reported = new Map<number, string>();
+    for (let round = 0; round < 2; round++) {
+      const child = spawn(process.execPath, [script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          if (!text.includes('ready\n') && (text + chunk).includes('ready\n')) setTimeout(() => child.kill('SIGKILL'), 300);
+          text += chunk;
+        });
+        child.on('error', reject);
+        child.on('exit', () => resolve());
+      });
+      const complete = text.slice(0, text.lastIndexOf('\n'));
+      for (const line of complete.split('\n')) {
+        if (line === 'ready') continue;
+        const space = line.indexOf(' ');
+        const seq = Number(line.slice(0, space));
+        assert.equal(reported.has(seq), false, `seq ${seq} given twice`);
+        reported.set(seq, line.slice(space + 1));
+      }
+    }
+
+    const journal = await SyncJournal.open(dir, { segmentBytes: 32 * 1024 });
+    const onDisk = new Map((await readAll(journal)).map((r) => [r.seq, r.payload.toString()]));
+    for (const [seq, payload] of reported) assert.equal(onDisk.get(seq), payload, `seq ${seq}`);
+    assert.ok(segmentFiles(dir).length > 1, 'the child should have rolled over segments');
+    assert.ok((await journal.append('t', Buffer.from('after'))) > Math.max(...reported.keys()));
+    await journal.close();
+  });
+
+  it('rolls segments over and deletes the ones whose records are all settled', async () => {
+    const dir = tempDir('journal');
+    let journal = await SyncJournal.open(dir, { segmentBytes: 4096 });
+    await appendMany(journal, 600, 1);
+    const segmentsBefore = segmentFiles(dir).length;
+    const bytesBefore = journal.diskBytes();
+    assert.ok(segmentsBefore >= 5, `${segmentsBefore} segments`);
+
+    // Seq 1 unsettled holds the low-water mark, so nothing can go yet.
+    for (let seq = 2; seq <= 590; seq++) journal.settle(seq);
+    await journal.flushCheckpoint();
+    assert.equal(segmentFiles(dir).length, segmentsBefore);
+
+    journal.settle(1);
+    await journal.flushCheckpoint();
+    assert.ok(segmentFiles(dir).length <= 2, `${segmentFiles(dir).length} segments left`);
+    assert.ok(journal.diskBytes() < bytesBefore / 2, `${journal.diskBytes()} of ${bytesBefore} bytes left`);
+    const expected = Array.from({ length: 10 }, (_, i) => 591 + i);
+    assert.deepEqual((await readAll(journal)).map((r) => r.seq), expected);
+    await journal.close();
+
+    journal = await SyncJournal.open(dir, { segmentBytes: 4096 });
+    assert.deepEqual((await readAll(journal)).map((r) => r.seq), expected);
+    assert.equal(await journal.append('t', Buffer.from('x')), 601);
+    await journal.close();
+  });
+
+  it('keeps memory flat under a 200k backlog and pages through all of it once, in order', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const journal = await SyncJournal.open(tempDir('journal'), { segmentBytes: 1024 * 1024 });
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    await appendMany(journal, 200_000, 256);
+    gc();
+    const growth = process.memoryUsage().heapUsed - before;
+    assert.equal(journal.pendingCount(), 200_000);
+    assert.ok(growth < 8 * 1024 * 1024, `heap grew ${(growth / 1048576).toFixed(1)} MB for 200k pending records`);
+
+    let expected = 1;
+    for (let after = 0; ; ) {
+      const page = await journal.readUnsettled(after, 1000);
+      if (page.length === 0) break;
+      for (const record of page) assert.equal(record.seq, expected++);
+      after = page[page.length - 1].seq;
+    }
+    assert.equal(expected - 1, 200_000);
+    await journal.close();
+  });
+
+  it('computes the standard CRC32, the same as zlib where Node has it', () => {
+    assert.equal(crc32Table(Buffer.from('123456789')), 0xcbf43926);
+    const zlibCrc = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+    const sample = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 31) & 0xff));
+    if (zlibCrc) assert.equal(crc32Table(sample), zlibCrc(sample));
+  });
+});
