@@ -1,10 +1,11 @@
 // Node-RED flow -> sync.yaml: every tab that holds an exs-job becomes its contract again.
 // Reads the same spec as the importer, so import -> export -> import yields the same flow.
-import { contractToYaml } from '../nodes/core/contract/load';
+import { contractDefaults, contractToYaml } from '../nodes/core/contract/load';
 import { parseKeyRule, parseMapping } from '../nodes/core/mapping';
 import { CONTRACT_FIELDS, nodeProperty } from '../nodes/core/spec';
 import type { Contract } from '../nodes/core/types';
 import type { FlowNode } from './flow-types';
+import { KEEP_REFERENCES_ENV } from './import';
 
 export interface ExportedContract {
   id: string;
@@ -19,6 +20,28 @@ function str(value: unknown): string {
   return value === undefined || value === null ? '' : String(value);
 }
 
+/**
+ * A job's integer property as the contract writes it: a number, the `${NAME}` text the
+ * importer put there, or undefined when the editor left it empty (the default applies).
+ */
+function integerProperty(value: unknown): number | string | undefined {
+  const text = str(value).trim();
+  if (text === '') return undefined;
+  return /^\d+$/.test(text) ? Number(text) : text;
+}
+
+/** A value starting with `${NAME}` may hold its scheme; it is read after substitution. */
+const STARTS_WITH_REFERENCE = /^\$\{/;
+
+/** `mqtt://host:1883`; the editor's broker node keeps host, port and TLS apart. */
+function brokerUrl(broker: FlowNode | undefined): string | undefined {
+  const host = str(broker?.broker).trim();
+  if (host === '') return undefined;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host) || STARTS_WITH_REFERENCE.test(host)) return host;
+  const port = str(broker?.port).trim();
+  return `${broker?.usetls ? 'mqtts' : 'mqtt'}://${host}${port ? `:${port}` : ''}`;
+}
+
 export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
   const byId = new Map(flow.map((n) => [n.id, n]));
   const where = `job '${str(jobNode.jobId) || jobNode.id}'`;
@@ -29,12 +52,19 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
   const source = flow.find((n) => n.type === 'mqtt in' && queue && n.wires?.some((w) => w.includes(queue.id)));
   const broker = source ? byId.get(str(source.broker)) : undefined;
 
-  const job: Record<string, unknown> = {};
-  for (const field of CONTRACT_FIELDS.filter((f) => f.owner === 'exs-job')) {
+  // Like the runtime (jobSettingsFromConfig), a job without an id goes by its name or node id.
+  const id = str(jobNode.jobId) || str(jobNode.name) || jobNode.id;
+  const defaults: Record<string, unknown> = contractDefaults(id, str(jobNode.source_topic), KEEP_REFERENCES_ENV);
+  // A property the editor left empty takes the contract default, as the runtime does.
+  const job: Record<string, unknown> = { id };
+  for (const field of CONTRACT_FIELDS.filter((f) => f.owner === 'exs-job' && f.name !== 'id')) {
     if (field.type === 'object' && field.fields) {
-      job[field.name] = Object.fromEntries(field.fields.map((f) => [f.name, Number(jobNode[nodeProperty(f.name)])]));
+      const given = field.fields
+        .map((f) => [f.name, integerProperty(jobNode[nodeProperty(f.name)])])
+        .filter(([, value]) => value !== undefined);
+      job[field.name] = { ...(defaults[field.name] as object), ...Object.fromEntries(given) };
     } else {
-      job[field.name] = str(jobNode[nodeProperty(field.name)]);
+      job[field.name] = str(jobNode[nodeProperty(field.name)]) || defaults[field.name] || '';
     }
   }
   const { rules, errors } = parseMapping(str(mapper.mapping).split('\n').map((l) => l.trim()).filter(Boolean));
@@ -43,11 +73,14 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
   let connectorAddress: string;
   let table: string | undefined;
   if (connector.type === 'exs-mqtt-connector') {
-    connectorAddress = `${str(connector.broker).replace(/\/+$/, '')}/${str(connector.topic).replace(/^\/+/, '')}`;
+    const url = str(connector.broker) || String(defaults.broker);
+    connectorAddress = `${url.replace(/\/+$/, '')}/${str(connector.topic).replace(/^\/+/, '')}`;
   } else {
     const odbc = byId.get(str(connector.odbc));
     if (!odbc) throw new Error(`${where}: connector has no exs-odbc configuration`);
-    connectorAddress = str(odbc.connector);
+    // The exs-odbc node takes a bare `DSN=...;` connection string as `odbc:DSN=...;`.
+    const address = str(odbc.connector).trim();
+    connectorAddress = address.startsWith('odbc') || STARTS_WITH_REFERENCE.test(address) ? address : `odbc:${address}`;
     table = str(connector.table) || undefined;
   }
 
@@ -57,8 +90,8 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
     mapping: rules,
     table,
     key: mapper.key ? parseKeyRule(str(mapper.key)) : undefined,
-    broker: str(broker?.broker) || 'mqtt://127.0.0.1:1883',
-    mqtt_topic: str(source?.topic),
+    broker: brokerUrl(broker) ?? String(defaults.broker),
+    mqtt_topic: str(source?.topic) || String(defaults.mqtt_topic),
   };
 }
 
@@ -67,6 +100,7 @@ export function exportContracts(flow: FlowNode[]): ExportedContract[] {
     .filter((n) => n.type === 'exs-job')
     .map((jobNode) => {
       const contract = flowToContract(flow, jobNode);
-      return { id: contract.id, yaml: contractToYaml(contract) };
+      // A flow holds `${NAME}` references until deploy; they stay references in the contract.
+      return { id: contract.id, yaml: contractToYaml(contract, KEEP_REFERENCES_ENV) };
     });
 }

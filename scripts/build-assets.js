@@ -15,9 +15,11 @@ function editorDefault(field) {
   entry.push(`value: ${JSON.stringify(value)}`);
   if (field.required) entry.push('required: true');
   if (field.type === 'enum') {
-    entry.push(`validate: function (v) { return ${JSON.stringify(field.values)}.indexOf(v) >= 0; }`);
+    const cron = field.cron ? ' || String(v).trim().split(/\\s+/).length === 5' : '';
+    entry.push(`validate: function (v) { return ${JSON.stringify(field.values)}.indexOf(v) >= 0${cron}; }`);
   } else if (field.type === 'integer') {
-    entry.push(`validate: function (v) { return /^\\d+$/.test(String(v)) && Number(v) >= ${field.min ?? 0}; }`);
+    // An imported contract may hold a ${VAR} here, read at deploy.
+    entry.push(`validate: function (v) { return /^\\$\\{\\w+\\}$/.test(String(v)) || (/^\\d+$/.test(String(v)) && Number(v) >= ${field.min ?? 0}); }`);
   } else if (field.name === 'id') {
     entry.push('validate: RED.validators.regex(/^[A-Za-z0-9_.-]+$/)');
   }

@@ -1,7 +1,7 @@
 // The conflict law: given what the destination holds and what the event brings, does the
 // event's row get written? Pure, so every connector and the tests share one answer.
+import { epochMillis, parseInstant } from './time';
 import type { ConflictRule } from './types';
-
 
 export interface ConflictPolicy {
   rule: ConflictRule;
@@ -14,23 +14,15 @@ export interface ConflictDecision {
   reason: string;
 }
 
-/** Milliseconds since epoch, or undefined when the value is not a time. */
+/**
+ * Milliseconds since epoch, or undefined when the value is not a time. Destination and
+ * event are read by the same rules as the `timestamp` transform: ISO-8601 (text without a
+ * zone is UTC, as EXS writes it), compact legacy stamps YYYYMMDD[HHmm[ss[fraction]]] as
+ * text or a number (a BIGINT column), epoch milliseconds, Dates.
+ */
 export function timeValue(value: unknown): number | undefined {
-  if (value === null || value === undefined || value === '') return undefined;
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? undefined : value.getTime();
-  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  const text = String(value).trim();
-  // Compact legacy stamps such as YYYYMMDD, YYYYMMDDHHmm, YYYYMMDDHHmmss[fraction], written in UTC.
-  const compact = /^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(?:(\d{2})(\d{1,6})?)?)?$/.exec(text);
-  if (compact) {
-    const [, y, mo, d, h = '00', mi = '00', sec = '00', fraction = '0'] = compact;
-    const parsed = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${sec}.${fraction.padEnd(3, '0').slice(0, 3)}Z`);
-    return Number.isNaN(parsed) ? undefined : parsed;
-  }
-  // Destination text like `2026-03-01 10:00:00.123456` has no zone: EXS writes UTC.
-  const iso = /^\d{4}-\d{2}-\d{2} \d/.test(text) && !/[zZ]|[+-]\d{2}:?\d{2}$/.test(text) ? text.replace(' ', 'T') + 'Z' : text;
-  const parsed = Date.parse(iso);
-  return Number.isNaN(parsed) ? undefined : parsed;
+  const instant = parseInstant(value);
+  return instant && epochMillis(instant);
 }
 
 export function resolveConflict(

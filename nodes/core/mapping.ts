@@ -2,6 +2,7 @@
 // contract may write it, and how one HMS event becomes one destination row.
 
 import { didYouMean } from './did-you-mean';
+import { CANONICAL_TIMESTAMP, formatInstant, parseInstant, TIMESTAMP_FORMS, TIMESTAMP_TOKENS } from './time';
 import type { KeyRule, MappedRecord, MappingRule, Transform } from './types';
 
 /** A mapping line or key rule that cannot be read. */
@@ -30,15 +31,19 @@ export class MappingError extends Error {
   }
 }
 
-/** Something wrong in a contract's `mapping`, with enough to find it in the file. */
-export interface MappingIssue {
-  message: string;
-  /** The offending text as written. */
+/** Where something is written in a contract's `mapping`, with enough to find it in the file. */
+export interface MappingLocation {
+  /** The text as written. */
   token?: string;
   /** In a list or map `mapping`: the item index or map key that holds `token`. */
   item?: number | string;
-  /** How many times `token` appears in that item (or the whole text) before the offending one. */
+  /** How many times `token` appears in that item (or the whole text) before this one. */
   occurrence?: number;
+}
+
+/** Something wrong in a contract's `mapping`, and where. */
+export interface MappingIssue extends MappingLocation {
+  message: string;
 }
 
 /** The values a transform works on: what JSON has besides objects, arrays and null. */
@@ -56,11 +61,12 @@ const DEFAULT_TRANSFORM = 'default';
 const SAFE_COLUMN = /^[A-Za-z_][A-Za-z0-9_$#]*$/;
 const MAX_COLUMN_LENGTH = 128;
 const FIELD_SEGMENT = /^[A-Za-z0-9_$][A-Za-z0-9_$-]*$/;
-/** Keys that could reach an object's prototype if copied around downstream. */
-const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-const TIMESTAMP_TOKENS = /YYYY|SSSSSS|SSS|MM|DD|HH|mm|ss/g;
-const CANONICAL_TIMESTAMP = 'YYYY-MM-DD HH:mm:ss.SSSSSS';
-const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+/**
+ * The one key that reaches an object's prototype: `obj['__proto__']` reads the prototype
+ * even where JSON.parse made it an own property, and copying it can rewrite a prototype.
+ * `constructor` and `prototype` are plain data here, since fields are read as own properties.
+ */
+const PROTOTYPE_KEY = '__proto__';
 
 const TRANSFORMS: Record<string, TransformDefinition> = {
   map: {
@@ -116,7 +122,7 @@ const TRANSFORMS: Record<string, TransformDefinition> = {
       return (value, field) => {
         const instant = parseInstant(value);
         if (instant === undefined) {
-          throw new MappingError(field, `field '${field}': '${String(value)}' is not a timestamp (ISO-8601 or epoch milliseconds)`);
+          throw new MappingError(field, `field '${field}': '${String(value)}' is not a timestamp (${TIMESTAMP_FORMS})`);
         }
         return formatInstant(instant, format);
       };
@@ -294,7 +300,7 @@ function splitSide(text: string): { prefix?: string; name: string } {
 
 function checkFieldPath(path: string): string | undefined {
   for (const segment of path.split('.')) {
-    if (PROTOTYPE_KEYS.has(segment)) return `'${segment}' cannot be read from an event`;
+    if (segment === PROTOTYPE_KEY) return `'${segment}' cannot be read from an event`;
     if (!FIELD_SEGMENT.test(segment)) return `'${path}' is not a field name (letters, digits and '_', with '.' between nested fields)`;
   }
   return undefined;
@@ -305,7 +311,7 @@ function checkColumnName(name: string): string | undefined {
   if (!SAFE_COLUMN.test(name) || name.length > MAX_COLUMN_LENGTH) {
     return `'${name}' is not a safe column name (a letter or '_', then letters, digits, '_', '$' or '#'; at most ${MAX_COLUMN_LENGTH})`;
   }
-  if (name === '__proto__') return `'${name}' cannot be a column name`;
+  if (name === PROTOTYPE_KEY) return `'${name}' cannot be a column name`;
   return undefined;
 }
 
@@ -339,10 +345,12 @@ function trimPiece(piece: Piece): Piece {
  * indented block into one line, so a line may hold several `A -> B | t` pairs), a list
  * of lines, or a map `HMS:field: COBOL:COLUMN | t`. Every problem is collected.
  */
-export function parseMapping(value: unknown): { rules: MappingRule[]; errors: MappingIssue[] } {
+export function parseMapping(value: unknown): { rules: MappingRule[]; errors: MappingIssue[]; targets: MappingLocation[] } {
   const rules: MappingRule[] = [];
   const errors: MappingIssue[] = [];
-  const columns = new Map<string, string>();
+  /** Where each rule's column is written, in the order of `rules`. */
+  const targets: MappingLocation[] = [];
+  const columns = new Map<string, MappingRule>();
 
   /** Reads one rule from `piece` of `itemText` and records it or what is wrong with it. */
   const take = (piece: Piece, itemText: string, item?: number | string) => {
@@ -356,13 +364,15 @@ export function parseMapping(value: unknown): { rules: MappingRule[]; errors: Ma
       return;
     }
     const { rule, target } = parsed;
-    const firstSource = columns.get(rule.target.toUpperCase());
-    if (firstSource !== undefined) {
-      errors.push({ message: `column '${rule.target}' is mapped twice (from '${firstSource}' and '${rule.source}')`, ...locate(target.text, target.offset) });
+    const first = columns.get(columnIdentity(rule.target));
+    if (first !== undefined) {
+      const spelling = first.target === rule.target ? '' : `; '${first.target}' and '${rule.target}' are one column, whatever the case`;
+      errors.push({ message: `column '${rule.target}' is mapped twice (from '${first.source}' and '${rule.source}')${spelling}`, ...locate(target.text, target.offset) });
       return;
     }
-    columns.set(rule.target.toUpperCase(), rule.source);
+    columns.set(columnIdentity(rule.target), rule);
     rules.push(rule);
+    targets.push(locate(target.text, target.offset));
   };
 
   if (typeof value === 'string') {
@@ -381,7 +391,22 @@ export function parseMapping(value: unknown): { rules: MappingRule[]; errors: Ma
     errors.push({ message: `mapping must be lines like 'HMS:status -> COBOL:PERMIT_STAT' (got ${describeType(value)})` });
   }
   if (rules.length === 0 && errors.length === 0) errors.push({ message: "mapping lists no fields; add lines like 'HMS:status -> COBOL:PERMIT_STAT'" });
-  return { rules, errors };
+  return { rules, errors, targets };
+}
+
+/** Databases match column names without regard to case, so `PERMIT_ID` and `permit_id` are one column. */
+export function columnIdentity(column: string): string {
+  return column.toUpperCase();
+}
+
+/**
+ * The mapping rule that gives the key column a second value, if any. A line repeating the
+ * key exactly is harmless; any other line naming that column, in any case, would make
+ * every row carry the column twice or with two values.
+ */
+export function keyColumnClash(rules: readonly MappingRule[], key: KeyRule): MappingRule | undefined {
+  const repeatsKey = (rule: MappingRule) => rule.target === key.target && rule.source === key.source && rule.transforms.length === 0;
+  return rules.find((rule) => columnIdentity(rule.target) === columnIdentity(key.target) && !repeatsKey(rule));
 }
 
 /** Non-blank lines of a text, skipping `#` comment lines (kept by a literal `|` block). */
@@ -526,8 +551,8 @@ function fieldReader(path: string): (event: Record<string, unknown>) => unknown 
 }
 
 /**
- * Refuses events carrying `__proto__`, `constructor` or `prototype` at any depth: later
- * stages copy and merge event data, and such a key could then rewrite a prototype.
+ * Refuses events carrying `__proto__` at any depth: later stages copy and merge event
+ * data, and that key could then rewrite a prototype.
  */
 function rejectPrototypeKeys(event: object): void {
   const pending: object[] = [event];
@@ -537,67 +562,8 @@ function rejectPrototypeKeys(event: object): void {
     if (visited.has(current)) continue;
     visited.add(current);
     for (const [name, child] of Object.entries(current)) {
-      if (PROTOTYPE_KEYS.has(name)) throw new MappingError(name, `the event holds a '${name}' key, which is refused`);
+      if (name === PROTOTYPE_KEY) throw new MappingError(name, `the event holds a '${name}' key, which is refused`);
       if (typeof child === 'object' && child !== null) pending.push(child);
     }
   }
-}
-
-// ---------------------------------------------------------------- timestamps
-
-/** A moment in UTC with microseconds, which JavaScript dates cannot hold. */
-interface Instant {
-  /** The whole second. */
-  second: Date;
-  micros: number;
-}
-
-function parseInstant(value: Scalar): Instant | undefined {
-  if (typeof value === 'number') return fromEpochMillis(value);
-  if (typeof value !== 'string') return undefined;
-  const text = value.trim();
-  if (/^-?\d+$/.test(text)) return fromEpochMillis(Number(text));
-  const match = ISO_8601.exec(text);
-  if (!match) return undefined;
-  const [, year, month, day, hour = '0', minute = '0', seconds = '0', fraction = '', zone = 'Z'] = match;
-  const second = new Date(0);
-  second.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
-  second.setUTCHours(Number(hour), Number(minute), Number(seconds), 0);
-  // Date rolls 30 February into March; a field that did not survive was out of range.
-  const written = [year, month, day, hour, minute, seconds].map(Number);
-  const kept = [second.getUTCFullYear(), second.getUTCMonth() + 1, second.getUTCDate(), second.getUTCHours(), second.getUTCMinutes(), second.getUTCSeconds()];
-  if (written.some((part, i) => part !== kept[i])) return undefined;
-  second.setTime(second.getTime() - zoneOffsetMinutes(zone) * 60_000);
-  return { second, micros: Number(fraction.padEnd(6, '0').slice(0, 6)) };
-}
-
-/** `Z`, `+02`, `+02:00` or `-0530` as minutes east of UTC. A time without a zone is taken as UTC. */
-function zoneOffsetMinutes(zone: string): number {
-  if (zone.toUpperCase() === 'Z') return 0;
-  const digits = zone.slice(1).replace(':', '');
-  const minutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0');
-  return zone.startsWith('-') ? -minutes : minutes;
-}
-
-function fromEpochMillis(millis: number): Instant | undefined {
-  const wholeSecond = Math.floor(millis / 1000) * 1000;
-  const second = new Date(wholeSecond);
-  if (Number.isNaN(second.getTime())) return undefined;
-  return { second, micros: Math.min(999_999, Math.round((millis - wholeSecond) * 1000)) };
-}
-
-function formatInstant({ second, micros }: Instant, format: string): string {
-  const digits = (value: number, width: number) => String(value).padStart(width, '0');
-  return format.replace(TIMESTAMP_TOKENS, (token) => {
-    switch (token) {
-      case 'YYYY': return digits(second.getUTCFullYear(), 4);
-      case 'MM': return digits(second.getUTCMonth() + 1, 2);
-      case 'DD': return digits(second.getUTCDate(), 2);
-      case 'HH': return digits(second.getUTCHours(), 2);
-      case 'mm': return digits(second.getUTCMinutes(), 2);
-      case 'ss': return digits(second.getUTCSeconds(), 2);
-      case 'SSS': return digits(Math.floor(micros / 1000), 3);
-      default: return digits(micros, 6);
-    }
-  });
 }

@@ -18,6 +18,8 @@ export interface FieldSpec {
   /** Missing but needed for a real run: a warning, not an error (the seed omits them). */
   recommended?: boolean;
   values?: readonly string[];
+  /** An enum that also takes a five-field cron expression. */
+  cron?: boolean;
   min?: number;
   /** Nested keys of an `object` field. */
   fields?: FieldSpec[];
@@ -60,8 +62,8 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
     help: '`HMS:field -> COBOL:COLUMN` lines, optionally followed by `| transform` steps. A folded block, a list of strings, or a YAML map.',
   },
   {
-    name: 'schedule', type: 'enum', owner: 'exs-job', required: false, values: SCHEDULES, default: 'realtime', example: 'realtime',
-    help: 'When events are applied: as they arrive, or held and flushed hourly or nightly.',
+    name: 'schedule', type: 'enum', owner: 'exs-job', required: false, values: SCHEDULES, cron: true, default: 'realtime', example: 'realtime',
+    help: 'When events are applied: as they arrive (`realtime`), or held and flushed `hourly`, `nightly` (02:00) or on a cron expression such as `0 */4 * * *`, writing only the newest event of each record.',
   },
   {
     name: 'conflict_rule', type: 'enum', owner: 'exs-job', required: false, values: CONFLICT_RULES, default: 'HMS_WINS', example: 'HMS_WINS',

@@ -59,7 +59,8 @@ export interface Contract {
   destination: string;
   connector: string;
   mapping: MappingRule[];
-  schedule: Schedule;
+  /** A named schedule or a five-field cron expression. */
+  schedule: Schedule | string;
   conflict_rule: ConflictRule;
   retry_policy: RetryPolicy;
   table?: string;

@@ -1,7 +1,7 @@
 // exs-mapper: HMS event -> destination row. The mapping is parsed once at deploy; a broken
 // mapping is reported then, and an event the mapping cannot take goes to the dead-letter
 // output with the reason (missing key, wrong type, unknown value).
-import { compileMapping, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
+import { compileMapping, keyColumnClash, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
 import type { ExsEnvelope, KeyRule, MappingRule } from '../core/types';
 import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
@@ -27,7 +27,10 @@ function compile(config: MapperConfig): { rules: MappingRule[]; key: KeyRule } {
   const { rules, errors } = parseMapping(lines);
   if (errors.length > 0) throw new Error(`mapping: ${errors.map((e: { message: string }) => e.message).join('; ')}`);
   if (!config.key) throw new Error('key is required, e.g. HMS:permit_id -> COBOL:PERMIT_ID');
-  return { rules, key: parseKeyRule(config.key) };
+  const key = parseKeyRule(config.key);
+  const clash = keyColumnClash(rules, key);
+  if (clash) throw new Error(`mapping: key column '${key.target}' is also mapped from '${clash.source}' as '${clash.target}'`);
+  return { rules, key };
 }
 
 export = function registerExsMapper(RED: RED) {

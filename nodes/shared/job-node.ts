@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import type { JobSettings, SyncJob } from '../core/sync-job';
 import type { ConflictRule, Schedule } from '../core/types';
+import { substituteEnv } from '../core/env';
 import type { RED, RedNode } from './red';
 
 export interface ExsJobConfig {
@@ -30,7 +31,13 @@ export function exsDataDir(red: RED): string {
   return path.join(red.settings.userDir ?? path.join(os.homedir(), '.node-red'), 'exs');
 }
 
-export function jobSettingsFromConfig(config: ExsJobConfig): JobSettings {
+/** `${VAR}` in a job property is read from the environment at deploy, like the connector's. */
+function fromEnv(value: unknown): string {
+  return substituteEnv(value === undefined || value === null ? '' : String(value)).value;
+}
+
+export function jobSettingsFromConfig(raw: ExsJobConfig): JobSettings {
+  const config = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === 'string' ? fromEnv(v) : v])) as unknown as ExsJobConfig;
   const id = config.jobId || config.name || config.id;
   const backoff = Number(config.backoff_seconds);
   return {

@@ -12,7 +12,7 @@ const nodesDir = path.resolve(__dirname, '..', '..', 'nodes');
 
 /** Every EXS node module, in the form helper.load() takes. */
 export const exsNodes = [
-  'exs-job', 'exs-odbc', 'exs-sync-queue', 'exs-mapper', 'exs-conflict-resolver',
+  'exs-job', 'exs-odbc', 'exs-source', 'exs-sync-queue', 'exs-mapper', 'exs-conflict-resolver',
   'exs-connector', 'exs-mqtt-connector', 'exs-change-log',
 ].map((name) => require(path.join(nodesDir, name, `${name}.js`)));
 

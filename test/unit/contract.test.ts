@@ -72,6 +72,24 @@ describe('broken contracts', () => {
   });
 });
 
+/** Every value from the environment, so each one must wait for deploy. */
+const REFERENCED = `id: \${JOB}
+source_topic: permits.status
+destination: COBOL_Mainframe
+connector: \${DB_URL}
+table: \${T}
+broker: \${MQTT}
+key: HMS:permit_id -> COBOL:PERMIT_ID
+mapping:
+  - HMS:status -> COBOL:PERMIT_STAT
+retry_policy:
+  backoff_seconds: 30
+  max_attempts: \${N}
+`;
+
+/** An env that keeps these references as written, as the importer's does. */
+const KEEP: NodeJS.ProcessEnv = { JOB: '${JOB}', DB_URL: '${DB_URL}', T: '${T}', MQTT: '${MQTT}', N: '${N}' };
+
 describe('parseContract', () => {
   it('fills the defaults, the broker from EXS_MQTT_URL when set', () => {
     const { contract } = parseContract(VALID, 'job.sync.yaml', { EXS_MQTT_URL: 'mqtt://broker:1883' });
@@ -102,9 +120,21 @@ describe('parseContract', () => {
     assert.deepEqual(errorsOf(map), ["9:30: unknown transform 'lowr' (did you mean 'lower'?)"]);
   });
 
-  it('refuses a key column that a mapping line fills with another value', () => {
+  it('refuses a key column that a mapping line fills with another value, pointing at that line', () => {
     const text = VALID + '  - HMS:other_id -> COBOL:PERMIT_ID\n';
-    assert.deepEqual(errorsOf(text), ["6:29: key column 'PERMIT_ID' is also mapped from 'other_id'; a column gets one value"]);
+    assert.deepEqual(errorsOf(text), ["9:21: key column 'PERMIT_ID' is also mapped from 'other_id'; a column gets one value"]);
+  });
+
+  it('compares columns without regard to case, against the key and each other', () => {
+    const sameField = VALID + '  - HMS:permit_id -> COBOL:permit_id\n';
+    assert.deepEqual(errorsOf(sameField), ["9:22: key column 'PERMIT_ID' is also mapped as 'permit_id' from 'permit_id'; a column gets one value"]);
+    const folded = VALID.replace('  - HMS:status -> COBOL:PERMIT_STAT\n', '  HMS:permit_id -> COBOL:Permit_Id\n  HMS:status -> COBOL:PERMIT_STAT\n');
+    assert.deepEqual(errorsOf(folded), ["8:20: key column 'PERMIT_ID' is also mapped as 'Permit_Id' from 'permit_id'; a column gets one value"]);
+    const twice = VALID + '  - HMS:note -> COBOL:permit_stat\n';
+    assert.deepEqual(errorsOf(twice), [
+      "9:17: column 'permit_stat' is mapped twice (from 'status' and 'note'); 'PERMIT_STAT' and 'permit_stat' are one column, whatever the case",
+    ]);
+    assert.deepEqual(errorsOf(VALID + '  - HMS:permit_id -> COBOL:PERMIT_ID\n'), [], 'repeating the key line is harmless');
   });
 
   it('reports every problem, in file order', () => {
@@ -115,7 +145,7 @@ describe('parseContract', () => {
       "1:1: missing required key 'connector' (for example: connector: odbc://city-mainframe:3060)",
       "1:1: missing required key 'mapping' (for example: mapping: HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR))",
       "1:5: id may only use letters, digits, '_', '-' and '.' (got 'a b')",
-      "2:11: schedule must be one of realtime, hourly, nightly (got 'Realtime') (did you mean 'realtime'?)",
+      "2:11: schedule must be one of realtime, hourly, nightly or a cron expression (got 'Realtime') (did you mean 'realtime'?)",
       '3:15: retry_policy must be a map with max_attempts and backoff_seconds (got a number)',
       '4:1: unknown key \'foo\'',
     ]);
@@ -124,6 +154,28 @@ describe('parseContract', () => {
   it('reports an empty file and a file that is not a map at 1:1', () => {
     assert.equal(errorsOf('')[0], "1:1: missing required key 'id' (for example: id: PermitStatus_To_COBOL)");
     assert.deepEqual(errorsOf('- a\n- b\n'), ["1:1: a sync contract is a map of keys like 'id: PermitStatus_To_COBOL' (got a list)"]);
+  });
+
+  it('accepts ${NAME} references the env keeps as written, leaving their form to deploy', () => {
+    const { contract, diagnostics } = parseContract(REFERENCED, 'job.sync.yaml', KEEP);
+    assert.deepEqual(diagnostics, []);
+    assert.equal(contract?.id, '${JOB}');
+    assert.equal(contract?.connector, '${DB_URL}');
+    assert.equal(contract?.table, '${T}');
+    assert.equal(contract?.broker, '${MQTT}');
+    assert.deepEqual(contract?.retry_policy, { max_attempts: '${N}', backoff_seconds: 30 });
+    assert.deepEqual(errorsOf(REFERENCED.replace('max_attempts: ${N}', 'max_attempts: 1${N}'), KEEP), ['12:17: retry_policy.max_attempts must be an integer >= 1']);
+  });
+
+  it('checks the substituted values fully when the env sets them', () => {
+    const env = { JOB: 'Job', DB_URL: 'city-mainframe:3060', T: 'PERMIT TABLE', MQTT: 'localhost:1883', N: 'five' };
+    assert.deepEqual(errorsOf(REFERENCED, env), [
+      "4:12: connector 'city-mainframe:3060' has no scheme; use odbc://DSN, odbc://host:port/database?driver=NAME, odbc:DRIVER={...};SERVER=... or mqtt://host:port/topic",
+      "5:8: table must be a safe name like PERMIT_TABLE or SCHEMA.PERMIT_TABLE (got 'PERMIT TABLE')",
+      "6:9: broker must be an mqtt://, mqtts://, ws:// or wss:// URL (got 'localhost:1883')",
+      '12:17: retry_policy.max_attempts must be an integer >= 1',
+    ]);
+    assert.deepEqual(errorsOf(VALID.replace('PERMIT_TABLE', () => '$${T}')), ["5:8: table must be a safe name like PERMIT_TABLE or SCHEMA.PERMIT_TABLE (got '${T}')"], 'an escaped ${ is text');
   });
 
   it('checks topics and the broker URL', () => {
@@ -176,6 +228,17 @@ describe('contractToYaml', () => {
     const yaml = contractToYaml(contract, {});
     assert.match(yaml, /retry_policy:\n {2}backoff_seconds: 60\n/);
     assert.deepEqual(parseContract(yaml, 'all.sync.yaml', {}), { contract, diagnostics: [] });
+  });
+
+  it('writes references the env keeps as references, and a literal ${ escaped, so both read back', () => {
+    const { contract } = parseContract(REFERENCED.replace('COBOL_Mainframe', () => 'Mainframe $${T} $$${T}'), 'job.sync.yaml', KEEP);
+    assert.ok(contract);
+    assert.equal(contract.destination, 'Mainframe ${T} $${T}');
+    const yaml = contractToYaml(contract, KEEP);
+    assert.match(yaml, /^connector: \$\{DB_URL\}$/m);
+    assert.match(yaml, /max_attempts: \$\{N\}/);
+    assert.match(yaml, /^destination: Mainframe \$\{T\} \$\$\$\{T\}$/m);
+    assert.deepEqual(parseContract(yaml, 'again.sync.yaml', KEEP), { contract, diagnostics: [] });
   });
 });
 

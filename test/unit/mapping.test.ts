@@ -7,6 +7,7 @@ import {
   compileMapping,
   formatKeyRule,
   formatMappingRule,
+  keyColumnClash,
   MappingError,
   MappingSyntaxError,
   parseKeyRule,
@@ -109,7 +110,10 @@ describe('parseMapping', () => {
     const list = ['HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR, Pending=PEND) | pad(8)', 'updated_at -> LAST_CHG_TS | timestamp(YYYY-MM-DD HH:mm)'];
     const map = { 'HMS:status': 'COBOL:PERMIT_STAT | map(Approved=APPR, Pending=PEND) | pad(8)', updated_at: 'LAST_CHG_TS | timestamp(YYYY-MM-DD HH:mm)' };
     const literalBlock = list.join('\n') + '\n';
-    for (const form of [folded, list, map, literalBlock]) assert.deepEqual(parseMapping(form), { rules: expected, errors: [] });
+    for (const form of [folded, list, map, literalBlock]) {
+      const { rules, errors } = parseMapping(form);
+      assert.deepEqual({ rules, errors }, { rules: expected, errors: [] });
+    }
   });
 
   it('reads the seed mapping', () => {
@@ -123,9 +127,21 @@ describe('parseMapping', () => {
     assert.deepEqual(rules.map((r) => r.source), ['a']);
     assert.deepEqual(errors, [
       { message: "unknown transform 'uppr' (did you mean 'upper'?)", token: 'uppr', item: 1, occurrence: 0 },
-      { message: "column 'a' is mapped twice (from 'a' and 'c')", token: 'COBOL:a', item: 2, occurrence: 0 },
+      { message: "column 'a' is mapped twice (from 'a' and 'c'); 'A' and 'a' are one column, whatever the case", token: 'COBOL:a', item: 2, occurrence: 0 },
       { message: "mapping item 4 must be a line like 'HMS:status -> COBOL:PERMIT_STAT' (got a number)", item: 3 },
     ]);
+  });
+
+  it('says where each rule writes its column', () => {
+    const { targets } = parseMapping('HMS:a -> COBOL:X HMS:b -> COBOL:Y | upper');
+    assert.deepEqual(targets, [{ token: 'COBOL:X', item: undefined, occurrence: 0 }, { token: 'COBOL:Y', item: undefined, occurrence: 0 }]);
+  });
+
+  it('finds a mapping line that fills the key column again, whatever its case', () => {
+    const { rules } = parseMapping(['HMS:status -> COBOL:STAT', 'HMS:permit_id -> COBOL:permit_id']);
+    assert.equal(keyColumnClash(rules, KEY), rules[1]);
+    assert.equal(keyColumnClash(parseMapping(['HMS:x -> COBOL:Permit_Id']).rules, KEY)?.source, 'x');
+    assert.equal(keyColumnClash(parseMapping(['HMS:permit_id -> COBOL:PERMIT_ID', 'HMS:status -> COBOL:STAT']).rules, KEY), undefined, 'repeating the key is harmless');
   });
 
   it('counts earlier occurrences of a token so the right one is found', () => {
@@ -187,7 +203,20 @@ describe('transforms', () => {
     assert.equal(mapValue('2024-05-01', 'timestamp'), '2024-05-01 00:00:00.000000');
     assert.equal(mapValue(Date.UTC(2024, 4, 1, 10, 20, 30, 45), 'timestamp'), '2024-05-01 10:20:30.045000');
     assert.equal(mapValue(String(Date.UTC(2024, 4, 1)), 'timestamp(YYYYMMDD)'), '20240501');
-    for (const bad of ['yesterday', '2024-02-30T00:00:00Z', '2024-05-01T25:00:00Z', true]) {
+  });
+
+  it('timestamp reads compact legacy stamps (8, 12 or 14-20 digits) as UTC, other whole numbers as epoch milliseconds', () => {
+    assert.equal(mapValue('20240501102030', 'timestamp'), '2024-05-01 10:20:30.000000');
+    assert.equal(mapValue(20240501102030, 'timestamp'), '2024-05-01 10:20:30.000000');
+    assert.equal(mapValue('20240501102030123456', 'timestamp'), '2024-05-01 10:20:30.123456');
+    assert.equal(mapValue('202405011020', 'timestamp'), '2024-05-01 10:20:00.000000');
+    assert.equal(mapValue(20240501, 'timestamp'), '2024-05-01 00:00:00.000000');
+    assert.equal(mapValue(1714558830000, 'timestamp(YYYYMMDDHHmmss)'), '20240501102030');
+    assert.equal(mapValue(-1000, 'timestamp(YYYYMMDDHHmmss)'), '19691231235959');
+    assert.match(mappingErrorOf(() => mapValue('20241301', 'timestamp')).message, /'20241301' is not a timestamp \(ISO-8601, YYYYMMDD\[HHmm\[ss\]\] or epoch milliseconds\)/);
+  });
+
+  it('timestamp refuses what is not a time', () => {    for (const bad of ['yesterday', '2024-02-30T00:00:00Z', '2024-05-01T25:00:00Z', true]) {
       assert.match(mappingErrorOf(() => mapValue(bad, 'timestamp')).message, /is not a timestamp/, String(bad));
     }
   });
@@ -232,13 +261,19 @@ describe('applyMapping', () => {
       [{ permit_id: 'P', note: ['a'] }, /field 'note' has a wrong type: a list/, 'note'],
       [{ permit_id: 'P', status: 'Denied' }, /'Denied' is not in the value table/, 'status'],
       [JSON.parse('{"permit_id": "P", "applicant": {"__proto__": {"admin": true}}}'), /'__proto__' key, which is refused/, '__proto__'],
-      [{ permit_id: 'P', constructor: 'x' }, /'constructor' key/, 'constructor'],
+      [JSON.parse('{"permit_id": "P", "__proto__": "x"}'), /'__proto__' key, which is refused/, '__proto__'],
     ];
     for (const [event, message, field] of cases) {
       const error = mappingErrorOf(() => applyMapping(rules, KEY, event));
       assert.match(error.message, message);
       assert.equal(error.field, field);
     }
+  });
+
+  it("takes 'constructor' and 'prototype' as plain data, at any depth", () => {
+    const event = JSON.parse('{"permit_id": "P", "constructor": "x", "site": {"constructor": "ACME Builders", "prototype": {"a": 1}}}');
+    const withSite = [...rules, parseMappingLine('HMS:site.constructor -> COBOL:BUILDER')];
+    assert.deepEqual(applyMapping(withSite, KEY, event).row, { PERMIT_ID: 'P', BUILDER: 'ACME Builders' });
   });
 
   it('reads only own properties, never inherited ones', () => {

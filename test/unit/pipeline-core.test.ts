@@ -60,6 +60,25 @@ describe('resolveConflict', () => {
     assert.equal(timeValue('20260301'), Date.parse('2026-03-01T00:00:00Z'));
     assert.equal(resolveConflict(lww, { TS: '20260301100000' }, { TS: '20260301095959' }).write, false);
   });
+  it('reads a compact stamp held in a numeric column (8, 12 or 14-20 digits) like its text', () => {
+    assert.equal(timeValue(20260301100000), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue(BigInt('20260301100000')), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue(202603011000), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue(20260301), Date.parse('2026-03-01T00:00:00Z'));
+    assert.equal(timeValue('20260301100000123'), Date.parse('2026-03-01T10:00:00.123Z'));
+    assert.equal(timeValue(20261301100000), undefined, 'month 13 is no time');
+    assert.deepEqual(resolveConflict(lww, { TS: 20260301100000 }, { TS: '20260301100005' }), { write: true, reason: 'event is newer' });
+    assert.deepEqual(resolveConflict(lww, { TS: 20260301100010 }, { TS: '20260301100005' }), { write: false, reason: 'destination is newer' });
+  });
+  it('reads 13-digit and other whole numbers as epoch milliseconds', () => {
+    assert.equal(timeValue(1772359200000), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue('1772359200000'), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue(new Date('2026-03-01T10:00:00Z')), Date.parse('2026-03-01T10:00:00Z'));
+    assert.equal(timeValue(0), 0);
+  });
+  it('keeps microseconds, so times within one millisecond still compare', () => {
+    assert.deepEqual(resolveConflict(lww, { TS: '2026-01-01 10:00:00.000002' }, { TS: '2026-01-01T10:00:00.000001Z' }), { write: false, reason: 'destination is newer' });
+  });
 });
 
 describe('substituteEnv', () => {

@@ -12,9 +12,34 @@ const SCHEMES = ['odbc://', 'odbc:', 'mqtt://', 'mqtts://'];
 const ATTRIBUTE_NAME = /^[A-Za-z][A-Za-z0-9_ ]*$/;
 const PASSWORD_ATTRIBUTE = /\b(PWD|Password)(\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;]*)/gi;
 const URL_PASSWORD = /(\/\/[^:/@\s]*:)[^@/\s]*@/g;
+const ENV_REFERENCE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
 
-/** Reads a connector address; throws an Error saying what is wrong and which forms exist. */
+/**
+ * Reads a connector address; throws an Error saying what is wrong and which forms exist.
+ * An address still holding `${NAME}` (a flow keeps references until deploy) is judged as far
+ * as it can be; what the references hide is read again once they are substituted.
+ */
 export function parseConnectorAddress(address: string): ConnectorAddress {
+  try {
+    return parseSubstitutedAddress(address);
+  } catch (error) {
+    if (ENV_REFERENCE.test(address)) return deferredAddress(address.trim());
+    throw error;
+  }
+}
+
+/**
+ * The kind of an address whose references hide part of it. Only a literal `mqtt[s]://` makes
+ * an MQTT destination; anything else is ODBC, as the exs-odbc node reads it at deploy. Its
+ * `connectionString` is the address as written, to be substituted and read then.
+ */
+function deferredAddress(text: string): ConnectorAddress {
+  const mqtt = /^(mqtts?:\/\/[^/]*)(?:\/(.*))?$/i.exec(text);
+  if (mqtt) return { kind: 'mqtt', url: mqtt[1], topic: mqtt[2] ?? '', warnings: [] };
+  return { kind: 'odbc', connectionString: text, warnings: [] };
+}
+
+function parseSubstitutedAddress(address: string): ConnectorAddress {
   const text = address.trim();
   // Messages quote the address, and messages end up in logs: never with its password.
   const shown = redactConnectionString(text);

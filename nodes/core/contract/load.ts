@@ -1,11 +1,14 @@
 // Reads a `*.sync.yaml` contract: YAML -> validated Contract with every default filled in,
 // or diagnostics that point at the offending key, value or token. And back: Contract -> YAML.
 
+import { parseCron } from '../queue/schedule';
 import { readFileSync } from 'node:fs';
 import { dump } from 'js-yaml';
 import { didYouMean } from '../did-you-mean';
 import { substituteEnv } from '../env';
-import { describeType, formatKeyRule, formatMappingRule, MappingSyntaxError, parseKeyRule, parseMapping, type MappingIssue } from '../mapping';
+import {
+  describeType, formatKeyRule, formatMappingRule, keyColumnClash, MappingSyntaxError, parseKeyRule, parseMapping, type MappingLocation,
+} from '../mapping';
 import { CONTRACT_FIELDS, contractField, type FieldSpec } from '../spec';
 import type { Contract, Diagnostic, KeyRule, MappingRule, Position, RetryPolicy } from '../types';
 import { parseConnectorAddress } from './connector-address';
@@ -50,6 +53,23 @@ function topicProblem(name: string, topic: string, wildcards: boolean): string |
     : `${name} is a topic to publish on; '+' and '#' are not allowed (got '${topic}')`;
 }
 
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * Whether `text` still holds a `${NAME}` reference that `env` keeps as written (the importer
+ * keeps references, so the flow reads them where it is deployed). Such a value can only be
+ * judged once substituted, so checks of its form wait for `exs validate` or deploy.
+ */
+function holdsKeptReference(text: string, env: NodeJS.ProcessEnv): boolean {
+  return [...text.matchAll(ENV_REFERENCE)].some(([reference, name]) => env[name] === reference);
+}
+
+/** `text` is exactly one `${NAME}` that `env` keeps as written. */
+function isKeptReference(text: string, env: NodeJS.ProcessEnv): boolean {
+  const match = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(text);
+  return match !== null && env[match[1]] === text;
+}
+
 /** `permits.status` -> `permits/status`: HMS topic levels become MQTT levels. */
 export function defaultMqttTopic(sourceTopic: string): string {
   return sourceTopic.replace(/\./g, '/');
@@ -80,7 +100,7 @@ export function loadContractFile(path: string, env: NodeJS.ProcessEnv = process.
 }
 
 /** The values a contract gets when it does not set them. */
-function contractDefaults(id: string, sourceTopic: string, env: NodeJS.ProcessEnv) {
+export function contractDefaults(id: string, sourceTopic: string, env: NodeJS.ProcessEnv) {
   return {
     schedule: specDefault('schedule') as Contract['schedule'],
     conflict_rule: specDefault('conflict_rule') as Contract['conflict_rule'],
@@ -102,6 +122,8 @@ type ContractValues = Partial<Omit<Contract, 'retry_policy'>> & { retry_policy?:
 
 class ContractReader {
   readonly diagnostics: Diagnostic[] = [];
+  /** Where each mapping rule's column is written, to point at a clash with the key. */
+  private mappingTargets: MappingLocation[] = [];
 
   constructor(
     private readonly document: PositionedYaml,
@@ -198,6 +220,7 @@ class ContractReader {
     const text = typeof value === 'number' ? String(value) : value;
     if (typeof text !== 'string') return this.error(this.document.valuePosition(path), `${label} must be text (got ${describeType(value)})`);
     if (text.trim() === '') return this.error(this.document.valuePosition(path), `${label} is empty`);
+    if (holdsKeptReference(text, this.env)) return text;
     const check = TEXT_CHECKS[field.name]?.(text);
     for (const warning of check?.warnings ?? []) this.warning(this.document.valuePosition(path), warning);
     if (check?.error) return this.error(this.document.valuePosition(path), check.error);
@@ -207,12 +230,28 @@ class ContractReader {
   private readEnum(field: FieldSpec, path: YamlPath, value: unknown): string | undefined {
     const allowed = field.values ?? [];
     if (typeof value === 'string' && allowed.includes(value)) return value;
+    // A five-field cron expression is a schedule too (`0 */4 * * *`); named ones stay the norm.
+    if (field.cron && typeof value === 'string' && /\s/.test(value.trim())) {
+      try {
+        parseCron(value.trim());
+        return value.trim();
+      } catch (err) {
+        return this.error(this.document.valuePosition(path), `${path.join('.')}: ${(err as Error).message}`);
+      }
+    }
     const written = isRecord(value) || Array.isArray(value) || value === null ? describeType(value) : `'${String(value)}'`;
     const suggestion = typeof value === 'string' ? didYouMean(value, allowed) : '';
-    return this.error(this.document.valuePosition(path), `${path.join('.')} must be one of ${allowed.join(', ')} (got ${written})${suggestion}`);
+    const cron = field.cron ? ' or a cron expression' : '';
+    return this.error(this.document.valuePosition(path), `${path.join('.')} must be one of ${allowed.join(', ')}${cron} (got ${written})${suggestion}`);
   }
 
+  /**
+   * A number, or the text `${NAME}` when the env keeps that reference: the flow then holds
+   * the reference and Node-RED substitutes it at deploy. Contract types the field as a
+   * number; only a contract read with such an env (the importer's) carries the text.
+   */
   private readInteger(field: FieldSpec, path: YamlPath, value: unknown): number | undefined {
+    if (typeof value === 'string' && isKeptReference(value.trim(), this.env)) return value.trim() as unknown as number;
     // A number written through `${VAR}` arrives as text.
     const number = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
     const min = field.min ?? 0;
@@ -237,8 +276,9 @@ class ContractReader {
   }
 
   private readMapping(value: unknown): MappingRule[] | undefined {
-    const { rules, errors } = parseMapping(value);
-    for (const issue of errors) this.error(this.mappingIssuePosition(issue), issue.message);
+    const { rules, errors, targets } = parseMapping(value);
+    for (const issue of errors) this.error(this.mappingPosition(issue), issue.message);
+    this.mappingTargets = targets;
     return errors.length > 0 ? undefined : rules;
   }
 
@@ -273,16 +313,19 @@ class ContractReader {
     }
   }
 
-  /** The key fills its own column; a mapping line writing another value there would contradict it. */
+  /** The key fills its own column; a mapping line naming it again, in any case, would contradict it. */
   private checkKeyAgainstMapping({ key, mapping }: ContractValues): void {
     if (key === undefined || mapping === undefined) return;
-    const clash = mapping.find((rule) => rule.target.toUpperCase() === key.target.toUpperCase() && (rule.source !== key.source || rule.transforms.length > 0));
-    if (clash) {
-      this.error(this.tokenPosition(['key'], key.target), `key column '${key.target}' is also mapped from '${clash.source}'; a column gets one value`);
-    }
+    const clash = keyColumnClash(mapping, key);
+    if (!clash) return;
+    const spelling = clash.target === key.target ? '' : ` as '${clash.target}'`;
+    this.error(
+      this.mappingPosition(this.mappingTargets[mapping.indexOf(clash)] ?? {}),
+      `key column '${key.target}' is also mapped${spelling} from '${clash.source}'; a column gets one value`,
+    );
   }
 
-  private mappingIssuePosition(issue: MappingIssue): Position {
+  private mappingPosition(issue: MappingLocation): Position {
     const path: YamlPath = issue.item === undefined ? ['mapping'] : ['mapping', issue.item];
     const value = this.document.valueSpan(path);
     // In a map, the issue may sit in the key (`HMS:status`) as well as in the value.
@@ -341,15 +384,24 @@ export function contractToYaml(contract: Contract, env: NodeJS.ProcessEnv = proc
   for (const { name } of CONTRACT_FIELDS) {
     const value = written[name];
     if (value === undefined || value === (defaults as Record<string, unknown>)[name]) continue;
-    document[name] = escapeEnvReferences(value);
+    document[name] = escapeEnvReferences(value, env);
   }
   return dump(document, { lineWidth: -1, noRefs: true });
 }
 
-/** Text that reads `${` must be written `$${`, or reading the file back would substitute it. */
-function escapeEnvReferences(value: unknown): unknown {
-  if (typeof value === 'string') return value.split('${').join('$${');
-  if (Array.isArray(value)) return value.map(escapeEnvReferences);
-  if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, escapeEnvReferences(child)]));
+/**
+ * Text that reads `${` must be written `$${`, or reading the file back would substitute it.
+ * A `${NAME}` that `env` keeps as written stays a reference: read back, it is kept again.
+ */
+function escapeEnvReferences(value: unknown, env: NodeJS.ProcessEnv): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/(\$?)\$\{(?:([A-Za-z_][A-Za-z0-9_]*)\})?/g, (match: string, dollar: string, name: string | undefined) => {
+      // After a `$`, `${` would read as the escape `$${`: that one is always escaped.
+      const kept = dollar === '' && name !== undefined && env[name] === match;
+      return kept ? match : `${dollar}$${match.slice(dollar.length)}`;
+    });
+  }
+  if (Array.isArray(value)) return value.map((item) => escapeEnvReferences(item, env));
+  if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, escapeEnvReferences(child, env)]));
   return value;
 }

@@ -1,5 +1,6 @@
 // SQL text for each destination family. Builders only ever emit `?` placeholders: values are
 // bound by the driver, never spliced into the text, and every identifier is validated first.
+import { CANONICAL_TIMESTAMP, TIMESTAMP_FORMS, formatInstant, parseInstant } from '../time';
 
 export const DIALECT_NAMES = ['postgresql', 'mysql', 'sqlite', 'sqlserver', 'db2'] as const;
 export type DialectName = (typeof DIALECT_NAMES)[number];
@@ -211,53 +212,18 @@ export function declaredSqlType(typeName: string, columnSize: number | null, dec
   return typeName;
 }
 
-const ISO_TIMESTAMP =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
-
-const pad = (n: number, width = 2) => String(n).padStart(width, '0');
-
-function formatUtc(epochMs: number, micros: number): string {
-  const d = new Date(epochMs);
-  return `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} `
-    + `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(micros, 6)}`;
-}
-
 function invalidTimestamp(value: unknown): Error {
   const shown = typeof value === 'string' ? `'${value}'` : typeof value === 'object' ? JSON.stringify(value) : String(value);
-  return new Error(`not a timestamp: ${shown} (expected ISO-8601 like 2026-03-01T10:00:00.123456Z, or epoch milliseconds)`);
+  return new Error(`not a timestamp: ${shown} (expected ${TIMESTAMP_FORMS})`);
 }
 
 /**
- * Canonical UTC text `YYYY-MM-DD HH:MM:SS.ffffff`, which every dialect casts without losing microseconds.
- * Accepts ISO-8601 (`T` or space, optional `Z` or offset; without one the text is taken as UTC),
- * epoch milliseconds and Dates. Digits beyond microseconds are dropped.
+ * Canonical UTC text `YYYY-MM-DD HH:MM:SS.ffffff`, which every dialect casts without losing
+ * microseconds. Reads what the mapping's `timestamp` transform reads (nodes/core/time.ts), so the
+ * connector, the mapper and the conflict law agree on what a time is.
  */
 export function toSqlTimestampText(value: unknown): string {
-  if (value instanceof Date) value = value.getTime();
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw invalidTimestamp(value);
-    const wholeSecondMs = Math.floor(value / 1000) * 1000;
-    return formatUtc(wholeSecondMs, Math.min(Math.round((value - wholeSecondMs) * 1000), 999_999));
-  }
-  if (typeof value !== 'string') throw invalidTimestamp(value);
-
-  const m = ISO_TIMESTAMP.exec(value.trim());
-  if (!m) throw invalidTimestamp(value);
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map((part) => Number(part ?? 0));
-  const fraction = (m[7] ?? '').padEnd(6, '0').slice(0, 6);
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) throw invalidTimestamp(value);
-
-  const wallClock = new Date(0);
-  wallClock.setUTCFullYear(year, month - 1, day); // not Date.UTC: it maps years 0-99 to 1900-1999
-  wallClock.setUTCHours(hour, minute, second, 0);
-  if (wallClock.getUTCDate() !== day) throw invalidTimestamp(value); // 2026-02-30 rolled into March
-
-  return formatUtc(wallClock.getTime() - offsetMinutes(m[8]) * 60_000, Number(fraction));
-}
-
-function offsetMinutes(zone: string | undefined): number {
-  if (!zone || zone.toUpperCase() === 'Z') return 0;
-  const digits = zone.slice(1).replace(':', '');
-  const minutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || 0);
-  return zone.startsWith('-') ? -minutes : minutes;
+  const instant = parseInstant(value);
+  if (!instant) throw invalidTimestamp(value);
+  return formatInstant(instant, CANONICAL_TIMESTAMP);
 }

@@ -1,0 +1,79 @@
+// Takes HMS events from MQTT without ever acknowledging one that is not yet stored.
+// mqtt.js sends a QoS 1 PUBACK as soon as its `handleMessage` callback runs; we run it
+// only after `store` has put the event on disk. The session is persistent (fixed client id,
+// MQTT 5 session expiry, clean start off), so what arrives while EXS is down or redeploying
+// waits at the broker, and closing never unsubscribes.
+import * as mqtt from 'mqtt';
+
+export interface DurableSourceOptions {
+  url: string;
+  /** `permits/status`, or a shared subscription `$share/GROUP/permits/status` for scale-out. */
+  topic: string;
+  /** Must stay the same across restarts for the broker to keep the session. */
+  clientId: string;
+  /** How long the broker keeps the session while EXS is away. */
+  sessionExpirySeconds: number;
+  username?: string;
+  password?: string;
+  /** Stores the event durably; the PUBACK goes out when it resolves. */
+  store(topic: string, payload: Buffer): Promise<void>;
+  onStatus?(status: 'connecting' | 'connected' | 'offline' | 'error', detail?: string): void;
+}
+
+export const DEFAULT_SESSION_EXPIRY_SECONDS = 7 * 24 * 3600;
+
+export class DurableMqttSource {
+  private client?: mqtt.MqttClient;
+
+  constructor(private readonly options: DurableSourceOptions) {}
+
+  start(): void {
+    const { options } = this;
+    options.onStatus?.('connecting');
+    const client = mqtt.connect(options.url, {
+      clientId: options.clientId,
+      protocolVersion: 5,
+      clean: false,
+      properties: { sessionExpiryInterval: options.sessionExpirySeconds },
+      username: options.username,
+      password: options.password,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      // Subscriptions live in the broker's session; mqtt.js must not replay or drop them itself.
+      resubscribe: false,
+    });
+    // mqtt.js hands over one publish at a time per connection and acknowledges it when this
+    // callback runs, so PUBACKs leave in arrival order and only for stored events.
+    client.handleMessage = (packet, callback) => {
+      if (packet.cmd !== 'publish') return callback();
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      options.store(packet.topic, payload).then(
+        () => callback(),
+        (err: Error) => {
+          // Not stored, so not acknowledged: drop the connection and let the broker redeliver.
+          options.onStatus?.('error', `cannot store event: ${err.message}`);
+          client.end(true);
+          setTimeout(() => client.reconnect(), 1000).unref();
+        },
+      );
+    };
+    client.on('connect', () => {
+      options.onStatus?.('connected');
+      // With a session present the subscription survives already; subscribing again is
+      // harmless and covers a broker that lost its session store.
+      client.subscribe(options.topic, { qos: 1 }, (err) => {
+        if (err) options.onStatus?.('error', `subscribe failed: ${err.message}`);
+      });
+    });
+    client.on('offline', () => options.onStatus?.('offline'));
+    client.on('error', (err) => options.onStatus?.('error', err.message));
+    this.client = client;
+  }
+
+  /** Disconnects without unsubscribing: the broker keeps queueing for this session. */
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.endAsync(false);
+  }
+}

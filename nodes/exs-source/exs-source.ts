@@ -1,0 +1,70 @@
+// exs-source: where HMS events enter a job. Subscribes with a persistent MQTT session and
+// acknowledges each event only once the job's journal holds it, so an event the broker handed
+// over is never lost to a crash, a redeploy or a restart (Node-RED's own mqtt-in acknowledges
+// first). Its output only shows the flow: the sync queue delivers from the journal.
+import * as os from 'node:os';
+import { DEFAULT_SESSION_EXPIRY_SECONDS, DurableMqttSource } from '../core/connectors/durable-mqtt-source';
+import { substituteEnv } from '../core/env';
+import { jobOf, refuseInput } from '../shared/job-node';
+import type { JobNodeConfig, RED, RedNode } from '../shared/red';
+
+interface SourceConfig extends JobNodeConfig {
+  broker: string;
+  topic: string;
+  client_id?: string;
+  session_expiry?: number | string;
+}
+
+/** Stable across restarts of this runtime, different between runtimes sharing a subscription. */
+function defaultClientId(jobId: string): string {
+  const instance = process.env.EXS_INSTANCE || os.hostname();
+  return `exs-${jobId}-${instance}`.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 128);
+}
+
+function resolved(text: string, what: string): string {
+  const { value, missing } = substituteEnv(text);
+  if (missing.length > 0) throw new Error(`${what}: environment variable ${missing.join(', ')} is not set`);
+  return value;
+}
+
+export = function registerExsSource(RED: RED) {
+  function ExsSource(this: RedNode, config: SourceConfig) {
+    RED.nodes.createNode(this, config);
+    const job = jobOf(RED, this, config.job);
+    if (!job) return;
+    let source: DurableMqttSource;
+    try {
+      const topic = resolved(config.topic || '', 'topic');
+      if (!topic) throw new Error('no topic configured');
+      source = new DurableMqttSource({
+        url: resolved(config.broker || process.env.EXS_MQTT_URL || 'mqtt://127.0.0.1:1883', 'broker'),
+        topic,
+        clientId: config.client_id ? resolved(config.client_id, 'client id') : defaultClientId(job.id),
+        sessionExpirySeconds: Number(config.session_expiry) || DEFAULT_SESSION_EXPIRY_SECONDS,
+        username: this.credentials?.user || undefined,
+        password: this.credentials?.password || undefined,
+        store: async (eventTopic, payload) => {
+          const seq = await job.accept(eventTopic, payload);
+          this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
+        },
+        onStatus: (status, detail) => {
+          const look = { connecting: ['yellow', 'ring'], connected: ['green', 'dot'], offline: ['red', 'ring'], error: ['red', 'dot'] } as const;
+          const [fill, shape] = look[status];
+          this.status({ fill, shape, text: status });
+          if (status === 'error' && detail) this.warn(detail);
+        },
+      });
+    } catch (err) {
+      refuseInput(this, 'bad config', (err as Error).message);
+      return;
+    }
+    // Start only once the journal is open: an event acknowledged before that could not be stored.
+    job.ready.then(() => source.start(), (err: Error) => this.error(`journal: ${err.message}`));
+    this.on('close', (_removed, done) => {
+      source.stop().catch((err: Error) => this.warn(err.message)).finally(done);
+    });
+  }
+  RED.nodes.registerType('exs-source', ExsSource, {
+    credentials: { user: { type: 'text' }, password: { type: 'password' } },
+  });
+};
