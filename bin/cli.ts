@@ -7,6 +7,7 @@ import { mergeFlows, type FlowNode } from '../flows/flow-types';
 import { importContractText, KEEP_REFERENCES_ENV, literalCredentialWarning } from '../flows/import';
 import { parseContract } from '../nodes/core/contract/load';
 import { didYouMean } from '../nodes/core/did-you-mean';
+import type { DeadLetter } from '../nodes/core/queue/dead-letters';
 import { formatDiagnostic, type ChangeLogEntry, type Diagnostic } from '../nodes/core/types';
 import { startRuntime } from './embedded-runtime';
 
@@ -27,6 +28,8 @@ const COMMAND_FLAGS: Record<string, string[]> = {
   export: ['-o', '--output'],
   run: ['--port', '--host', '--user-dir', '--no-editor', '--settings'],
   log: ['--last', '--url', '--token', '--json'],
+  dlq: ['--replay', '--url', '--token', '--json'],
+  flush: ['--url', '--token'],
   demo: ['--port', '--user-dir'],
 };
 
@@ -78,6 +81,8 @@ Commands:
   export FLOW [-o DIR]        turn a flow's EXS tabs back into sync.yaml contracts
   run FILE... [--port N]      run the contracts in an embedded Node-RED
   log JOB_ID [--last N]       show a running job's newest change-log entries
+  dlq JOB_ID [--replay [ID...]]  list a job's dead letters, or send them through again
+  flush JOB_ID                apply a held (hourly/nightly/cron) job's events now
   demo [--port N]             the seed's contract on an embedded broker and SQLite
 
 Run 'exs <command> --help' for a command's options.`,
@@ -119,6 +124,18 @@ Reads GET /exs/jobs/JOB_ID/log?last=N from a running EXS.
   --url URL       Node-RED admin URL (default http://127.0.0.1:1880)
   --token TOKEN   bearer token when adminAuth is on (or EXS_TOKEN)
   --json          print the entries as JSON`,
+  dlq: `Usage: exs dlq JOB_ID [--replay [ID...]] [--url URL] [--token TOKEN] [--json]
+
+Lists the job's dead letters (id, time, attempts, reason, event), read from a running EXS
+through GET /exs/jobs/JOB_ID/dlq. With --replay, sends the named letters (all when no id is
+given) through the job again as new events (POST /exs/jobs/JOB_ID/dlq/replay).
+
+  --url URL       Node-RED admin URL (default http://127.0.0.1:1880)
+  --token TOKEN   bearer token when adminAuth is on (or EXS_TOKEN)`,
+  flush: `Usage: exs flush JOB_ID [--url URL] [--token TOKEN]
+
+Applies a held job's events now instead of at its next hourly, nightly or cron time,
+writing only the newest event of each record (POST /exs/jobs/JOB_ID/flush).`,
   demo: `Usage: exs demo [--port N] [--user-dir DIR]
 
 Runs the seed's PermitStatus_To_COBOL contract with no services needed: an in-process
@@ -288,30 +305,64 @@ function formatEntry(e: ChangeLogEntry): string {
   return `${e.time}  #${e.seq}  ${key}  ${e.outcome} (${e.dest_row})  ${e.latency_ms} ms  attempts ${e.attempts}${detail}`;
 }
 
-async function commandLog(args: ParsedArgs, io: Io): Promise<number> {
-  const [jobId] = args.positional;
-  if (!jobId) throw new UsageError(`exs log: name a job id\n\n${HELP.log}`);
-  const last = intOption(args, '--last', 10);
+/** Calls an EXS admin endpoint of a running Node-RED; errors become one readable line. */
+async function adminRequest(args: ParsedArgs, path: string, method: 'GET' | 'POST' = 'GET', body?: unknown): Promise<unknown> {
   const base = String(args.options['--url'] ?? process.env.EXS_URL ?? 'http://127.0.0.1:1880').replace(/\/+$/, '');
   const token = (args.options['--token'] as string | undefined) ?? process.env.EXS_TOKEN;
-  const url = `${base}/exs/jobs/${encodeURIComponent(jobId)}/log?last=${last}`;
+  const url = `${base}${path}`;
+  const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response: Response;
   try {
-    response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (err) {
     throw new UsageError(`cannot reach ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
   }
+  if (response.status === 401) throw new UsageError(`${url}: HTTP 401: adminAuth is on; pass --token TOKEN (or EXS_TOKEN)`);
   if (!response.ok) throw new UsageError(`${url}: HTTP ${response.status} ${await response.text()}`);
-  let entries: ChangeLogEntry[];
   try {
-    entries = (await response.json()) as ChangeLogEntry[];
+    return await response.json();
   } catch {
-    throw new UsageError(`${url}: the answer is not an EXS change log (is ${base} the Node-RED admin URL?)`);
+    throw new UsageError(`${url}: the answer is not from EXS (is ${base} the Node-RED admin URL?)`);
   }
-  if (!Array.isArray(entries)) throw new UsageError(`${url}: the answer is not an EXS change log (is ${base} the Node-RED admin URL?)`);
+}
+
+function jobPath(args: ParsedArgs, command: string, suffix: string): string {
+  const [jobId] = args.positional;
+  if (!jobId) throw new UsageError(`exs ${command}: name a job id\n\n${HELP[command]}`);
+  return `/exs/jobs/${encodeURIComponent(jobId)}${suffix}`;
+}
+
+async function commandLog(args: ParsedArgs, io: Io): Promise<number> {
+  const last = intOption(args, '--last', 10);
+  const entries = await adminRequest(args, jobPath(args, 'log', `/log?last=${last}`));
+  if (!Array.isArray(entries)) throw new UsageError('the answer is not an EXS change log (is --url the Node-RED admin URL?)');
   if (args.options['--json']) io.out(JSON.stringify(entries, null, 2));
-  else if (entries.length === 0) io.out(`no change-log entries for ${jobId}`);
-  else for (const entry of entries) io.out(formatEntry(entry));
+  else if (entries.length === 0) io.out(`no change-log entries for ${args.positional[0]}`);
+  else for (const entry of entries as ChangeLogEntry[]) io.out(formatEntry(entry));
+  return 0;
+}
+
+async function commandDlq(args: ParsedArgs, io: Io): Promise<number> {
+  if (args.options['--replay']) {
+    const ids = args.positional.slice(1).map((id) => {
+      if (!/^\d+$/.test(id)) throw new UsageError(`dead-letter ids are numbers (got '${id}')`);
+      return Number(id);
+    });
+    const answer = (await adminRequest(args, jobPath(args, 'dlq', '/dlq/replay'), 'POST', ids.length ? { ids } : {})) as { replayed: number[] };
+    io.out(answer.replayed.length ? `replayed ${answer.replayed.length}: ${answer.replayed.join(', ')}` : 'nothing to replay');
+    return 0;
+  }
+  const letters = (await adminRequest(args, jobPath(args, 'dlq', '/dlq'))) as DeadLetter[];
+  if (args.options['--json']) io.out(JSON.stringify(letters, null, 2));
+  else if (letters.length === 0) io.out(`no dead letters for ${args.positional[0]}`);
+  else for (const l of letters) io.out(`#${l.id}  ${l.deadAt}  attempts ${l.attempts}  ${l.error}  ${l.event.slice(0, 120)}`);
+  return 0;
+}
+
+async function commandFlush(args: ParsedArgs, io: Io): Promise<number> {
+  const state = (await adminRequest(args, jobPath(args, 'flush', '/flush'), 'POST')) as { depth: number };
+  io.out(`flushed ${args.positional[0]}: ${state.depth} event(s) still queued`);
   return 0;
 }
 
@@ -321,6 +372,8 @@ const COMMANDS: Record<string, (args: ParsedArgs, io: Io) => number | Promise<nu
   export: commandExport,
   run: commandRun,
   log: commandLog,
+  dlq: commandDlq,
+  flush: commandFlush,
   demo: async (args, io) => (await import('./demo.js')).commandDemo(args.options, io),
 };
 
