@@ -95,7 +95,7 @@ Exit status: 0 when every file is valid (warnings allowed), 1 otherwise.
   import: `Usage: exs import FILE... [-o FLOW.json] [--with-credentials]
 
 Writes a Node-RED flow with one tab per contract, wired
-mqtt in -> sync queue -> mapper -> conflict resolver -> connector -> change log.
+exs source -> sync queue -> mapper -> conflict resolver -> connector -> change log.
 Node ids derive from the contract id: importing into an existing FLOW.json replaces
 the contract's tab and keeps everything else. Without -o the flow goes to stdout.
 

@@ -49,8 +49,11 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
   const connector = firstOfType(flow, ['exs-connector', 'exs-mqtt-connector'], jobNode.id);
   const queue = firstOfType(flow, ['exs-sync-queue'], jobNode.id);
   if (!mapper || !connector) throw new Error(`${where} has no ${mapper ? 'connector' : 'mapper'} node`);
-  const source = flow.find((n) => n.type === 'mqtt in' && queue && n.wires?.some((w) => w.includes(queue.id)));
-  const broker = source ? byId.get(str(source.broker)) : undefined;
+  // The job's EXS source; a hand-wired flow may feed the queue from Node-RED's mqtt-in instead.
+  const source =
+    flow.find((n) => n.type === 'exs-source' && n.job === jobNode.id) ??
+    flow.find((n) => n.type === 'mqtt in' && queue && n.wires?.some((w) => w.includes(queue.id)));
+  const sourceBroker = source?.type === 'exs-source' ? str(source.broker) || undefined : brokerUrl(byId.get(str(source?.broker)));
 
   // Like the runtime (jobSettingsFromConfig), a job without an id goes by its name or node id.
   const id = str(jobNode.jobId) || str(jobNode.name) || jobNode.id;
@@ -90,7 +93,7 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
     mapping: rules,
     table,
     key: mapper.key ? parseKeyRule(str(mapper.key)) : undefined,
-    broker: brokerUrl(broker) ?? String(defaults.broker),
+    broker: sourceBroker ?? String(defaults.broker),
     mqtt_topic: str(source?.topic) || String(defaults.mqtt_topic),
   };
 }

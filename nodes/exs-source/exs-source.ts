@@ -41,8 +41,9 @@ export = function registerExsSource(RED: RED) {
         topic,
         clientId: config.client_id ? resolved(config.client_id, 'client id') : defaultClientId(job.id),
         sessionExpirySeconds: Number(config.session_expiry) || DEFAULT_SESSION_EXPIRY_SECONDS,
-        username: this.credentials?.user || undefined,
-        password: this.credentials?.password || undefined,
+        // The importer may store `${VAR}` references as credentials; they are read here.
+        username: this.credentials?.user ? resolved(this.credentials.user, 'user') : undefined,
+        password: this.credentials?.password ? resolved(this.credentials.password, 'password') : undefined,
         store: async (eventTopic, payload) => {
           const seq = await job.accept(eventTopic, payload);
           this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
