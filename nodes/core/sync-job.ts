@@ -98,7 +98,7 @@ export class SyncJob extends EventEmitter {
         schedule: this.settings.schedule,
         keyOf: (record) => this.keyOf(record),
       });
-      dispatcher.on('state', () => this.emit('state', this.state()));
+      dispatcher.on('state', () => this.emit('state'));
       dispatcher.on('paused', () => this.emit('paused'));
       dispatcher.on('resumed', () => this.emit('resumed'));
       dispatcher.on('superseded', (record: JournalRecord, newest: number) => void this.logSuperseded(record, newest));
@@ -121,7 +121,7 @@ export class SyncJob extends EventEmitter {
     this.counters[outcome] += 1;
     this.dispatcher?.settled(seq, DESTINATION_REACHED.has(outcome));
     this.emit('settled', { seq, outcome });
-    this.emit('state', this.state());
+    this.emit('state');
   }
 
   /** An event failed: `retry` when it will come again, `dead_letter` when its attempts are spent. */
@@ -141,7 +141,7 @@ export class SyncJob extends EventEmitter {
     for (const letter of chosen) await this.accept(letter.topic ?? this.settings.source_topic, Buffer.from(letter.event, 'utf8'));
     await this.deadLetters.markReplayed(chosen.map((l) => l.id));
     this.deadLetterCount = await this.deadLetters.waiting();
-    this.emit('state', this.state());
+    this.emit('state');
     return chosen;
   }
 

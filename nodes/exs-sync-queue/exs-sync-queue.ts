@@ -13,6 +13,8 @@ interface SyncQueueConfig extends JobNodeConfig {
   max_event_bytes?: number | string;
 }
 
+const STATUS_INTERVAL_MS = 250;
+
 function payloadBytes(payload: unknown): Buffer {
   if (Buffer.isBuffer(payload)) return payload;
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
@@ -35,12 +37,20 @@ export = function registerExsSyncQueue(RED: RED) {
     if (!job) return;
     const maxBytes = Number(config.max_event_bytes) || undefined;
 
-    const showState = (state: JobState) => {
+    const render = (state: JobState) => {
       const fill = state.paused ? 'red' : state.retrying > 0 || state.deadLetters > 0 ? 'yellow' : 'green';
       this.status({ fill, shape: state.depth > 0 ? 'ring' : 'dot', text: statusText(state) });
     };
+    // The job's state changes with every event; the editor needs it a few times a second at most.
+    let statusTimer: NodeJS.Timeout | undefined;
+    const showState = () => {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        render(job.state());
+      }, STATUS_INTERVAL_MS);
+    };
     job.on('state', showState);
-    job.ready.then(() => showState(job.state()), () => this.status({ fill: 'red', shape: 'ring', text: 'journal failed' }));
+    job.ready.then(() => render(job.state()), () => this.status({ fill: 'red', shape: 'ring', text: 'journal failed' }));
 
     const deliver = ({ record, attempt }: Delivery) => {
       const envelope: ExsEnvelope = { job: job.id, seq: record.seq, attempt, receivedAt: record.receivedAt, topic: record.topic };
@@ -62,6 +72,7 @@ export = function registerExsSyncQueue(RED: RED) {
     });
 
     this.on('close', (_removed, done) => {
+      if (statusTimer) clearTimeout(statusTimer);
       job.removeListener('state', showState);
       detach();
       done();

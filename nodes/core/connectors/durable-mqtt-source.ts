@@ -42,21 +42,7 @@ export class DurableMqttSource {
       // Subscriptions live in the broker's session; mqtt.js must not replay or drop them itself.
       resubscribe: false,
     });
-    // mqtt.js hands over one publish at a time per connection and acknowledges it when this
-    // callback runs, so PUBACKs leave in arrival order and only for stored events.
-    client.handleMessage = (packet, callback) => {
-      if (packet.cmd !== 'publish') return callback();
-      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      options.store(packet.topic, payload).then(
-        () => callback(),
-        (err: Error) => {
-          // Not stored, so not acknowledged: drop the connection and let the broker redeliver.
-          options.onStatus?.('error', `cannot store event: ${err.message}`);
-          client.end(true);
-          setTimeout(() => client.reconnect(), 1000).unref();
-        },
-      );
-    };
+    this.holdAcknowledgementsUntilStored(client);
     client.on('connect', () => {
       options.onStatus?.('connected');
       // With a session present the subscription survives already; subscribing again is
@@ -68,6 +54,61 @@ export class DurableMqttSource {
     client.on('offline', () => options.onStatus?.('offline'));
     client.on('error', (err) => options.onStatus?.('error', err.message));
     this.client = client;
+  }
+
+  /**
+   * mqtt.js acknowledges a QoS 1 publish when `handleMessage` calls back, and parses nothing
+   * else until then; waiting there for each fdatasync would cap intake at one event per disk
+   * sync. Instead `handleMessage` starts the store and lets mqtt.js read on, while the PUBACK
+   * it then sends is held back here until that event is stored - released strictly in arrival
+   * order, since journal appends complete in order. The broker's in-flight window bounds how
+   * many events wait. A lost connection forgets the held PUBACKs: the broker redelivers those
+   * events, and storing one twice is harmless.
+   *
+   * This relies on mqtt.js 5 sending PUBACKs through `_sendPacket` (build/lib/handlers/publish.js).
+   */
+  private holdAcknowledgementsUntilStored(client: mqtt.MqttClient): void {
+    const { options } = this;
+    interface Held {
+      messageId: number | undefined;
+      stored: boolean;
+      puback?: unknown;
+    }
+    let held: Held[] = [];
+    const internals = client as unknown as { _sendPacket(packet: { cmd: string; messageId?: number }, cb?: () => void): void };
+    const send = internals._sendPacket.bind(client);
+    const release = () => {
+      while (held.length > 0 && held[0].stored && held[0].puback) send(held.shift()!.puback as { cmd: string });
+    };
+    internals._sendPacket = (packet, cb) => {
+      const waiting = packet.cmd === 'puback' ? held.find((h) => h.messageId === packet.messageId && !h.puback) : undefined;
+      if (!waiting) return send(packet, cb);
+      waiting.puback = packet;
+      cb?.(); // lets mqtt.js parse the next packet; the PUBACK itself waits for the store
+      release();
+    };
+    client.handleMessage = (packet, callback) => {
+      if (packet.cmd !== 'publish') return callback();
+      const entry: Held = { messageId: packet.messageId, stored: false };
+      if (packet.qos > 0) held.push(entry);
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      options.store(packet.topic, payload).then(
+        () => {
+          entry.stored = true;
+          release();
+        },
+        (err: Error) => {
+          // Not stored, so never acknowledged: drop the connection and let the broker redeliver.
+          options.onStatus?.('error', `cannot store event: ${err.message}`);
+          held = [];
+          client.end(true, () => setTimeout(() => client.reconnect(), 1000).unref());
+        },
+      );
+      callback();
+    };
+    client.on('close', () => {
+      held = [];
+    });
   }
 
   /** Disconnects without unsubscribing: the broker keeps queueing for this session. */

@@ -172,8 +172,9 @@ export class SyncDispatcher extends EventEmitter {
     this.removeAllListeners();
   }
 
+  /** Tells listeners the state changed; they read `state()` when they need it (not per event). */
   private emitState(): void {
-    this.emit('state', this.state());
+    this.emit('state');
   }
 
   private pump(): void {
