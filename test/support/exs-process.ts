@@ -30,24 +30,34 @@ export interface ExsRun {
   stop(): Promise<number | null>;
 }
 
+export interface ExsRunOptions {
+  /** The settings file's `httpAdminRoot` (e.g. '/admin'): adminUrl and the readiness check go under it. */
+  adminRoot?: string;
+  /** What GET <adminUrl>/settings answers once up: 401 when adminAuth is on. Default: any 2xx. */
+  readyStatus?: number;
+  /** Added to the child's environment (EXS_INSTANCE, say); a value of undefined removes a variable. */
+  env?: NodeJS.ProcessEnv;
+}
+
 /** Starts `exs run` and resolves once its admin API answers. */
-export async function startExsRun(files: string[], userDir: string, extraArgs: string[] = []): Promise<ExsRun> {
+export async function startExsRun(files: string[], userDir: string, extraArgs: string[] = [], options: ExsRunOptions = {}): Promise<ExsRun> {
   const port = await freePort();
   const child = spawn(process.execPath, [EXS_BIN, 'run', ...files, '--no-editor', '--port', String(port), '--user-dir', userDir, ...extraArgs], {
-    env: { ...process.env },
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const adminUrl = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${port}${(options.adminRoot ?? '').replace(/\/+$/, '')}`;
+  const ready = (status: number) => (options.readyStatus === undefined ? status >= 200 && status < 300 : status === options.readyStatus);
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`exs run exited with ${child.exitCode}:\n${output}`);
     try {
       const response = await fetch(`${adminUrl}/settings`);
-      if (response.ok && /running/.test(output)) break;
+      if (ready(response.status) && /running/.test(output)) break;
     } catch {
       // not listening yet
     }
