@@ -19,8 +19,17 @@ export function sqliteConn(file: string): string {
   return `DRIVER={SQLite3};Database=${file}`;
 }
 
+const madeDirs: string[] = [];
+// Test folders go when the test process ends (set EXS_KEEP_TEST_DIRS=1 to look at them).
+process.once('exit', () => {
+  if (process.env.EXS_KEEP_TEST_DIRS) return;
+  for (const dir of madeDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `exs-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `exs-${prefix}-`));
+  madeDirs.push(dir);
+  return dir;
 }
 
 export type ServiceName = 'mosquitto' | 'postgres' | 'mariadb' | 'sqlite-odbc';
