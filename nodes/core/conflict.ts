@@ -25,6 +25,18 @@ export function timeValue(value: unknown): number | undefined {
   return instant && epochMillis(instant);
 }
 
+/**
+ * The law, and the model the SQL guard of every dialect must agree with (UpsertGuard in
+ * nodes/core/sql/dialect.ts, which decides inside the upsert statement so runtimes cannot race):
+ * - a new record is written;
+ * - HMS_WINS, or LAST_WRITE_WINS without a timestamp column: the event is written;
+ * - LAST_WRITE_WINS: a destination row without a time takes the event; an event without a time is
+ *   the oldest and never replaces a row that has one; otherwise the event is written when its time
+ *   is equal or newer.
+ * Ties write: an equal time means the same version of the record, so a redelivered event is
+ * idempotent. Two different versions with the same time are not ordered by this law (the one
+ * applied last stays); the source's `updated_at` (microseconds) is what tells versions apart.
+ */
 export function resolveConflict(
   policy: ConflictPolicy,
   before: Record<string, unknown> | null | undefined,
@@ -38,7 +50,8 @@ export function resolveConflict(
   const eventTime = timeValue(incoming[column]);
   if (destinationTime === undefined) return { write: true, reason: 'destination has no timestamp' };
   if (eventTime === undefined) return { write: false, reason: 'event has no timestamp; destination kept' };
-  return eventTime >= destinationTime
+  if (eventTime === destinationTime) return { write: true, reason: 'event is as new as the destination (same version)' };
+  return eventTime > destinationTime
     ? { write: true, reason: 'event is newer' }
     : { write: false, reason: 'destination is newer' };
 }

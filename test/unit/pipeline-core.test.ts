@@ -49,6 +49,18 @@ describe('resolveConflict', () => {
   });
   it('LAST_WRITE_WINS treats a missing event time as oldest', () => {
     assert.equal(resolveConflict(lww, { TS: '2026-01-01 10:00:00' }, {}).write, false);
+    assert.deepEqual(resolveConflict(lww, { TS: '2026-01-01 10:00:00' }, { TS: null }), { write: false, reason: 'event has no timestamp; destination kept' });
+  });
+  it('LAST_WRITE_WINS writes over a row without a time, even an event without one', () => {
+    assert.deepEqual(resolveConflict(lww, { TS: null }, { TS: '2026-01-01T10:00:00Z' }), { write: true, reason: 'destination has no timestamp' });
+    assert.equal(resolveConflict(lww, { TS: null }, { TS: null }).write, true);
+  });
+  it('LAST_WRITE_WINS writes on equal times, so a redelivered event is idempotent', () => {
+    // The same instant spelled as the event and as the destination canonically hold it.
+    assert.deepEqual(resolveConflict(lww, { TS: '2026-01-01 10:00:00.500000' }, { TS: '2026-01-01T12:00:00.5+02:00' }), { write: true, reason: 'event is as new as the destination (same version)' });
+  });
+  it('LAST_WRITE_WINS without a timestamp column lets HMS win', () => {
+    assert.equal(resolveConflict({ rule: 'LAST_WRITE_WINS' }, { TS: '2030-01-01 00:00:00' }, { TS: '2020-01-01T00:00:00Z' }).write, true);
   });
   it('reads destination times without a zone as UTC', () => {
     assert.equal(timeValue('2026-01-01 10:00:00.250000'), Date.parse('2026-01-01T10:00:00.250Z'));

@@ -45,10 +45,83 @@ describe('upsert SQL', () => {
       + ' WHEN NOT MATCHED THEN INSERT ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (s."PERMIT_ID", s."PERMIT_STAT", s."LAST_CHG_TS")',
   };
   for (const [name, sql] of Object.entries(golden)) {
-    it(`${name}: insert-or-update with a timestamp cast that keeps microseconds`, () => {
+    it(`${name}, HMS_WINS: insert-or-update with a timestamp cast that keeps microseconds`, () => {
       assert.equal(DIALECTS[name as DialectName].upsert('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS), sql);
     });
   }
+
+  // LAST_WRITE_WINS: the destination decides in the same statement. The guard is the law of
+  // resolveConflict: a row without a time takes any event, an event without one is the oldest,
+  // equal times write.
+  const guarded: Record<DialectName, string> = {
+    postgresql:
+      'INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (?, ?, CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP))'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS"'
+      + ' WHERE t."LAST_CHG_TS" IS NULL OR excluded."LAST_CHG_TS" >= t."LAST_CHG_TS"',
+    mysql:
+      'INSERT INTO `PERMIT_TABLE` (`PERMIT_ID`, `PERMIT_STAT`, `LAST_CHG_TS`) VALUES (?, ?, CAST(? AS DATETIME(6)))'
+      + ' ON DUPLICATE KEY UPDATE'
+      + ' `PERMIT_STAT` = IF(`LAST_CHG_TS` IS NULL OR VALUES(`LAST_CHG_TS`) >= `LAST_CHG_TS`, VALUES(`PERMIT_STAT`), `PERMIT_STAT`),'
+      + ' `LAST_CHG_TS` = IF(`LAST_CHG_TS` IS NULL OR VALUES(`LAST_CHG_TS`) >= `LAST_CHG_TS`, VALUES(`LAST_CHG_TS`), `LAST_CHG_TS`)',
+    sqlite:
+      'INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (?, ?, ?)'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS"'
+      + ' WHERE t."LAST_CHG_TS" IS NULL OR excluded."LAST_CHG_TS" >= t."LAST_CHG_TS"',
+    sqlserver:
+      'MERGE INTO [PERMIT_TABLE] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS varchar(20)), CAST(? AS varchar(8)),'
+      + ' CAST(CAST(? AS VARCHAR(40)) AS DATETIME2(7)))) AS s ([PERMIT_ID], [PERMIT_STAT], [LAST_CHG_TS])'
+      + ' ON t.[PERMIT_ID] = s.[PERMIT_ID]'
+      + ' WHEN MATCHED AND (t.[LAST_CHG_TS] IS NULL OR s.[LAST_CHG_TS] >= t.[LAST_CHG_TS])'
+      + ' THEN UPDATE SET [PERMIT_STAT] = s.[PERMIT_STAT], [LAST_CHG_TS] = s.[LAST_CHG_TS]'
+      + ' WHEN NOT MATCHED THEN INSERT ([PERMIT_ID], [PERMIT_STAT], [LAST_CHG_TS]) VALUES (s.[PERMIT_ID], s.[PERMIT_STAT], s.[LAST_CHG_TS]);',
+    db2:
+      'MERGE INTO "PERMIT_TABLE" AS t USING (VALUES (CAST(? AS varchar(20)), CAST(? AS varchar(8)),'
+      + ' CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP(6)))) AS s ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS")'
+      + ' ON t."PERMIT_ID" = s."PERMIT_ID"'
+      + ' WHEN MATCHED AND (t."LAST_CHG_TS" IS NULL OR s."LAST_CHG_TS" >= t."LAST_CHG_TS")'
+      + ' THEN UPDATE SET "PERMIT_STAT" = s."PERMIT_STAT", "LAST_CHG_TS" = s."LAST_CHG_TS"'
+      + ' WHEN NOT MATCHED THEN INSERT ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (s."PERMIT_ID", s."PERMIT_STAT", s."LAST_CHG_TS")',
+  };
+  const lww = { timestampColumn: 'LAST_CHG_TS' };
+  for (const [name, sql] of Object.entries(guarded)) {
+    it(`${name}, LAST_WRITE_WINS: the update is guarded by the row's timestamp in the same statement`, () => {
+      assert.equal(DIALECTS[name as DialectName].upsert('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS, lww), sql);
+    });
+  }
+
+  it('MariaDB assigns the timestamp column last, so every IF compares against the old time', () => {
+    const tsFirst = [PERMIT_COLUMNS[0], PERMIT_COLUMNS[2], PERMIT_COLUMNS[1]];
+    const sql = DIALECTS.mysql.upsert('PERMIT_TABLE', 'PERMIT_ID', tsFirst, lww);
+    assert.match(sql, /^INSERT INTO `PERMIT_TABLE` \(`PERMIT_ID`, `LAST_CHG_TS`, `PERMIT_STAT`\) VALUES \(\?, CAST\(\? AS DATETIME\(6\)\), \?\)/);
+    assert.match(sql, /ON DUPLICATE KEY UPDATE `PERMIT_STAT` = IF\(.*\), `LAST_CHG_TS` = IF\([^,]*, VALUES\(`LAST_CHG_TS`\), `LAST_CHG_TS`\)$/);
+    // The other dialects read the old row whatever the order; they keep the same one for one cache entry per shape.
+    assert.match(DIALECTS.postgresql.upsert('T', 'PERMIT_ID', tsFirst, lww), /SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS" WHERE/);
+  });
+
+  it('LAST_WRITE_WINS for an event without the timestamp column only updates a row that has no time either', () => {
+    const noTime = PERMIT_COLUMNS.slice(0, 2);
+    assert.equal(
+      DIALECTS.postgresql.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww),
+      'INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT") VALUES (?, ?)'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT" WHERE t."LAST_CHG_TS" IS NULL',
+    );
+    assert.equal(
+      DIALECTS.mysql.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww),
+      'INSERT INTO `PERMIT_TABLE` (`PERMIT_ID`, `PERMIT_STAT`) VALUES (?, ?)'
+      + ' ON DUPLICATE KEY UPDATE `PERMIT_STAT` = IF(`LAST_CHG_TS` IS NULL, VALUES(`PERMIT_STAT`), `PERMIT_STAT`)',
+    );
+    assert.match(DIALECTS.sqlite.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww), / WHERE t\."LAST_CHG_TS" IS NULL$/);
+    assert.match(DIALECTS.sqlserver.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww), / WHEN MATCHED AND \(t\.\[LAST_CHG_TS\] IS NULL\) THEN /);
+    assert.match(DIALECTS.db2.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww), / WHEN MATCHED AND \(t\."LAST_CHG_TS" IS NULL\) THEN /);
+  });
+
+  it('qualifies a guarded SCHEMA.TABLE and refuses a guard on the key or an invalid column name', () => {
+    assert.match(DIALECTS.postgresql.upsert('legacy.permit_table', 'PERMIT_ID', PERMIT_COLUMNS, lww), /^INSERT INTO "legacy"\."permit_table" AS t /);
+    assert.throws(() => DIALECTS.postgresql.upsert('T', 'PERMIT_ID', PERMIT_COLUMNS, { timestampColumn: 'PERMIT_ID' }), /cannot be the LAST_WRITE_WINS timestamp column/);
+    for (const dialect of Object.values(DIALECTS)) {
+      assert.throws(() => dialect.upsert('T', 'PERMIT_ID', PERMIT_COLUMNS, { timestampColumn: 'TS) OR (1=1' }), /invalid SQL identifier/);
+    }
+  });
 
   it('qualifies a SCHEMA.TABLE name part by part', () => {
     assert.match(DIALECTS.postgresql.upsert('legacy.permit_table', 'PERMIT_ID', PERMIT_COLUMNS), /^INSERT INTO "legacy"\."permit_table" /);

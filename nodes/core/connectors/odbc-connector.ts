@@ -12,9 +12,18 @@ import {
   type ColumnInfo,
   type DialectName,
   type SqlDialect,
+  type UpsertGuard,
 } from '../sql/dialect';
 import { DbError, toDbError } from '../sql/errors';
-import { OdbcPool, connectOdbc, driverNameOf, type OdbcConnection, type OdbcRow, type SqlParameter } from '../sql/odbc-pool';
+import {
+  OdbcPool,
+  connectOdbc,
+  driverNameOf,
+  type OdbcConnection,
+  type OdbcRow,
+  type OdbcSession,
+  type SqlParameter,
+} from '../sql/odbc-pool';
 import { resolveConflict, type ConflictPolicy } from '../conflict';
 import type { ApplyResult, MappedRecord, SyncConnector } from '../types';
 
@@ -57,12 +66,22 @@ interface WritePlan {
   columns: PlannedColumn[];
   selectSql: string;
   /**
-   * Upsert text per set of columns an event carries: a field the
-   * event omits leaves its column alone rather than writing NULL over it. Built on first use,
-   * so the common full record costs one build per deploy.
+   * Upsert text per set of columns an event carries and guard (none, or LAST_WRITE_WINS on a
+   * column): a field the event omits leaves its column alone rather than writing NULL over it.
+   * Built on first use, so the common full record costs one build per deploy.
    */
   upserts: Map<string, string>;
 }
+
+/**
+ * Drivers whose SQLExecute returns SQL_NO_DATA for a statement that changed no row, as ODBC 3
+ * specifies for a searched UPDATE or MERGE: sqliteodbc does it for an upsert its WHERE turned down.
+ * node-odbc's prepared-statement execute() treats SQL_NO_DATA as an error and leaves the statement
+ * unusable (HY010 on the next bind), while connection.query() accepts it, so guarded upserts run
+ * through query() there. Measured for SQLite (sqliteodbc 0.9998); assumed for SQL Server and Db2
+ * (Db2 reports SQLCODE +100 for a MERGE that touched no row).
+ */
+const NO_DATA_WHEN_NOTHING_CHANGED: ReadonlySet<DialectName> = new Set(['sqlite', 'sqlserver', 'db2']);
 
 const DEFAULT_POOL_SIZE = 4;
 
@@ -91,14 +110,22 @@ export class OdbcConnector implements SyncConnector {
     });
   }
 
+  /**
+   * Writes the record. Under LAST_WRITE_WINS the decision is taken by the destination inside the
+   * one upsert statement (UpsertGuard), so two runtimes applying events for the same key at the
+   * same time cannot regress the row between a read and a write. The read before it only supplies
+   * `before` for the change log and spots a row that already holds exactly these values.
+   */
   async apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult> {
     const { plan, pool } = this;
     if (!plan || !pool) throw new Error(`${this.describe()} is not open`);
     const context = `${this.describe()}, key ${JSON.stringify(record.keyValue)}`;
 
     let bound: BoundRecord;
+    let guard: PlannedGuard | undefined;
     try {
       bound = recordParameters(plan, record);
+      guard = guardFor(plan, policy);
     } catch (err) {
       throw new DbError({ transient: false, message: (err as Error).message }, context, err);
     }
@@ -106,18 +133,28 @@ export class OdbcConnector implements SyncConnector {
 
     try {
       return await pool.withSession(async (session): Promise<ApplyResult> => {
-        const [current] = await session.run(plan.selectSql, [bound.parameters[0]]);
-        const before = current ? fromDatabaseRow(plan, current) : null;
+        const before = await readRow(plan, session, bound);
         const after = { ...before, ...written };
-        if (before && bound.columns.every((c) => sameValue(c.info, before[c.contractName], written[c.contractName]))) {
-          return { outcome: 'unchanged', before, after };
+        // The row already holds exactly what the event brings, its time included. Safe to leave under
+        // LAST_WRITE_WINS too: the guarded write could only rewrite the same values, or be refused
+        // because a newer version has landed since.
+        if (before && sameRow(bound, before, written)) return { outcome: 'unchanged', before, after };
+        if (!guard) {
+          await session.run(upsertFor(plan, bound), bound.parameters);
+          return { outcome: 'applied', before, after };
         }
-        if (policy) {
-          const decision = resolveConflict(policy, before, written);
-          if (!decision.write) return { outcome: 'skipped', before, after: before ?? {}, reason: decision.reason };
+
+        if (await runGuardedUpsert(plan, session, bound, guard, before !== null)) return { outcome: 'applied', before, after };
+        // Not written (or, on MariaDB, possibly already equal): the row as it is now tells which,
+        // and is what the change log shows as kept. Another runtime may have written it meanwhile.
+        const current = await readRow(plan, session, bound);
+        if (!current) {
+          throw new DbError({ transient: true, message: 'the row was deleted while the event was being written; retry' }, context);
         }
-        await session.run(upsertFor(plan, bound), bound.parameters);
-        return { outcome: 'applied', before, after };
+        if (sameRow(bound, current, written)) return { outcome: 'unchanged', before, after: current };
+        const model = resolveConflict(guard.policy, current, written);
+        const reason = model.write ? 'destination kept: the guarded write found a row no older than the event' : model.reason;
+        return { outcome: 'skipped', before, after: current, reason };
       });
     } catch (err) {
       throw toDbError(err, context);
@@ -151,13 +188,78 @@ interface BoundRecord {
   shape: string;
 }
 
-function upsertFor(plan: WritePlan, bound: BoundRecord): string {
-  let sql = plan.upserts.get(bound.shape);
+function upsertFor(plan: WritePlan, bound: BoundRecord, guard?: PlannedGuard): string {
+  const cacheKey = guard ? `${bound.shape}|${guard.column.info.name}` : bound.shape;
+  let sql = plan.upserts.get(cacheKey);
   if (sql === undefined) {
-    sql = plan.dialect.upsert(plan.table, bound.columns[0].info.name, bound.columns.map((c) => c.info));
-    plan.upserts.set(bound.shape, sql);
+    sql = plan.dialect.upsert(plan.table, bound.columns[0].info.name, bound.columns.map((c) => c.info), guard?.sql);
+    plan.upserts.set(cacheKey, sql);
   }
   return sql;
+}
+
+/** LAST_WRITE_WINS with its time column found among the connector's columns. */
+interface PlannedGuard {
+  policy: ConflictPolicy;
+  column: PlannedColumn;
+  sql: UpsertGuard;
+}
+
+/**
+ * The guard the policy asks for, or none when the event simply wins: no policy, HMS_WINS, or
+ * LAST_WRITE_WINS without a timestamp column (resolveConflict lets HMS win there too).
+ */
+function guardFor(plan: WritePlan, policy: ConflictPolicy | undefined): PlannedGuard | undefined {
+  if (!policy || policy.rule !== 'LAST_WRITE_WINS' || !policy.timestampColumn) return undefined;
+  const wanted = policy.timestampColumn;
+  const column = plan.columns.find((c) => c.contractName === wanted)
+    ?? plan.columns.find((c) => c.contractName.toLowerCase() === wanted.toLowerCase());
+  if (!column) {
+    throw new Error(`LAST_WRITE_WINS compares column '${wanted}', which this connector does not write`
+      + ` (columns: ${plan.columns.map((c) => c.contractName).join(', ')})`);
+  }
+  if (column === plan.columns[0]) throw new Error(`LAST_WRITE_WINS cannot compare the key column '${wanted}'`);
+  // resolveConflict reads the rows by contract names; the guard's policy names the column the same way.
+  return { policy: { ...policy, timestampColumn: column.contractName }, column, sql: { timestampColumn: column.info.name } };
+}
+
+/**
+ * Runs the guarded upsert and says whether it certainly wrote the event's row (inserted or
+ * updated). False when the guard kept the row, or when the driver's count cannot tell a kept row
+ * from one that already held these values; the caller reads the row then. Counts per driver:
+ * - psqlODBC: 1 inserted or updated, 0 when the DO UPDATE's WHERE turned the event down.
+ * - sqliteodbc: sqlite3_changes(), likewise 1 or 0 (0 comes back as SQL_NO_DATA, see above).
+ * - MariaDB Connector/ODBC: 1 inserted, 2 updated, 0 when no value changed (the guard kept the row,
+ *   or it already held these values). With the FOUND_ROWS client option (OPTION=2) a found row
+ *   that did not change counts 1, so a 1 for a row that existed when read is checked by reading
+ *   it. (Left: with FOUND_ROWS, a key first inserted by another runtime between the read and the
+ *   write, then kept by the guard, is reported applied.)
+ * - SQL Server and Db2 MERGE: 1 inserted or updated, 0 when WHEN MATCHED AND ... turned it down.
+ */
+async function runGuardedUpsert(
+  plan: WritePlan,
+  session: OdbcSession,
+  bound: BoundRecord,
+  guard: PlannedGuard,
+  rowWasRead: boolean,
+): Promise<boolean> {
+  const sql = upsertFor(plan, bound, guard);
+  const result = NO_DATA_WHEN_NOTHING_CHANGED.has(plan.dialect.name)
+    ? await session.connection.query(sql, bound.parameters.map((value) => (value === null ? null : String(value))))
+    : await session.run(sql, bound.parameters);
+  const count = Number(result.count);
+  if (plan.dialect.name !== 'mysql') return count > 0;
+  return count === 2 || (count === 1 && !rowWasRead);
+}
+
+/** The row as the destination holds it now, keyed by contract names; null when there is none. */
+async function readRow(plan: WritePlan, session: OdbcSession, bound: BoundRecord): Promise<Record<string, unknown> | null> {
+  const [row] = await session.run(plan.selectSql, [bound.parameters[0]]);
+  return row ? fromDatabaseRow(plan, row) : null;
+}
+
+function sameRow(bound: BoundRecord, row: Record<string, unknown>, written: Record<string, unknown>): boolean {
+  return bound.columns.every((c) => sameValue(c.info, row[c.contractName], written[c.contractName]));
 }
 
 /** Parameters in plan order for the columns the record carries; unknown columns are refused. */

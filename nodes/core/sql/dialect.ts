@@ -24,8 +24,12 @@ export interface SqlDialect {
   quoteTable(table: string): string;
   /** `SELECT <columns> FROM <table> WHERE <key> = ?`. */
   selectByKey(table: string, keyColumn: string, columns: string[]): string;
-  /** Insert-or-update of one row; parameters in the order of `columns`, which must include the key. */
-  upsert(table: string, keyColumn: string, columns: ColumnInfo[]): string;
+  /**
+   * Insert-or-update of one row; parameters in the order of `columns`, which must include the key.
+   * With a `guard`, an existing row is only updated when the event is not older than it, decided by
+   * the database inside this one statement (LAST_WRITE_WINS); without one, the event always wins.
+   */
+  upsert(table: string, keyColumn: string, columns: ColumnInfo[], guard?: UpsertGuard): string;
   /**
    * Run once on every new connection so timestamps travel as UTC both ways: PostgreSQL `timestamptz`
    * and MySQL `TIMESTAMP` otherwise convert through the server's local zone.
@@ -35,6 +39,24 @@ export interface SqlDialect {
   readonly currentSchemaQuery?: string;
   /** MySQL calls its databases catalogs in ODBC and has no schemas: `SCHEMA.TABLE` means database.table. */
   readonly schemaIsCatalog: boolean;
+}
+
+/**
+ * LAST_WRITE_WINS at the destination: the row is updated only when it has no timestamp, or the
+ * event's is equal or newer. The same law as resolveConflict (nodes/core/conflict.ts): an event
+ * without a timestamp is the oldest (it only updates a row that has none either), and equal
+ * timestamps write, so a redelivered event is idempotent. A new key is always inserted.
+ */
+export interface UpsertGuard {
+  /**
+   * The destination column holding the record's last-change time. When it is not among the
+   * upsert's columns (the event carries no time), only a row without a time is updated.
+   * Compared in the column's own type: instants for timestamp columns, and as numbers or text
+   * otherwise, which orders a compact legacy stamp (YYYYMMDDHHmmss) correctly when every value
+   * of the column has the same width. SQLite stores timestamps as text: canonical
+   * `YYYY-MM-DD HH:MM:SS.ffffff` text (what EXS writes) compares in time order.
+   */
+  timestampColumn: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$#]*$/;
@@ -112,31 +134,57 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
   };
   const quoteTable = (table: string): string => splitTableName(table).map(quoteIdent).join('.');
 
-  function upsert(table: string, keyColumn: string, columns: ColumnInfo[]): string {
+  function upsert(table: string, keyColumn: string, columns: ColumnInfo[], guard?: UpsertGuard): string {
     const key = quoteIdent(keyColumn);
     if (!columns.some((c) => c.name === keyColumn)) {
       throw new Error(`upsert into ${table}: the columns must include the key column '${keyColumn}'`);
     }
     const names = columns.map((c) => quoteIdent(c.name));
-    const updated = columns.filter((c) => c.name !== keyColumn).map((c) => quoteIdent(c.name));
-    if (updated.length === 0) throw new Error(`upsert into ${table}: no column to write besides the key '${keyColumn}'`);
+    let updatedColumns = columns.filter((c) => c.name !== keyColumn);
+    if (updatedColumns.length === 0) throw new Error(`upsert into ${table}: no column to write besides the key '${keyColumn}'`);
     const target = quoteTable(table);
     const parameters = columns.map(syntax.parameter).join(', ');
 
+    const ts = guard ? quoteIdent(guard.timestampColumn) : undefined;
+    if (guard && guard.timestampColumn === keyColumn) {
+      throw new Error(`upsert into ${table}: the key '${keyColumn}' cannot be the LAST_WRITE_WINS timestamp column`);
+    }
+    const eventHasTime = guard !== undefined && columns.some((c) => c.name === guard.timestampColumn);
+    if (guard && eventHasTime) {
+      // The time column last, for MariaDB (below).
+      const isTime = (c: ColumnInfo) => c.name === guard.timestampColumn;
+      updatedColumns = [...updatedColumns.filter((c) => !isTime(c)), ...updatedColumns.filter(isTime)];
+    }
+    const updated = updatedColumns.map((c) => quoteIdent(c.name));
+    /** `row` and `event` name the existing row's and the incoming row's time. */
+    const newerOrEqual = (row: string, event: string) => (eventHasTime ? `${row} IS NULL OR ${event} >= ${row}` : `${row} IS NULL`);
+
     switch (syntax.upsert) {
-      case 'on-conflict':
+      case 'on-conflict': {
+        // The alias names the existing row in the WHERE; `excluded` is the row the event brings.
+        const alias = guard ? ' AS t' : '';
+        const where = ts ? ` WHERE ${newerOrEqual(`t.${ts}`, `excluded.${ts}`)}` : '';
+        return `INSERT INTO ${target}${alias} (${names.join(', ')}) VALUES (${parameters})`
+          + ` ON CONFLICT (${key}) DO UPDATE SET ${updated.map((c) => `${c} = excluded.${c}`).join(', ')}${where}`;
+      }
+      case 'on-duplicate-key': {
+        // No WHERE here: each column keeps its own value unless the guard holds. MariaDB and MySQL
+        // assign left to right and a later IF sees earlier assignments, so the time column is
+        // assigned last (above) and every IF reads the row's old time.
+        const assign = ts
+          ? (c: string) => `${c} = IF(${newerOrEqual(ts, `VALUES(${ts})`)}, VALUES(${c}), ${c})`
+          : (c: string) => `${c} = VALUES(${c})`;
         return `INSERT INTO ${target} (${names.join(', ')}) VALUES (${parameters})`
-          + ` ON CONFLICT (${key}) DO UPDATE SET ${updated.map((c) => `${c} = excluded.${c}`).join(', ')}`;
-      case 'on-duplicate-key':
-        return `INSERT INTO ${target} (${names.join(', ')}) VALUES (${parameters})`
-          + ` ON DUPLICATE KEY UPDATE ${updated.map((c) => `${c} = VALUES(${c})`).join(', ')}`;
+          + ` ON DUPLICATE KEY UPDATE ${updated.map(assign).join(', ')}`;
+      }
       case 'merge': {
         // HOLDLOCK: without it two concurrent MERGEs on a new key can both take the insert branch.
         const hint = syntax.name === 'sqlserver' ? ' WITH (HOLDLOCK)' : '';
         const end = syntax.name === 'sqlserver' ? ';' : '';
+        const matched = ts ? `WHEN MATCHED AND (${newerOrEqual(`t.${ts}`, `s.${ts}`)})` : 'WHEN MATCHED';
         return `MERGE INTO ${target}${hint} AS t USING (VALUES (${parameters})) AS s (${names.join(', ')})`
           + ` ON t.${key} = s.${key}`
-          + ` WHEN MATCHED THEN UPDATE SET ${updated.map((c) => `${c} = s.${c}`).join(', ')}`
+          + ` ${matched} THEN UPDATE SET ${updated.map((c) => `${c} = s.${c}`).join(', ')}`
           + ` WHEN NOT MATCHED THEN INSERT (${names.join(', ')}) VALUES (${names.map((c) => `s.${c}`).join(', ')})${end}`;
       }
     }
