@@ -1,5 +1,5 @@
 // sync.yaml -> Node-RED flow: one tab per contract, laid out left to right and wired
-//   mqtt in -> sync queue -> mapper -> conflict resolver -> connector -> change log -> mqtt out
+//   exs source -> sync queue -> mapper -> conflict resolver -> connector -> change log -> mqtt out
 // with every dead-letter output wired to the change log, which publishes dead letters on
 // the job's dead-letter topic.
 import { parseConnectorAddress } from '../nodes/core/contract/connector-address';
@@ -47,24 +47,88 @@ function connectionAttributes(text: string): string[] {
   return parts;
 }
 
-/** Literal user/password in an ODBC address move to the node's credentials. */
-function splitCredentials(address: string): { address: string; user?: string; password?: string } {
+/** What `splitCredentials` took out of an address, and the address without it. */
+interface SplitAddress {
+  address: string;
+  user?: string;
+  password?: string;
+}
+
+const ENV_REFERENCE = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
+const USER_ATTRIBUTE = /^(UID|USER|USERNAME)$/i;
+const PASSWORD_ATTRIBUTE = /^(PWD|PASSWORD)$/i;
+
+/**
+ * Pulls user and password out of a connector or broker address, in each form a contract
+ * may write them: `odbc:...;UID=u;PWD=p`, `odbc://u:p@host/db?driver=X` (or `?uid=&pwd=`)
+ * and `mqtt://u:p@host:1883/...`. A `${VAR}` reference is not a secret and stays in the
+ * address (the EXS nodes substitute it at deploy) unless `references` asks for it too.
+ */
+function splitCredentials(address: string, options: { references?: boolean } = {}): SplitAddress {
+  const movable = (value: string) => value !== '' && (options.references || !ENV_REFERENCE.test(value.trim()));
   const raw = address.match(/^odbc:(?!\/\/)(.*)$/s);
-  if (!raw) return { address }; // odbc://DSN and odbc://host forms carry no credentials
-  let user: string | undefined;
-  let password: string | undefined;
-  const kept = connectionAttributes(raw[1]).filter((attribute) => {
-    const match = attribute.match(/^\s*(UID|USER|PWD|PASSWORD)\s*=(.*)$/is);
-    if (!match) return true;
-    const value = match[2].trim();
-    // A `${VAR}` reference is not a secret: it stays and is read where the flow is deployed.
-    if (/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(value)) return true;
-    const unwrapped = value.replace(/^\{(.*)\}$/s, '$1');
-    if (/^(UID|USER)$/i.test(match[1])) user = unwrapped;
-    else password = unwrapped;
+  if (raw) return splitConnectionString(raw[1], movable);
+  const url = address.match(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(?:([^@/?]*)@)?([^?]*)(?:\?(.*))?$/s);
+  if (!url) return { address };
+  const [, scheme, userInfo, rest, query] = url;
+  const split: SplitAddress = { address };
+  let kept = '';
+  if (userInfo !== undefined) {
+    const at = userInfo.indexOf(':');
+    const [user, password] = at < 0 ? [userInfo, undefined] : [userInfo.slice(0, at), userInfo.slice(at + 1)];
+    if (movable(user)) split.user = decodeUrlPart(user);
+    if (password !== undefined && movable(password)) split.password = decodeUrlPart(password);
+    const keptUser = split.user === undefined ? user : '';
+    const keptPassword = split.password === undefined ? password : undefined;
+    if (keptPassword !== undefined) kept = `${keptUser}:${keptPassword}@`;
+    else if (keptUser !== '') kept = `${keptUser}@`;
+  }
+  // `odbc://host/db?driver=X&pwd=p`: the query becomes ODBC attributes, so UID/PWD may hide there.
+  const isOdbc = /^odbc:/i.test(scheme);
+  const parameters = (query ?? '').split('&').filter((parameter) => {
+    const [name, value = ''] = parameter.split(/=(.*)/s);
+    const role = !isOdbc ? undefined : USER_ATTRIBUTE.test(name) ? 'user' : PASSWORD_ATTRIBUTE.test(name) ? 'password' : undefined;
+    if (!role || !movable(value)) return parameter !== '';
+    split[role] = decodeUrlPart(value.replace(/\+/g, ' '));
     return false;
   });
-  return { address: `odbc:${kept.filter((a) => a.trim() !== '').join(';')}`, user, password };
+  split.address = `${scheme}${kept}${rest}${parameters.length > 0 ? `?${parameters.join('&')}` : ''}`;
+  if (split.user === undefined && split.password === undefined) split.address = address;
+  return split;
+}
+
+/** `DRIVER={..};UID=u;PWD=p` -> the string without UID/PWD, and their values. */
+function splitConnectionString(connectionString: string, movable: (value: string) => boolean): SplitAddress {
+  const split: SplitAddress = { address: `odbc:${connectionString}` };
+  const kept = connectionAttributes(connectionString).filter((attribute) => {
+    const match = attribute.match(/^\s*([^=]+?)\s*=(.*)$/s);
+    const role = !match ? undefined : USER_ATTRIBUTE.test(match[1]) ? 'user' : PASSWORD_ATTRIBUTE.test(match[1]) ? 'password' : undefined;
+    if (!match || !role) return true;
+    const written = match[2].trim();
+    const value = written.startsWith('{') && written.endsWith('}') ? written.slice(1, -1).replace(/\}\}/g, '}') : written;
+    if (!movable(value)) return true;
+    split[role] = value;
+    return false;
+  });
+  if (split.user !== undefined || split.password !== undefined) split.address = `odbc:${kept.filter((a) => a.trim() !== '').join(';')}`;
+  return split;
+}
+
+function decodeUrlPart(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text; // the contract check reports a broken %-escape; keep the text as written
+  }
+}
+
+/** The node's `credentials`, when a runtime deploy asked for them and there are any. */
+function credentialsOf(split: SplitAddress, options: FlowOptions): { credentials?: Record<string, string> } {
+  if (!options.withCredentials || (split.user === undefined && split.password === undefined)) return {};
+  const credentials: Record<string, string> = {};
+  if (split.user !== undefined) credentials.user = split.user;
+  if (split.password !== undefined) credentials.password = split.password;
+  return { credentials };
 }
 
 function jobProperties(contract: Contract): Record<string, unknown> {
@@ -91,23 +155,27 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
   const id = (role: string) => derivedId(contract.id, role);
   const tab = tabIdFor(contract.id);
   const ids = {
-    job: id('job'), broker: id('broker'), source: id('mqtt-in'), queue: id('queue'), mapper: id('mapper'),
+    job: id('job'), broker: id('broker'), source: id('source'), queue: id('queue'), mapper: id('mapper'),
     resolver: id('resolver'), connector: id('connector'), odbc: id('odbc'), log: id('change-log'), publish: id('mqtt-out'),
   };
   const at = (column: number, row = 0) => ({ x: COLUMN_X[column], y: MAIN_Y + row * 80 });
   const address = parseConnectorAddress(contract.connector);
+  // Node-RED's mqtt-broker does not expand `${VAR}` inside its URL, only a whole credential
+  // value: for a deploy, references in the broker's user info go to its credentials too.
+  const broker = splitCredentials(contract.broker, { references: options.withCredentials });
 
   const nodes: FlowNode[] = [
     { id: tab, type: 'tab', label: contract.id, disabled: false, info: `EXS sync job: ${contract.source_topic} -> ${contract.destination}` },
     { id: ids.job, type: 'exs-job', z: tab, name: '', ...jobProperties(contract) },
     {
-      id: ids.broker, type: 'mqtt-broker', z: tab, name: `${contract.id} broker`, broker: contract.broker, port: '',
+      id: ids.broker, type: 'mqtt-broker', z: tab, name: `${contract.id} broker`, broker: broker.address, port: '',
       clientid: `exs-${contract.id}`.slice(0, 64), autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60',
-      cleansession: true, autoUnsubscribe: true, birthTopic: '', closeTopic: '', willTopic: '',
+      cleansession: true, autoUnsubscribe: true, birthTopic: '', closeTopic: '', willTopic: '', ...credentialsOf(broker, options),
     },
     {
-      id: ids.source, type: 'mqtt in', z: tab, name: contract.source_topic, topic: contract.mqtt_topic, qos: '1', datatype: 'utf8',
-      broker: ids.broker, nl: false, rap: true, rh: 0, inputs: 0, ...at(0), wires: [[ids.queue]],
+      // Not Node-RED's mqtt-in: that one acknowledges before anything is stored.
+      id: ids.source, type: 'exs-source', z: tab, name: contract.source_topic, job: ids.job, broker: broker.address,
+      topic: contract.mqtt_topic, client_id: '', session_expiry: 604800, ...at(0), wires: [[ids.queue]], ...credentialsOf(broker, options),
     },
     { id: ids.queue, type: 'exs-sync-queue', z: tab, name: '', job: ids.job, max_event_bytes: 262144, ...at(1), wires: [[ids.mapper], [ids.log]] },
     {
@@ -120,17 +188,17 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
   ];
 
   if (address.kind === 'mqtt') {
+    const split = splitCredentials(address.url);
     nodes.push({
       id: ids.connector, type: 'exs-mqtt-connector', z: tab, name: contract.destination, job: ids.job,
-      broker: address.url, topic: address.topic, retain: false, ...at(4), wires: [[ids.log], [ids.log]],
+      broker: split.address, topic: address.topic, retain: false, ...at(4), wires: [[ids.log], [ids.log]], ...credentialsOf(split, options),
     });
   } else {
     const split = splitCredentials(contract.connector);
-    const odbc: FlowNode = { id: ids.odbc, type: 'exs-odbc', z: tab, name: contract.destination, connector: split.address, dialect: '', pool_size: 4 };
-    if (options.withCredentials && (split.user || split.password)) {
-      odbc.credentials = { user: split.user ?? '', password: split.password ?? '' };
-    }
-    nodes.push(odbc, {
+    nodes.push({
+      id: ids.odbc, type: 'exs-odbc', z: tab, name: contract.destination, connector: split.address, dialect: '', pool_size: 4,
+      ...credentialsOf(split, options),
+    }, {
       id: ids.connector, type: 'exs-connector', z: tab, name: contract.destination, job: ids.job, odbc: ids.odbc,
       table: contract.table ?? '', ...at(4), wires: [[ids.log], [ids.log]],
     });
@@ -143,10 +211,17 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
   return nodes;
 }
 
-/** Literal secrets found in a contract's connector, to tell the user where they went. */
+/**
+ * Literal user names and passwords in a contract's connector and broker, to tell the user
+ * they are left out of a flow file (a runtime deploy keeps them as Node-RED credentials).
+ */
 export function literalCredentialWarning(contract: Contract, file: string): string | undefined {
-  const split = splitCredentials(contract.connector);
-  return split.password ? `${file}: the connector holds a literal password; it is not written to flow files. Use \${VAR} instead.` : undefined;
+  const lines = Object.entries({ connector: contract.connector, broker: contract.broker }).flatMap(([where, address]) => {
+    const split = splitCredentials(address ?? '');
+    const what = split.password !== undefined ? 'password' : split.user !== undefined ? 'user name' : undefined;
+    return what ? [`${file}: the ${where} holds a literal ${what}; it is not written to flow files. Use \${VAR} instead.`] : [];
+  });
+  return lines.length > 0 ? lines.join('\n') : undefined;
 }
 
 export function importContractText(text: string, file: string, options: FlowOptions = {}): ImportResult {

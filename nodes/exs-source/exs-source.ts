@@ -60,8 +60,15 @@ export = function registerExsSource(RED: RED) {
       return;
     }
     // Start only once the journal is open: an event acknowledged before that could not be stored.
-    job.ready.then(() => source.start(), (err: Error) => this.error(`journal: ${err.message}`));
+    let closed = false;
+    job.ready.then(
+      () => {
+        if (!closed) source.start();
+      },
+      (err: Error) => this.error(`journal: ${err.message}`),
+    );
     this.on('close', (_removed, done) => {
+      closed = true;
       source.stop().catch((err: Error) => this.warn(err.message)).finally(done);
     });
   }
