@@ -92,6 +92,35 @@ describe('DurableMqttSource', () => {
     assert.deepEqual(stored, ['before', 'while-away-1', 'while-away-2']);
   });
 
+  it('speaks MQTT 3.1.1 with a broker that refuses MQTT 5 (Aedes, as in the demo), keeping its session', async (t) => {
+    const net = await import('node:net');
+    const { Aedes } = await import('aedes');
+    const aedes = await Aedes.createBroker();
+    const server = net.createServer(aedes.handle);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    t.after(() => new Promise<void>((resolve) => aedes.close(() => server.close(() => resolve()))));
+    const url = `mqtt://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+    const stored: string[] = [];
+    const options = {
+      url, topic: 'permits', clientId: 'exs-test-d', sessionExpirySeconds: 600,
+      store: async (_topic: string, payload: Buffer) => {
+        stored.push(payload.toString());
+      },
+    };
+    const first = new DurableMqttSource(options);
+    first.start();
+    await new Promise((r) => setTimeout(r, 800));
+    await publish(url, 'permits', ['one']);
+    await waitFor('the first event', () => stored.length === 1);
+    await first.stop();
+    await publish(url, 'permits', ['while-away']);
+    const second = new DurableMqttSource(options);
+    second.start();
+    t.after(() => second.stop());
+    await waitFor('the event published while away', () => stored.length === 2);
+    assert.deepEqual(stored, ['one', 'while-away']);
+  });
+
   it('stores many events with few disk syncs and acknowledges them all, in order', async (t) => {
     const mosquitto = await broker(t);
     if (!mosquitto) return;

@@ -28,13 +28,21 @@ export class DurableMqttSource {
   constructor(private readonly options: DurableSourceOptions) {}
 
   start(): void {
+    this.connect(5);
+  }
+
+  /**
+   * MQTT 5 first (session expiry); a broker that refuses it (Aedes, older brokers) gets
+   * MQTT 3.1.1, where clean session off with the same client id keeps the session just as well.
+   */
+  private connect(protocolVersion: 4 | 5): void {
     const { options } = this;
     options.onStatus?.('connecting');
     const client = mqtt.connect(options.url, {
       clientId: options.clientId,
-      protocolVersion: 5,
+      protocolVersion,
       clean: false,
-      properties: { sessionExpiryInterval: options.sessionExpirySeconds },
+      ...(protocolVersion === 5 && { properties: { sessionExpiryInterval: options.sessionExpirySeconds } }),
       username: options.username,
       password: options.password,
       reconnectPeriod: 1000,
@@ -52,7 +60,15 @@ export class DurableMqttSource {
       });
     });
     client.on('offline', () => options.onStatus?.('offline'));
-    client.on('error', (err) => options.onStatus?.('error', err.message));
+    client.on('error', (err: Error & { code?: number }) => {
+      // CONNACK 1 (3.1.1) / 132 (5): the broker does not speak MQTT 5.
+      if (protocolVersion === 5 && (err.code === 1 || err.code === 132) && this.client === client) {
+        client.end(true);
+        this.connect(4);
+        return;
+      }
+      options.onStatus?.('error', err.message);
+    });
     this.client = client;
   }
 
