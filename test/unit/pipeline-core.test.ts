@@ -210,6 +210,22 @@ describe('SyncJob', () => {
     await job.close();
   });
 
+  it('after an outage, sends what failed during it again in journal order, oldest first as the probe', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 1, backoff_seconds: 0 } }, tempDir('job'));
+    const queue = collect(job);
+    const seqs: number[] = [];
+    for (const id of ['A1', 'B1', 'A2']) seqs.push(await job.accept('t', Buffer.from(`{"id":"${id}"}`)));
+    await queue.next(3);
+    // The destination goes down: the writes fail in the order the connector happened to finish them.
+    for (const seq of [seqs[2], seqs[0], seqs[1]]) assert.equal(job.fail(seq, 'transient'), 'retry');
+    const [probe] = (await queue.next(4)).slice(3);
+    assert.equal(probe.record.seq, seqs[0], 'the oldest failed event asks whether the destination is back');
+    job.settle(seqs[0], 'applied');
+    const resent = (await queue.next(6)).slice(4).map((d) => d.record.seq);
+    assert.deepEqual(resent, [seqs[1], seqs[2]], 'the rest follow in journal order, so A2 is written after A1');
+    await job.close();
+  });
+
   it('hands the mapper schema to a connector that waits for it', async () => {
     const job = new SyncJob(settings, tempDir('job'));
     const waiting = job.whenSchema(1000);

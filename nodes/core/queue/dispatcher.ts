@@ -57,9 +57,9 @@ export interface DispatcherState {
 interface InFlight {
   record: JournalRecord;
   attempt: number;
-  /** Consecutive transient failures: they pace the retries but are not attempts. */
-  outages: number;
   timer?: NodeJS.Timeout;
+  /** Failed because the destination is down: waits for the outage to end. */
+  waitingForDestination?: boolean;
 }
 
 const DEFAULT_WINDOW = 256;
@@ -82,6 +82,9 @@ export class SyncDispatcher extends EventEmitter {
   /** During a held flush: each record's newest seq; older events of a record are superseded. */
   private newestOfRecord?: Map<string, number>;
   private flushing?: Promise<void>;
+  /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
+  private outages = 0;
+  private probeTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly journal: DispatchJournal,
@@ -113,12 +116,45 @@ export class SyncDispatcher extends EventEmitter {
     this.inFlight.delete(seq);
     this.journal.settle(seq);
     // A write that went through means the destination is back.
-    if (succeeded && this.paused) {
-      this.paused = false;
-      this.emit('resumed');
-    }
+    if (succeeded && this.paused) this.resume();
     this.emitState();
     this.pump();
+  }
+
+  /**
+   * The outage is over: what failed during it goes again in journal order, so the events of one
+   * record are written in the order they arrived, as if there had been no outage.
+   */
+  private resume(): void {
+    this.paused = false;
+    this.outages = 0;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+    this.emit('resumed');
+    const waiting = [...this.inFlight.values()].filter((e) => e.waitingForDestination).sort((a, b) => a.record.seq - b.record.seq);
+    for (const entry of waiting) {
+      entry.waitingForDestination = false;
+      this.deliver({ record: entry.record, attempt: entry.attempt });
+    }
+  }
+
+  /** While paused, one event at a time - the oldest that failed - asks whether the destination is back. */
+  private scheduleProbe(): void {
+    if (this.probeTimer || this.stopped) return;
+    this.outages += 1;
+    const delay = Math.max(MIN_OUTAGE_RETRY_MS, retryDelayMs(this.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random));
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.stopped || !this.paused) return;
+      let oldest: InFlight | undefined;
+      for (const entry of this.inFlight.values()) {
+        if (entry.waitingForDestination && (!oldest || entry.record.seq < oldest.record.seq)) oldest = entry;
+      }
+      if (!oldest) return this.resume();
+      oldest.waitingForDestination = false;
+      this.deliver({ record: oldest.record, attempt: oldest.attempt });
+    }, delay);
+    this.probeTimer.unref?.();
   }
 
   /**
@@ -128,19 +164,19 @@ export class SyncDispatcher extends EventEmitter {
   failed(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
     const entry = this.inFlight.get(seq);
     if (!entry) return 'dead_letter';
-    let delay: number;
     if (kind === 'transient') {
-      entry.outages += 1;
+      entry.waitingForDestination = true;
       if (!this.paused) {
         this.paused = true;
         this.emit('paused');
       }
-      delay = Math.max(MIN_OUTAGE_RETRY_MS, retryDelayMs(entry.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random));
-    } else {
-      if (entry.attempt >= this.options.retry.max_attempts) return 'dead_letter';
-      entry.attempt += 1;
-      delay = retryDelayMs(entry.attempt - 1, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
+      this.scheduleProbe();
+      this.emitState();
+      return 'retry';
     }
+    if (entry.attempt >= this.options.retry.max_attempts) return 'dead_letter';
+    entry.attempt += 1;
+    const delay = retryDelayMs(entry.attempt - 1, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
       if (this.stopped || !this.inFlight.has(seq)) return;
@@ -159,7 +195,7 @@ export class SyncDispatcher extends EventEmitter {
 
   state(): DispatcherState {
     let retrying = 0;
-    for (const entry of this.inFlight.values()) if (entry.timer) retrying += 1;
+    for (const entry of this.inFlight.values()) if (entry.timer || entry.waitingForDestination) retrying += 1;
     return { depth: this.journal.pendingCount(), inFlight: this.inFlight.size, retrying, paused: this.paused, nextFlush: this.nextFlush };
   }
 
@@ -167,6 +203,7 @@ export class SyncDispatcher extends EventEmitter {
   stop(): void {
     this.stopped = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
     for (const entry of this.inFlight.values()) if (entry.timer) clearTimeout(entry.timer);
     this.inFlight.clear();
     this.removeAllListeners();
@@ -205,7 +242,7 @@ export class SyncDispatcher extends EventEmitter {
           this.emit('superseded', record, newest);
           continue;
         }
-        this.inFlight.set(record.seq, { record, attempt: 1, outages: 0 });
+        this.inFlight.set(record.seq, { record, attempt: 1 });
         this.deliver({ record, attempt: 1 });
       }
       if (this.newestOfRecord && this.cursor >= this.flushLimit) this.newestOfRecord = undefined;
