@@ -169,7 +169,8 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
     { id: ids.job, type: 'exs-job', z: tab, name: '', ...jobProperties(contract) },
     {
       id: ids.broker, type: 'mqtt-broker', z: tab, name: `${contract.id} broker`, broker: broker.address, port: '',
-      clientid: `exs-${contract.id}`.slice(0, 64), autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60',
+      // Empty: Node-RED picks one, so runtimes sharing a contract do not push each other off the broker.
+      clientid: '', autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60',
       cleansession: true, autoUnsubscribe: true, birthTopic: '', closeTopic: '', willTopic: '', ...credentialsOf(broker, options),
     },
     {

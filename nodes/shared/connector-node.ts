@@ -34,9 +34,13 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   if (!job) return;
   let closing = false;
   let opening: Promise<SyncConnector> | undefined;
+  /** A failed open is tried again at most this often, however many events arrive meanwhile. */
+  const REOPEN_AFTER_MS = 1000;
+  let lastFailure: { at: number; error: unknown } | undefined;
 
   /** The open connector; a failed open is forgotten so the next write tries again. */
   const connected = (): Promise<SyncConnector> => {
+    if (!opening && lastFailure && Date.now() - lastFailure.at < REOPEN_AFTER_MS) return Promise.reject(lastFailure.error);
     if (!opening) {
       node.status({ fill: 'yellow', shape: 'ring', text: 'connecting' });
       const attempt = job.whenSchema(SCHEMA_WAIT_MS).then(async (schema) => {
@@ -54,6 +58,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
         (c) => node.status({ fill: 'green', shape: 'dot', text: c.describe().slice(0, 32) }),
         (err) => {
           if (opening === attempt) opening = undefined;
+          lastFailure = { at: Date.now(), error: err };
           node.status({ fill: 'red', shape: 'ring', text: 'not ready' });
           node.error(`${job.id}: destination not ready: ${errorText(err)}`);
         },
