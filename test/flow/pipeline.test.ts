@@ -5,10 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { readChangeLogTail, changeLogPath } from '../../nodes/core/changelog-store';
 import { helper, loadFlow, collectMessages, nextMessage, nodeRedVersion } from '../support/node-red';
-import { needService, sqliteConn, tempDir } from '../support/services';
-
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const odbc = require('odbc');
+import { needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
 
 const JOB_ID = 'Flow_Test';
 
@@ -31,19 +28,12 @@ function pipeline(dbFile: string, table = 'PERMIT_TABLE', mapping = 'HMS:status 
 }
 
 async function createPermitTable(dbFile: string): Promise<void> {
-  const connection = await odbc.connect(sqliteConn(dbFile));
   // SQLite ignores VARCHAR lengths; the CHECK makes it refuse an overlong value as a legacy table would.
-  await connection.query('CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(8) CHECK (length(PERMIT_STAT) <= 8), LAST_CHG_TS VARCHAR(32))');
-  await connection.close();
+  await sqlQuery(sqliteConn(dbFile), 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(8) CHECK (length(PERMIT_STAT) <= 8), LAST_CHG_TS VARCHAR(32))');
 }
 
-async function rows(dbFile: string): Promise<Array<Record<string, unknown>>> {
-  const connection = await odbc.connect(sqliteConn(dbFile));
-  try {
-    return [...(await connection.query('SELECT PERMIT_ID, PERMIT_STAT, LAST_CHG_TS FROM PERMIT_TABLE ORDER BY PERMIT_ID'))];
-  } finally {
-    await connection.close();
-  }
+function rows(dbFile: string): Promise<Array<Record<string, unknown>>> {
+  return sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_ID, PERMIT_STAT, LAST_CHG_TS FROM PERMIT_TABLE ORDER BY PERMIT_ID');
 }
 
 describe(`EXS pipeline on Node-RED ${nodeRedVersion()}`, () => {
@@ -144,9 +134,7 @@ describe(`EXS pipeline on Node-RED ${nodeRedVersion()}`, () => {
     await new Promise((r) => setTimeout(r, 300));
     const logged = helper.log().args.map((a: any[]) => a[0]).filter((e: any) => e.level === helper.log().ERROR);
     assert.ok(logged.some((e: any) => /LATE_TABLE/.test(String(e.msg))), 'the deploy error is logged');
-    const connection = await odbc.connect(sqliteConn(dbFile));
-    await connection.query('CREATE TABLE LATE_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(8), LAST_CHG_TS VARCHAR(32))');
-    await connection.close();
+    await sqlQuery(sqliteConn(dbFile), 'CREATE TABLE LATE_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(8), LAST_CHG_TS VARCHAR(32))');
     const { payload } = await entry;
     assert.equal(payload.outcome, 'applied', 'the held event is written after the outage');
     assert.equal(payload.key, 'P-5');

@@ -4,10 +4,7 @@ import { after, afterEach, before, describe, it, type TestContext } from 'node:t
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { helper, loadFlow, collectMessages, nextMessage, nodeRedVersion } from '../support/node-red';
-import { needService, sqliteConn, tempDir } from '../support/services';
-
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const odbc = require('odbc');
+import { needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
 
 function queueFlow(dbFile: string, jobId: string, options: { schedule?: string; mapping?: string } = {}) {
   const at = { x: 100, y: 100, z: 'tab' };
@@ -25,15 +22,6 @@ function queueFlow(dbFile: string, jobId: string, options: { schedule?: string; 
   ];
 }
 
-async function sql(dbFile: string, text: string): Promise<Array<Record<string, unknown>>> {
-  const connection = await odbc.connect(sqliteConn(dbFile));
-  try {
-    return [...(await connection.query(text))];
-  } finally {
-    await connection.close();
-  }
-}
-
 describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
   let dbFile: string;
 
@@ -49,7 +37,7 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const dir = tempDir('queue');
     process.env.EXS_DATA_DIR = path.join(dir, 'exs');
     dbFile = path.join(dir, 'mainframe.db');
-    await sql(dbFile, 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(20))');
+    await sqlQuery(sqliteConn(dbFile), 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(20))');
     return true;
   }
 
@@ -60,7 +48,7 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const events = [['P-1', 'Pending'], ['P-2', 'Pending'], ['P-1', 'Approved'], ['P-1', 'Issued'], ['P-2', 'Denied']];
     for (const [permit_id, status] of events) queue.receive({ payload: { permit_id, status } });
     await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(await sql(dbFile, 'SELECT * FROM PERMIT_TABLE'), [], 'nothing is written before the flush');
+    assert.deepEqual(await sqlQuery(sqliteConn(dbFile), 'SELECT * FROM PERMIT_TABLE'), [], 'nothing is written before the flush');
     const state = await helper.request().get('/exs/jobs/Nightly_Job').expect(200);
     assert.equal(state.body.depth, 5);
     assert.ok(state.body.nextFlush > Date.now(), 'the next flush is scheduled');
@@ -69,7 +57,7 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     await helper.request().post('/exs/jobs/Nightly_Job/flush').expect(200);
     const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
     assert.deepEqual(outcomes, ['P-1:applied', 'P-1:superseded', 'P-1:superseded', 'P-2:applied', 'P-2:superseded']);
-    const rows = await sql(dbFile, 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE ORDER BY PERMIT_ID');
+    const rows = await sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE ORDER BY PERMIT_ID');
     assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['P-1:Issued', 'P-2:Denied']);
   });
 
@@ -91,7 +79,7 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const replay = await helper.request().post('/exs/jobs/Dlq_Job/dlq/replay').send({ ids: [letter.id] }).expect(200);
     assert.deepEqual(replay.body.replayed, [letter.id]);
     assert.equal((await applied).payload.outcome, 'applied');
-    assert.deepEqual(await sql(dbFile, 'SELECT PERMIT_STAT FROM PERMIT_TABLE'), [{ PERMIT_STAT: 'OTHR' }]);
+    assert.deepEqual(await sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_STAT FROM PERMIT_TABLE'), [{ PERMIT_STAT: 'OTHR' }]);
     const after = await helper.request().get('/exs/jobs/Dlq_Job/dlq').expect(200);
     assert.deepEqual(after.body, [], 'a replayed letter is no longer waiting');
   });
@@ -108,6 +96,6 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     await loadFlow(queueFlow(dbFile, 'Redeploy_Job'));
     const entries = await collectMessages(helper.getNode('entries'), 3);
     assert.deepEqual(entries.map((m) => m.payload.key).sort(), ['R-1', 'R-2', 'R-3']);
-    assert.equal((await sql(dbFile, 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+    assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
   });
 });

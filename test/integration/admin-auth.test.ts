@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import { MQTT_URL, needService, tempDir } from '../support/services';
 import { exsSync, startExsRun, type ExsRun } from '../support/exs-process';
+import { waitFor } from '../support/wait';
 
 const nodeRedModule = process.env.EXS_NODE_RED ?? 'node-red';
 // Node-RED checks adminAuth passwords with bcryptjs: hash the test passwords with the same copy.
@@ -23,19 +24,6 @@ interface User {
 
 const ADMIN: User = { username: 'ops', password: 'correct horse battery staple', scope: '*' };
 const VIEWER: User = { username: 'viewer', password: 'read only please', scope: 'read' };
-
-function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const tick = () => {
-      const value = probe();
-      if (value !== undefined) return resolve(value);
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 100);
-    };
-    tick();
-  });
-}
 
 interface Started {
   run: ExsRun;

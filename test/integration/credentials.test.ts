@@ -11,10 +11,8 @@ import * as mqtt from 'mqtt';
 import { derivedId } from '../../flows/flow-types';
 import { load, peekLog, start, type ChangeLogEntry } from '../../index';
 import { startExsRun } from '../support/exs-process';
-import { MQTT_URL, needService, sqliteConn, tempDir } from '../support/services';
-
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const odbc = require('odbc');
+import { MQTT_URL, needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
+import { waitFor } from '../support/wait';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const PASSWORD = 's3cret-Pa55';
@@ -22,26 +20,6 @@ const PASSWORD = 's3cret-Pa55';
 /** The Node-RED this process embeds, to look at its deployed nodes. */
 function embeddedNodeRed(): any {
   return require(require.resolve(process.env.EXS_NODE_RED ?? 'node-red', { paths: [root] }));
-}
-
-async function sql(connectionString: string, text: string): Promise<void> {
-  const connection = await odbc.connect(connectionString);
-  try {
-    await connection.query(text);
-  } finally {
-    await connection.close();
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, onTick: () => unknown = () => undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await onTick();
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** flows_cred.json opened the way Node-RED opens it: aes-256-ctr, key sha256(secret). */
@@ -99,7 +77,7 @@ changelog: exs-test/${suffix}/changelog
 
 async function sqliteDatabase(dir: string): Promise<string> {
   const connection = sqliteConn(path.join(dir, 'mainframe.db'));
-  await sql(connection, 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4))');
+  await sqlQuery(connection, 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4))');
   return connection;
 }
 
@@ -113,7 +91,7 @@ async function syncs(job: Job, userDir: string, key = 'P-1'): Promise<ChangeLogE
     return await waitFor(
       `${job.id} to apply ${key}`,
       async () => (await peekLog(job.id, { last: 5, userDir })).find((entry) => entry.outcome === 'applied' && entry.key === key),
-      () => client.publishAsync(job.topic, JSON.stringify({ permit_id: key, status: 'Approved' }), { qos: 1 }),
+      { onTick: () => client.publishAsync(job.topic, JSON.stringify({ permit_id: key, status: 'Approved' }), { qos: 1 }), intervalMs: 200 },
     );
   } finally {
     await client.endAsync();

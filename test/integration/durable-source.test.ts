@@ -5,6 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as mqtt from 'mqtt';
 import { DurableMqttSource } from '../../nodes/core/connectors/durable-mqtt-source';
 import { mosquittoInstalled, startMosquitto, type MosquittoInstance } from '../support/mosquitto-instance';
+import { waitFor, type WaitOptions } from '../support/wait';
 
 async function broker(t: TestContext): Promise<MosquittoInstance | undefined> {
   if (!mosquittoInstalled()) {
@@ -17,17 +18,8 @@ async function broker(t: TestContext): Promise<MosquittoInstance | undefined> {
   return instance;
 }
 
-function waitFor(what: string, probe: () => boolean, timeoutMs = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const tick = () => {
-      if (probe()) return resolve();
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 25);
-    };
-    tick();
-  });
-}
+/** Each test's broker is its own and local: look often, and give up sooner than over the network. */
+const LOCAL_BROKER: WaitOptions = { timeoutMs: 10_000, intervalMs: 25 };
 
 async function publish(url: string, topic: string, texts: string[]): Promise<void> {
   const client = await mqtt.connectAsync(url, { clientId: `publisher-${Math.random()}` });
@@ -51,7 +43,7 @@ describe('DurableMqttSource', () => {
     stalled.start();
     await new Promise((r) => setTimeout(r, 300));
     await publish(mosquitto.url, 'permits', ['e1', 'e2', 'e3']);
-    await waitFor('three deliveries', () => received.length === 3);
+    await waitFor('three deliveries', () => received.length === 3, LOCAL_BROKER);
     await stalled.stop();
 
     const stored: string[] = [];
@@ -63,7 +55,7 @@ describe('DurableMqttSource', () => {
     });
     healthy.start();
     t.after(() => healthy.stop());
-    await waitFor('the unacknowledged events again', () => stored.length >= 3);
+    await waitFor('the unacknowledged events again', () => stored.length >= 3, LOCAL_BROKER);
     assert.deepEqual(stored, ['e1', 'e2', 'e3']);
   });
 
@@ -81,14 +73,14 @@ describe('DurableMqttSource', () => {
     first.start();
     await new Promise((r) => setTimeout(r, 500));
     await publish(mosquitto.url, 'permits/a', ['before']);
-    await waitFor('the first event', () => stored.length === 1);
+    await waitFor('the first event', () => stored.length === 1, LOCAL_BROKER);
     await first.stop(); // a redeploy: disconnects, must not unsubscribe
 
     await publish(mosquitto.url, 'permits/a', ['while-away-1', 'while-away-2']);
     const second = new DurableMqttSource(options);
     second.start();
     t.after(() => second.stop());
-    await waitFor('the events published while away', () => stored.length === 3);
+    await waitFor('the events published while away', () => stored.length === 3, LOCAL_BROKER);
     assert.deepEqual(stored, ['before', 'while-away-1', 'while-away-2']);
   });
 
@@ -111,13 +103,13 @@ describe('DurableMqttSource', () => {
     first.start();
     await new Promise((r) => setTimeout(r, 800));
     await publish(url, 'permits', ['one']);
-    await waitFor('the first event', () => stored.length === 1);
+    await waitFor('the first event', () => stored.length === 1, LOCAL_BROKER);
     await first.stop();
     await publish(url, 'permits', ['while-away']);
     const second = new DurableMqttSource(options);
     second.start();
     t.after(() => second.stop());
-    await waitFor('the event published while away', () => stored.length === 2);
+    await waitFor('the event published while away', () => stored.length === 2, LOCAL_BROKER);
     assert.deepEqual(stored, ['one', 'while-away']);
   });
 
@@ -144,7 +136,7 @@ describe('DurableMqttSource', () => {
     const client = await mqtt.connectAsync(mosquitto.url, { clientId: 'bulk-publisher' });
     await Promise.all(texts.map((text) => client.publishAsync('bulk', text, { qos: 1 })));
     await client.endAsync();
-    await waitFor('500 stored events', () => stored.length === 500);
+    await waitFor('500 stored events', () => stored.length === 500, LOCAL_BROKER);
     assert.deepEqual(stored, texts.map(Number), 'stored in arrival order');
     assert.ok(mostPending > 1, 'stores overlap, so one disk sync can cover several events');
   });

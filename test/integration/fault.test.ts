@@ -19,10 +19,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
-import { needService, PG_CONN, tempDir } from '../support/services';
+import { needService, PG_CONN, sqlQuery, tempDir } from '../support/services';
 import { exsSync } from '../support/exs-process';
 import { mosquittoInstalled, startMosquitto, type MosquittoInstance } from '../support/mosquitto-instance';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+import { sleep, waitFor } from '../support/wait';
 import {
   account,
   countBy,
@@ -37,17 +38,12 @@ import {
   readDeadLetters,
   Runtime,
   seededRandom,
-  sleep,
   sourceClientId,
-  waitUntil,
   type Accounting,
   type LoggedEntry,
   type PlannedEvent,
   type StoredLetter,
 } from '../support/fault-harness';
-
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const odbc = require('odbc');
 
 const EVENTS = Number(process.env.EXS_FAULT_EVENTS) || 6000;
 const RATE = Number(process.env.EXS_FAULT_RATE) || 60;
@@ -58,15 +54,6 @@ const OUTAGE_MS = 22_000;
 const SETTLE_TIMEOUT_MS = 240_000;
 
 const PG_PORT = Number(/PORT=(\d+)/i.exec(PG_CONN)?.[1] ?? 5432);
-
-async function sql(connectionString: string, text: string): Promise<Array<Record<string, any>>> {
-  const connection = await odbc.connect(connectionString);
-  try {
-    return [...(await connection.query(text))];
-  } finally {
-    await connection.close();
-  }
-}
 
 interface Scenario {
   log: (line: string) => void;
@@ -130,7 +117,7 @@ async function setUp(t: TestContext, name: string, options: ScenarioOptions): Pr
     await scenario.watcher?.endAsync(true).catch(() => undefined);
     await scenario.broker?.stop();
     await scenario.proxy?.close();
-    await sql(PG_CONN, `DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await sqlQuery(PG_CONN, `DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
     // services.ts removes the directory when the process ends, unless EXS_KEEP_TEST_DIRS=1.
     for (const runtime of scenario.runtimes) fs.writeFileSync(path.join(dir, `${runtime.name}.output.log`), runtime.output());
     if (!scenario.passed || process.env.EXS_KEEP_TEST_DIRS) {
@@ -143,7 +130,7 @@ async function setUp(t: TestContext, name: string, options: ScenarioOptions): Pr
   scenario.proxy = await startTcpProxy({ targetPort: PG_PORT });
   log(`mosquitto on ${scenario.broker.port} (data in ${scenario.broker.dir}), PostgreSQL proxy on ${scenario.proxy.port}`);
 
-  await sql(PG_CONN, `CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(${STATUS_WIDTH}), EVENT_ID INTEGER, LAST_CHG_TS TIMESTAMP(6))`);
+  await sqlQuery(PG_CONN, `CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(${STATUS_WIDTH}), EVENT_ID INTEGER, LAST_CHG_TS TIMESTAMP(6))`);
 
   const connection = `DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=${scenario.proxy.port};DATABASE=test;UID=postgres;CommLog=0;Debug=0`;
   const contractFile = path.join(dir, `${jobId}.sync.yaml`);
@@ -185,9 +172,12 @@ changelog: exs-fault/${suffix}/changelog
 /** The broker logs each subscription as `<client id> <qos> <topic>`: publishing before it would lose events. */
 async function waitForSubscription(s: Scenario, runtime: Runtime): Promise<void> {
   const clientId = sourceClientId(s.jobId, runtime.instance);
-  await waitUntil(`${runtime.name} (${clientId}) to subscribe on the test broker`, 60_000, () =>
-    s.broker.log().includes(`${clientId} 1 `) ? true : undefined,
-  250, () => `broker log tail:\n${s.broker.log().split('\n').slice(-20).join('\n')}\nruntime output:\n${runtime.output().slice(-3000)}`);
+  await waitFor(`${runtime.name} (${clientId}) to subscribe on the test broker`, () =>
+    s.broker.log().includes(`${clientId} 1 `) ? true : undefined, {
+    timeoutMs: 60_000,
+    intervalMs: 250,
+    detail: () => `broker log tail:\n${s.broker.log().split('\n').slice(-20).join('\n')}\nruntime output:\n${runtime.output().slice(-3000)}`,
+  });
 }
 
 /** Runs `action` once the publisher has published `at` events. */
@@ -272,9 +262,8 @@ function logsOf(s: Scenario) {
 /** Waits, bounded, until every published event has a settled change-log entry somewhere. */
 async function waitForEveryEvent(s: Scenario): Promise<void> {
   let lastMissing = -1;
-  await waitUntil(
+  await waitFor(
     'every published event to be settled in a change log',
-    SETTLE_TIMEOUT_MS,
     () => {
       const { missing } = account(s.events, logsOf(s));
       if (missing.length !== lastMissing) {
@@ -283,11 +272,14 @@ async function waitForEveryEvent(s: Scenario): Promise<void> {
       }
       return missing.length === 0 ? true : undefined;
     },
-    2000,
-    async () => {
-      const { missing } = account(s.events, logsOf(s));
-      const states = await Promise.all(s.runtimes.map(async (r) => `${r.name}: ${JSON.stringify(await r.jobState(s.jobId))}`));
-      return `${missing.length} missing: ${idRanges(missing)}\njob state:\n${states.join('\n')}`;
+    {
+      timeoutMs: SETTLE_TIMEOUT_MS,
+      intervalMs: 2000,
+      detail: async () => {
+        const { missing } = account(s.events, logsOf(s));
+        const states = await Promise.all(s.runtimes.map(async (r) => `${r.name}: ${JSON.stringify(await r.jobState(s.jobId))}`));
+        return `${missing.length} missing: ${idRanges(missing)}\njob state:\n${states.join('\n')}`;
+      },
     },
   );
 }
@@ -328,7 +320,7 @@ async function verify(s: Scenario, timings: { started: number; published: number
   // Skipped the first time it was logged: a newer event of its key was written before it.
   const overtaken = good.filter((e) => accounting.byEvent.get(e.id)?.[0]?.outcome === 'skipped');
 
-  const rows = await sql(PG_CONN, `SELECT permit_id, permit_stat, event_id, CAST(last_chg_ts AS VARCHAR(40)) AS ts FROM ${s.table}`);
+  const rows = await sqlQuery(PG_CONN, `SELECT permit_id, permit_stat, event_id, CAST(last_chg_ts AS VARCHAR(40)) AS ts FROM ${s.table}`);
   const rowOf = new Map(rows.map((r) => [String(r.permit_id), r]));
   const expected = lastEventPerKey(s.events);
   const wrongRows: string[] = [];
@@ -429,9 +421,9 @@ describe('fault tolerance: nothing acknowledged is lost', () => {
     const published = Date.now();
     s.log(`all ${n} events handed to the publisher`);
     await faults.done(120_000);
-    await waitUntil('the broker to acknowledge every event to the publisher', 60_000,
-      () => (s.publisher.acked.size === n ? true : undefined), 250,
-      () => `${n - s.publisher.acked.size} unacknowledged; publisher errors: ${s.publisher.errors.slice(-5).join('; ')}`);
+    await waitFor('the broker to acknowledge every event to the publisher',
+      () => (s.publisher.acked.size === n ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250, detail: () => `${n - s.publisher.acked.size} unacknowledged; publisher errors: ${s.publisher.errors.slice(-5).join('; ')}` });
     await waitForEveryEvent(s);
 
     assert.equal(await runtime.stop(), 0, 'SIGTERM stops exs run cleanly after all that');
@@ -459,9 +451,9 @@ describe('fault tolerance: nothing acknowledged is lost', () => {
     const published = Date.now();
     s.log(`all ${n} events handed to the publisher`);
     await faults.done(120_000);
-    await waitUntil('the broker to acknowledge every event to the publisher', 60_000,
-      () => (s.publisher.acked.size === n ? true : undefined), 250,
-      () => `${n - s.publisher.acked.size} unacknowledged; publisher errors: ${s.publisher.errors.slice(-5).join('; ')}`);
+    await waitFor('the broker to acknowledge every event to the publisher',
+      () => (s.publisher.acked.size === n ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250, detail: () => `${n - s.publisher.acked.size} unacknowledged; publisher errors: ${s.publisher.errors.slice(-5).join('; ')}` });
     await waitForEveryEvent(s);
 
     const [codeA, codeB] = await Promise.all([a.stop(), b.stop()]);
@@ -488,8 +480,8 @@ describe('fault tolerance: nothing acknowledged is lost', () => {
     const started = Date.now();
     for (const event of s.events) s.publisher.publish(event); // one burst
     const published = Date.now();
-    await waitUntil('the broker to acknowledge every event to the publisher', 60_000,
-      () => (s.publisher.acked.size === s.events.length ? true : undefined));
+    await waitFor('the broker to acknowledge every event to the publisher',
+      () => (s.publisher.acked.size === s.events.length ? true : undefined), { timeoutMs: 60_000, intervalMs: 250 });
     await sleep(2_000);
     await runtime.kill9();
     await runtime.start(); // the journal goes to a database that is still down

@@ -8,22 +8,10 @@ import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import { MQTT_URL, needService, tempDir } from '../support/services';
 import { exsSync, startExsRun } from '../support/exs-process';
+import { waitFor } from '../support/wait';
 
 /** Probes publish until the flow listens, so late ones may land anywhere: checks skip this key. */
 const PROBE = 'PROBE';
-
-function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const tick = () => {
-      const value = probe();
-      if (value !== undefined) return resolve(value);
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 100);
-    };
-    tick();
-  });
-}
 
 describe('exs run: MQTT -> Node-RED -> MQTT connector (SMS tracker)', () => {
   it('republishes each mapped record on sms/{key}, logs it, and dead-letters what cannot be mapped', { timeout: 120_000 }, async (t) => {

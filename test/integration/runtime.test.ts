@@ -6,11 +6,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
-import { MQTT_URL, MARIADB_CONN, PG_CONN, needService, sqliteConn, tempDir, type ServiceName } from '../support/services';
+import { MQTT_URL, MARIADB_CONN, PG_CONN, needService, sqlQuery, sqliteConn, tempDir, type ServiceName } from '../support/services';
 import { exsSync, startExsRun } from '../support/exs-process';
-
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const odbc = require('odbc');
+import { waitFor } from '../support/wait';
 
 interface Destination {
   name: string;
@@ -36,28 +34,6 @@ const destinations: Destination[] = [
   { name: 'SQLite', service: 'sqlite-odbc', connection: (dir) => sqliteConn(path.join(dir, 'mainframe.db')), timestampType: 'TIMESTAMP' },
 ];
 
-async function sql(connectionString: string, text: string): Promise<Array<Record<string, unknown>>> {
-  const connection = await odbc.connect(connectionString);
-  try {
-    return [...(await connection.query(text))];
-  } finally {
-    await connection.close();
-  }
-}
-
-function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const tick = () => {
-      const value = probe();
-      if (value !== undefined) return resolve(value);
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 100);
-    };
-    tick();
-  });
-}
-
 async function runScenario(t: TestContext, destination: Destination): Promise<void> {
   if (!(await needService(t, 'mosquitto'))) return;
   if (!(await needService(t, destination.service))) return;
@@ -69,8 +45,8 @@ async function runScenario(t: TestContext, destination: Destination): Promise<vo
   const changelogTopic = `exs-test/${suffix}/changelog`;
   const connection = destination.connection(dir);
   // Unquoted upper-case DDL, as a legacy schema would have it: PostgreSQL folds it to lower case.
-  await sql(connection, `CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4), LAST_CHG_TS ${destination.timestampType})`);
-  t.after(() => sql(connection, `DROP TABLE ${table}`).catch(() => undefined));
+  await sqlQuery(connection, `CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4), LAST_CHG_TS ${destination.timestampType})`);
+  t.after(() => sqlQuery(connection, `DROP TABLE ${table}`).catch(() => undefined));
 
   const contractFile = path.join(dir, `${jobId}.sync.yaml`);
   fs.writeFileSync(contractFile, `id: ${jobId}
@@ -128,7 +104,7 @@ retry_policy:
   const events = entries();
   assert.equal(events.length, 7, 'exactly the seven events under test besides probes');
 
-  const rows = await sql(connection, `SELECT PERMIT_ID, PERMIT_STAT, LAST_CHG_TS FROM ${table} ORDER BY PERMIT_ID`);
+  const rows = await sqlQuery(connection, `SELECT PERMIT_ID, PERMIT_STAT, LAST_CHG_TS FROM ${table} ORDER BY PERMIT_ID`);
   const byId = Object.fromEntries(rows.map((r) => [String(r.PERMIT_ID ?? r.permit_id), r]));
   const status = (id: string) => byId[id]?.PERMIT_STAT ?? byId[id]?.permit_stat;
   assert.deepEqual(Object.keys(byId).sort(), ['P-1', 'P-2', 'P-3', PROBE]);

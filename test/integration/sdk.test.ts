@@ -7,33 +7,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import { ContractError, load, peekLog, start, type ChangeLogEntry } from '../../index';
-import { MQTT_URL, needService, sqliteConn, tempDir } from '../support/services';
-
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const odbc = require('odbc');
+import { MQTT_URL, needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
+import { waitFor } from '../support/wait';
 
 const fixtures = path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'contracts');
-
-async function sql(connectionString: string, text: string): Promise<Array<Record<string, unknown>>> {
-  const connection = await odbc.connect(connectionString);
-  try {
-    return [...(await connection.query(text))];
-  } finally {
-    await connection.close();
-  }
-}
-
-/** Polls `probe` until it yields a value; `onTick` runs before each look (to publish probes). */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, onTick: () => unknown = () => undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await onTick();
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 function mentionsApproved(entry: ChangeLogEntry): boolean {
   return JSON.stringify(entry.event ?? '').includes('Approved');
@@ -48,7 +25,7 @@ describe('SDK: load, start, peekLog', () => {
     const jobId = `SDK_${suffix}`;
     const topic = `exs-test/${suffix}/permits`;
     const connection = sqliteConn(path.join(dir, 'mainframe.db'));
-    await sql(connection, 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4))');
+    await sqlQuery(connection, 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(4))');
 
     const file = path.join(dir, 'cobol_permit.sync.yaml');
     fs.writeFileSync(file, `id: ${jobId}
@@ -77,15 +54,16 @@ changelog: exs-test/${suffix}/changelog
     // The flow's subscription is not persistent (clean session): probe until it listens. The
     // probes use the same key, and one record's events are applied in order, so every probe
     // is settled before the event under test.
-    await waitFor('the flow to subscribe', async () => ((await peekLog(job, { last: 1 })).length > 0 ? true : undefined), () =>
-      publish({ permit_id: 'P-123', status: 'Pending' }),
-    );
+    await waitFor('the flow to subscribe', async () => ((await peekLog(job, { last: 1 })).length > 0 ? true : undefined), {
+      onTick: () => publish({ permit_id: 'P-123', status: 'Pending' }),
+      intervalMs: 200,
+    });
     await client.publishAsync(topic, '{"permit_id":"P-123","status":"Approved"}', { qos: 1 });
 
     const entries = await waitFor('the Approved event in the change log', async () => {
       const tail = await peekLog(job, { last: 3 });
       return tail.some(mentionsApproved) ? tail : undefined;
-    });
+    }, { intervalMs: 200 });
     assert.ok(entries.length >= 1 && entries.length <= 3, 'peekLog returns at most the last 3 entries');
     const newest = entries[entries.length - 1];
     assert.ok(mentionsApproved(newest), 'the event published last is the newest entry');
@@ -95,7 +73,7 @@ changelog: exs-test/${suffix}/changelog
     assert.equal(newest.dest_row, 'OK');
     assert.equal(newest.after?.PERMIT_STAT, 'APPR');
 
-    const rows = await sql(connection, 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE');
+    const rows = await sqlQuery(connection, 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE');
     assert.deepEqual(rows.map((r) => ({ ...r })), [{ PERMIT_ID: 'P-123', PERMIT_STAT: 'APPR' }]);
 
     await running.stop();

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import { reapOnExit } from './child-reaper';
 import { startExsRun, type ExsRun } from './exs-process';
+import { sleep } from './wait';
 
 // ---------------------------------------------------------------------------------------------
 // Small things.
@@ -22,22 +23,6 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns something other than undefined; the error names what was awaited. */
-export async function waitUntil<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>, everyMs = 250, detail?: () => string | Promise<string>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) {
-      const more = detail ? `\n${await detail()}` : '';
-      throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${more}`);
-    }
-    await sleep(everyMs);
-  }
 }
 
 export function makeLogger(tag: string): (line: string) => void {

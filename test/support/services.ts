@@ -19,6 +19,19 @@ export function sqliteConn(file: string): string {
   return `DRIVER={SQLite3};Database=${file}`;
 }
 
+/** Runs one statement on its own ODBC connection (closed again either way) and returns the rows. */
+export async function sqlQuery(connectionString: string, text: string): Promise<Array<Record<string, unknown>>> {
+  // Required here, not at the top: tests that never touch a database need no ODBC driver manager.
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const odbc = require('odbc');
+  const connection = await odbc.connect(connectionString);
+  try {
+    return [...(await connection.query(text))];
+  } finally {
+    await connection.close();
+  }
+}
+
 const madeDirs: string[] = [];
 // Test folders go when the test process ends (set EXS_KEEP_TEST_DIRS=1 to look at them).
 process.once('exit', () => {
