@@ -17,7 +17,7 @@ const fixtures = path.join(root, 'test', 'fixtures', 'contracts');
 const examples = path.join(root, 'examples');
 const SEED = path.join(fixtures, 'cobol_permit.sync.yaml');
 const SMS_EXAMPLE = path.join(examples, 'sms_tracker.sync.yaml');
-const COMMANDS = ['validate', 'import', 'export', 'run', 'log', 'demo'];
+const COMMANDS = ['validate', 'import', 'export', 'run', 'log', 'dlq', 'flush', 'demo'];
 
 interface CliResult {
   code: number;
@@ -73,17 +73,26 @@ function writeContract(dir: string, id: string, overrides: Record<string, string
 }
 
 /** A stand-in for a running EXS admin API, recording what `exs log` asked for. */
-async function fakeAdmin(t: TestContext, answer: (url: string) => { status: number; body: string; type?: string }): Promise<{ url: string; requests: string[] }> {
+async function fakeAdmin(
+  t: TestContext,
+  answer: (url: string) => { status: number; body: string; type?: string },
+): Promise<{ url: string; requests: string[]; calls: Array<{ method: string; url: string; body: string }> }> {
   const requests: string[] = [];
+  const calls: Array<{ method: string; url: string; body: string }> = [];
   const server = http.createServer((request, response) => {
-    requests.push(request.url ?? '');
-    const { status, body, type } = answer(request.url ?? '');
-    response.writeHead(status, { 'Content-Type': type ?? 'application/json' });
-    response.end(body);
+    let body = '';
+    request.on('data', (chunk) => (body += chunk));
+    request.on('end', () => {
+      requests.push(request.url ?? '');
+      calls.push({ method: request.method ?? '', url: request.url ?? '', body });
+      const answered = answer(request.url ?? '');
+      response.writeHead(answered.status, { 'Content-Type': answered.type ?? 'application/json' });
+      response.end(answered.body);
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, calls };
 }
 
 describe('exs validate', () => {
@@ -352,5 +361,48 @@ describe('exs log', () => {
     const notExs = await exs('log', 'Permit_Sync', '--url', admin.url);
     assert.equal(notExs.code, 1);
     assert.match(notExs.stderr, /the answer is not (from EXS|an EXS change log)/);
+  });
+});
+
+describe('exs dlq and exs flush', () => {
+  const letter = { id: 17, job: 'Permit_Sync', event: '{"status":"Approved"}', error: "key field 'permit_id' is missing", attempts: 5, firstReceivedAt: '2026-03-01T10:00:00.000Z', deadAt: '2026-03-01T10:05:00.000Z' };
+
+  it('lists the dead letters with id, attempts, reason and event', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 200, body: JSON.stringify([letter]) }));
+    const result = await exs('dlq', 'Permit_Sync', '--url', admin.url);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(admin.calls.map((c) => `${c.method} ${c.url}`), ['GET /exs/jobs/Permit_Sync/dlq']);
+    assert.match(result.stdout, /^#17 .*attempts 5 .*key field 'permit_id' is missing .*\{"status":"Approved"\}/);
+  });
+
+  it('replays the named letters, or all of them, through POST .../dlq/replay', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 200, body: JSON.stringify({ replayed: [17, 42] }) }));
+    const named = await exs('dlq', 'Permit_Sync', '--replay', '17', '42', '--url', admin.url);
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal(named.stdout, 'replayed 2: 17, 42');
+    const all = await exs('dlq', 'Permit_Sync', '--replay', '--url', admin.url);
+    assert.equal(all.code, 0, all.stderr);
+    assert.deepEqual(admin.calls.map((c) => [c.method, c.url, c.body]), [
+      ['POST', '/exs/jobs/Permit_Sync/dlq/replay', '{"ids":[17,42]}'],
+      ['POST', '/exs/jobs/Permit_Sync/dlq/replay', '{}'],
+    ]);
+    const bad = await exs('dlq', 'Permit_Sync', '--replay', 'seventeen', '--url', admin.url);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /dead-letter ids are numbers/);
+  });
+
+  it('flushes a held job through POST .../flush', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 200, body: JSON.stringify({ flushed: true, depth: 0 }) }));
+    const result = await exs('flush', 'Nightly_Job', '--url', admin.url);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(admin.calls.map((c) => `${c.method} ${c.url}`), ['POST /exs/jobs/Nightly_Job/flush']);
+    assert.match(result.stdout, /flushed Nightly_Job: 0 event\(s\) still queued/);
+  });
+
+  it('says what to do on 401 when adminAuth is on', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 401, body: 'Unauthorized' }));
+    const result = await exs('flush', 'Nightly_Job', '--url', admin.url);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /HTTP 401.*--token/);
   });
 });

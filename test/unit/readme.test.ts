@@ -18,5 +18,5 @@ it('documents every node the package registers', () => {
 });
 
 it('documents every exs command', () => {
-  for (const command of ['validate', 'import', 'export', 'run', 'log', 'demo']) assert.match(readme, new RegExp(`^exs ${command}\\b`, 'm'), command);
+  for (const command of ['validate', 'import', 'export', 'run', 'log', 'dlq', 'flush', 'demo']) assert.match(readme, new RegExp(`^exs ${command}\\b`, 'm'), command);
 });
