@@ -73,16 +73,6 @@ interface WritePlan {
   upserts: Map<string, string>;
 }
 
-/**
- * Drivers whose SQLExecute returns SQL_NO_DATA for a statement that changed no row, as ODBC 3
- * specifies for a searched UPDATE or MERGE: sqliteodbc does it for an upsert its WHERE turned down.
- * node-odbc's prepared-statement execute() treats SQL_NO_DATA as an error and leaves the statement
- * unusable (HY010 on the next bind), while connection.query() accepts it, so guarded upserts run
- * through query() there. Measured for SQLite (sqliteodbc 0.9998); assumed for SQL Server and Db2
- * (Db2 reports SQLCODE +100 for a MERGE that touched no row).
- */
-const NO_DATA_WHEN_NOTHING_CHANGED: ReadonlySet<DialectName> = new Set(['sqlite', 'sqlserver', 'db2']);
-
 const DEFAULT_POOL_SIZE = 4;
 
 export class OdbcConnector implements SyncConnector {
@@ -244,9 +234,9 @@ async function runGuardedUpsert(
   rowWasRead: boolean,
 ): Promise<boolean> {
   const sql = upsertFor(plan, bound, guard);
-  const result = NO_DATA_WHEN_NOTHING_CHANGED.has(plan.dialect.name)
-    ? await session.connection.query(sql, bound.parameters.map((value) => (value === null ? null : String(value))))
-    : await session.run(sql, bound.parameters);
+  // Through query(), which also accepts the SQL_NO_DATA that sqliteodbc (and, by the ODBC spec,
+  // SQL Server and Db2) return for a guarded upsert that changed no row.
+  const result = await session.run(sql, bound.parameters);
   const count = Number(result.count);
   if (plan.dialect.name !== 'mysql') return count > 0;
   return count === 2 || (count === 1 && !rowWasRead);

@@ -24,7 +24,7 @@ interface OdbcStatement {
 }
 
 export interface OdbcConnection {
-  query(sql: string, parameters?: Array<string | null>): Promise<OdbcResult>;
+  query(sql: string, parameters?: Array<string | null>, options?: { timeout?: number }): Promise<OdbcResult>;
   createStatement(): Promise<OdbcStatement>;
   tables(catalog: string | null, schema: string | null, table: string | null, type: string | null): Promise<OdbcResult>;
   columns(catalog: string | null, schema: string | null, table: string | null, column: string | null): Promise<OdbcResult>;
@@ -52,33 +52,23 @@ export function connectOdbc(options: ConnectOptions): Promise<OdbcConnection> {
   });
 }
 
-/** A pooled connection with its statements, prepared once and then only bound and executed. */
+/**
+ * A pooled connection. Every statement goes through connection.query(): node-odbc 2.6 leaks
+ * native memory on each execute() of a prepared statement (measured with psqlODBC: ~0.8 KB per
+ * row-returning execute, ~0.25 KB per upsert, so 1.6 GB over a million-event drain), while
+ * query() frees what it allocates. Preparing once is ~20% faster per statement (FIELD-NOTES);
+ * memory that stays flat under any backlog matters more. Batched writes recover the speed.
+ */
 export class OdbcSession {
-  private readonly statements = new Map<string, OdbcStatement>();
-
   constructor(readonly connection: OdbcConnection, private readonly queryTimeoutSeconds?: number) {}
 
-  async run(sql: string, parameters: SqlParameter[]): Promise<OdbcResult> {
-    let statement = this.statements.get(sql);
-    if (!statement) {
-      statement = await this.connection.createStatement();
-      try {
-        await statement.prepare(sql);
-      } catch (err) {
-        await statement.close().catch(() => undefined);
-        throw err;
-      }
-      this.statements.set(sql, statement);
-    }
-    await statement.bind(parameters.map((value) => (value === null ? null : String(value))));
-    return statement.execute(this.queryTimeoutSeconds ? { timeout: this.queryTimeoutSeconds } : undefined);
+  run(sql: string, parameters: SqlParameter[]): Promise<OdbcResult> {
+    const bound = parameters.map((value) => (value === null ? null : String(value)));
+    return this.queryTimeoutSeconds ? this.connection.query(sql, bound, { timeout: this.queryTimeoutSeconds }) : this.connection.query(sql, bound);
   }
 
-  /** Statements first: SQLite refuses to disconnect while any is open. Errors are moot on a dead connection. */
   async dispose(): Promise<void> {
-    for (const statement of this.statements.values()) await statement.close().catch(() => undefined);
-    this.statements.clear();
-    await this.connection.close().catch(() => undefined);
+    await this.connection.close().catch(() => undefined); // errors are moot on a dead connection
   }
 }
 
