@@ -78,6 +78,7 @@ export class ChangeLogStore {
   private async openForAppend(): Promise<number> {
     if (this.fd !== undefined) return this.fd;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
+    dropTornTail(this.file);
     const fd = fs.openSync(this.file, 'a');
     this.size = fs.fstatSync(fd).size;
     this.fd = fd;
@@ -108,6 +109,46 @@ export class ChangeLogStore {
 
   tail(last: number): Promise<ChangeLogEntry[]> {
     return readChangeLogTail(this.file, last);
+  }
+}
+
+/**
+ * A crash mid-write can leave a last line without its newline. That entry was never reported
+ * as written; cut it off, so the next entry starts on a line of its own instead of being glued
+ * to the fragment (which would make both unreadable).
+ */
+function dropTornTail(file: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r+');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return;
+    const window = Buffer.alloc(Math.min(size, TAIL_CHUNK));
+    let end = size;
+    // Walk back to the last newline; a torn entry can be longer than one window.
+    for (;;) {
+      const start = Math.max(0, end - window.length);
+      const length = end - start;
+      fs.readSync(fd, window, 0, length, start);
+      const newline = window.subarray(0, length).lastIndexOf(0x0a);
+      if (newline >= 0) {
+        const keep = start + newline + 1;
+        if (keep < size) fs.ftruncateSync(fd, keep);
+        return;
+      }
+      if (start === 0) {
+        fs.ftruncateSync(fd, 0);
+        return;
+      }
+      end = start;
+    }
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

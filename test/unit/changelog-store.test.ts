@@ -43,6 +43,19 @@ describe('ChangeLogStore', () => {
     assert.deepEqual((await readChangeLogTail(changeLogPath(dir, 'J'), 5)).map((e) => e.seq), [1]);
   });
 
+  it('starts the next entry on a line of its own after a torn one, so no later entry is lost', async () => {
+    const dir = tempDir('log');
+    const first = new ChangeLogStore(dir, 'J');
+    await first.append(entry(1));
+    await first.close();
+    fs.appendFileSync(changeLogPath(dir, 'J'), '{"seq": 2, "tru');
+    const second = new ChangeLogStore(dir, 'J');
+    await second.append(entry(3));
+    await second.append(entry(4));
+    await second.close();
+    assert.deepEqual((await readChangeLogTail(changeLogPath(dir, 'J'), 10)).map((e) => e.seq), [1, 3, 4]);
+  });
+
   it('rotates to keep disk use bounded and still reads across the two files', async () => {
     const dir = tempDir('log');
     const store = new ChangeLogStore(dir, 'J', { maxBytes: 2000 });

@@ -5,16 +5,12 @@
 // and then dead-lettered. Held schedules flush on time, writing only the newest event of
 // each record.
 import { EventEmitter } from 'node:events';
+import type { JournalRecord } from '../journal/sync-journal';
 import type { RetryPolicy } from '../types';
 import { retryDelayMs } from './backoff';
 import { parseCron, isRealtime, type CronSchedule } from './schedule';
 
-export interface JournalRecord {
-  seq: number;
-  receivedAt: number;
-  topic: string;
-  payload: Buffer;
-}
+export type { JournalRecord };
 
 /** What the dispatcher needs of a journal (nodes/core/journal/sync-journal.ts). */
 export interface DispatchJournal {

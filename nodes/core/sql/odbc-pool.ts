@@ -16,16 +16,8 @@ interface OdbcResult extends Array<OdbcRow> {
   count: number;
 }
 
-interface OdbcStatement {
-  prepare(sql: string): Promise<void>;
-  bind(parameters: Array<string | null>): Promise<void>;
-  execute(options?: { timeout?: number }): Promise<OdbcResult>;
-  close(): Promise<void>;
-}
-
 export interface OdbcConnection {
   query(sql: string, parameters?: Array<string | null>, options?: { timeout?: number }): Promise<OdbcResult>;
-  createStatement(): Promise<OdbcStatement>;
   tables(catalog: string | null, schema: string | null, table: string | null, type: string | null): Promise<OdbcResult>;
   columns(catalog: string | null, schema: string | null, table: string | null, column: string | null): Promise<OdbcResult>;
   close(): Promise<void>;
