@@ -8,6 +8,7 @@ import { importContractText, KEEP_REFERENCES_ENV, literalCredentialWarning } fro
 import { parseContract } from '../nodes/core/contract/load';
 import { didYouMean } from '../nodes/core/did-you-mean';
 import type { DeadLetter } from '../nodes/core/queue/dead-letters';
+import type { ParkedRecord } from '../nodes/core/sync-job';
 import { formatDiagnostic, type ChangeLogEntry, type Diagnostic } from '../nodes/core/types';
 import { startRuntime } from './embedded-runtime';
 
@@ -19,7 +20,7 @@ interface ParsedArgs {
 }
 
 /** Flags that take a value; everything else starting with `-` is a switch. */
-const VALUE_FLAGS = new Set(['-o', '--output', '--port', '--user-dir', '--last', '--url', '--token', '--settings', '--host']);
+const VALUE_FLAGS = new Set(['-o', '--output', '--port', '--user-dir', '--last', '--url', '--token', '--settings', '--host', '--resolve', '--take']);
 
 /** Each command's flags besides --help: a misspelt flag is an error, not silently ignored. */
 const COMMAND_FLAGS: Record<string, string[]> = {
@@ -29,6 +30,7 @@ const COMMAND_FLAGS: Record<string, string[]> = {
   run: ['--port', '--host', '--user-dir', '--no-editor', '--settings'],
   log: ['--last', '--url', '--token', '--json'],
   dlq: ['--replay', '--url', '--token', '--json'],
+  conflicts: ['--resolve', '--take', '--url', '--token', '--json'],
   flush: ['--url', '--token'],
   demo: ['--port', '--user-dir'],
 };
@@ -82,6 +84,8 @@ Commands:
   run FILE... [--port N]      run the contracts in an embedded Node-RED
   log JOB_ID [--last N]       show a running job's newest change-log entries
   dlq JOB_ID [--replay [ID...]]  list a job's dead letters, or send them through again
+  conflicts JOB_ID [--resolve KEY --take hms|destination]
+                              list a job's parked (MANUAL) conflicts, or settle one
   flush JOB_ID                apply a held (hourly/nightly/cron) job's events now
   demo [--port N]             the seed's contract on an embedded broker and SQLite
 
@@ -132,6 +136,19 @@ given) through the job again as new events (POST /exs/jobs/JOB_ID/dlq/replay).
 
   --url URL       Node-RED admin URL (default http://127.0.0.1:1880)
   --token TOKEN   bearer token when adminAuth is on (or EXS_TOKEN)`,
+  conflicts: `Usage: exs conflicts JOB_ID [--resolve KEY --take hms|destination] [--url URL] [--token TOKEN] [--json]
+
+Lists the job's parked MANUAL conflicts (key, since, version, and per column the value EXS last
+wrote, the waiting HMS value and the destination's current one), read from a running EXS through
+GET /exs/jobs/JOB_ID/conflicts. With --resolve, settles the record KEY: --take hms writes the
+waiting HMS values, --take destination keeps the destination's
+(POST /exs/jobs/JOB_ID/conflicts/resolve). The decision goes to the change log.
+
+  --resolve KEY       the parked record to settle (needs --take)
+  --take SIDE         hms or destination
+  --url URL           Node-RED admin URL (default http://127.0.0.1:1880)
+  --token TOKEN       bearer token when adminAuth is on (or EXS_TOKEN)
+  --json              print the answer as JSON`,
   flush: `Usage: exs flush JOB_ID [--url URL] [--token TOKEN]
 
 Applies a held job's events now instead of at its next hourly, nightly or cron time,
@@ -360,6 +377,33 @@ async function commandDlq(args: ParsedArgs, io: Io): Promise<number> {
   return 0;
 }
 
+/** One parked record as a block: key, since, version, then `COLUMN: old=... new=... current=...`. */
+function formatParked(record: ParkedRecord): string[] {
+  const value = (v: unknown) => JSON.stringify(v ?? null);
+  const head = `${record.key}  since ${record.since}  version ${record.version ?? '-'}`;
+  return [head, ...Object.entries(record.fields ?? {}).map(([column, f]) => `  ${column}: old=${value(f.old)} new=${value(f.new)} current=${value(f.current)}`)];
+}
+
+async function commandConflicts(args: ParsedArgs, io: Io): Promise<number> {
+  const key = args.options['--resolve'];
+  const take = args.options['--take'];
+  if (key !== undefined) {
+    if (take === undefined) throw new UsageError(`exs conflicts: --resolve needs --take hms or --take destination\n\n${HELP.conflicts}`);
+    if (take !== 'hms' && take !== 'destination') throw new UsageError(`--take must be 'hms' or 'destination' (got '${take}')`);
+    const answer = (await adminRequest(args, jobPath(args, 'conflicts', '/conflicts/resolve'), 'POST', { key, take })) as { resolved: string; entry?: ChangeLogEntry };
+    if (args.options['--json']) io.out(JSON.stringify(answer, null, 2));
+    else io.out(`resolved ${answer.resolved}: ${answer.entry?.reason ?? `${take} taken`}`);
+    return 0;
+  }
+  if (take !== undefined) throw new UsageError(`exs conflicts: --take goes with --resolve KEY\n\n${HELP.conflicts}`);
+  const records = await adminRequest(args, jobPath(args, 'conflicts', '/conflicts'));
+  if (!Array.isArray(records)) throw new UsageError('the answer is not a list of EXS conflicts (is --url the Node-RED admin URL?)');
+  if (args.options['--json']) io.out(JSON.stringify(records, null, 2));
+  else if (records.length === 0) io.out(`no parked conflicts for ${args.positional[0]}`);
+  else io.out((records as ParkedRecord[]).map((r) => formatParked(r).join('\n')).join('\n\n'));
+  return 0;
+}
+
 async function commandFlush(args: ParsedArgs, io: Io): Promise<number> {
   const state = (await adminRequest(args, jobPath(args, 'flush', '/flush'), 'POST')) as { depth: number };
   io.out(`flushed ${args.positional[0]}: ${state.depth} event(s) still queued`);
@@ -373,6 +417,7 @@ const COMMANDS: Record<string, (args: ParsedArgs, io: Io) => number | Promise<nu
   run: commandRun,
   log: commandLog,
   dlq: commandDlq,
+  conflicts: commandConflicts,
   flush: commandFlush,
   demo: async (args, io) => (await import('./demo.js')).commandDemo(args.options, io),
 };

@@ -1,6 +1,7 @@
 // Node-RED flow -> sync.yaml: every tab that holds an exs-job becomes its contract again.
 // Reads the same spec as the importer, so import -> export -> import yields the same flow.
 import { contractDefaults, contractToYaml } from '../nodes/core/contract/load';
+import { parseFieldRules } from '../nodes/core/conflict';
 import { parseKeyRule, parseMapping } from '../nodes/core/mapping';
 import { CONTRACT_FIELDS, nodeProperty } from '../nodes/core/spec';
 import type { Contract } from '../nodes/core/types';
@@ -48,6 +49,7 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
   const mapper = firstOfType(flow, ['exs-mapper'], jobNode.id);
   const connector = firstOfType(flow, ['exs-connector', 'exs-mqtt-connector'], jobNode.id);
   const queue = firstOfType(flow, ['exs-sync-queue'], jobNode.id);
+  const resolver = firstOfType(flow, ['exs-conflict-resolver'], jobNode.id);
   if (!mapper || !connector) throw new Error(`${where} has no ${mapper ? 'connector' : 'mapper'} node`);
   // The job's EXS source; a hand-wired flow may feed the queue from Node-RED's mqtt-in instead.
   const source =
@@ -87,11 +89,17 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
     table = str(connector.table) || undefined;
   }
 
+  const fieldRules = resolver ? parseFieldRules(str(resolver.field_rules)) : {};
+  const skew = integerProperty(mapper.max_clock_skew_seconds);
   return {
     ...(job as unknown as Contract),
     connector: connectorAddress,
     mapping: rules,
+    ...(Object.keys(fieldRules).length > 0 && { field_rules: fieldRules }),
+    version_field: str(mapper.version_field) || String(defaults.version_field),
+    max_clock_skew_seconds: (skew ?? Number(defaults.max_clock_skew_seconds)) as number,
     table,
+    state_table: (connector.type === 'exs-connector' && str(connector.state_table)) || String(defaults.state_table),
     key: mapper.key ? parseKeyRule(str(mapper.key)) : undefined,
     broker: sourceBroker ?? String(defaults.broker),
     mqtt_topic: str(source?.topic) || String(defaults.mqtt_topic),

@@ -4,6 +4,7 @@
 // the job's dead-letter topic.
 import { parseConnectorAddress } from '../nodes/core/contract/connector-address';
 import { parseContract } from '../nodes/core/contract/load';
+import { formatFieldRules } from '../nodes/core/conflict';
 import { formatKeyRule, formatMappingRule } from '../nodes/core/mapping';
 import { CONTRACT_FIELDS, nodeProperty, type FieldSpec } from '../nodes/core/spec';
 import type { Contract, Diagnostic } from '../nodes/core/types';
@@ -183,9 +184,13 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
       id: ids.mapper, type: 'exs-mapper', z: tab, name: '', job: ids.job,
       key: contract.key ? formatKeyRule(contract.key) : '',
       mapping: contract.mapping.map(formatMappingRule).join('\n'),
+      version_field: contract.version_field, max_clock_skew_seconds: contract.max_clock_skew_seconds,
       ...at(2), wires: [[ids.resolver], [ids.log]],
     },
-    { id: ids.resolver, type: 'exs-conflict-resolver', z: tab, name: '', job: ids.job, rule: '', timestamp_column: '', ...at(3), wires: [[ids.connector]] },
+    {
+      id: ids.resolver, type: 'exs-conflict-resolver', z: tab, name: '', job: ids.job, rule: '', timestamp_column: '',
+      field_rules: formatFieldRules(contract.field_rules), ...at(3), wires: [[ids.connector]],
+    },
   ];
 
   if (address.kind === 'mqtt') {
@@ -201,7 +206,7 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
       ...credentialsOf(split, options),
     }, {
       id: ids.connector, type: 'exs-connector', z: tab, name: contract.destination, job: ids.job, odbc: ids.odbc,
-      table: contract.table ?? '', ...at(4), wires: [[ids.log], [ids.log]],
+      table: contract.table ?? '', state_table: contract.state_table, ...at(4), wires: [[ids.log], [ids.log]],
     });
   }
 

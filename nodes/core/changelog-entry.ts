@@ -10,6 +10,8 @@ function destinationRow(outcome: SettledOutcome, envelope: ExsEnvelope): ChangeL
       return 'UNCHANGED';
     case 'skipped':
       return 'KEPT';
+    case 'parked':
+      return 'PARKED';
     case 'superseded':
       return 'SUPERSEDED';
     default:
@@ -19,10 +21,10 @@ function destinationRow(outcome: SettledOutcome, envelope: ExsEnvelope): ChangeL
   }
 }
 
-export function buildChangeLogEntry(envelope: ExsEnvelope, event: unknown, now = Date.now()): ChangeLogEntry {
+export function buildChangeLogEntry(envelope: ExsEnvelope, event: unknown, now = Date.now()): ChangeLogEntry & { outcome: SettledOutcome } {
   // A message that reached the log without an outcome was not shown to be applied: never claim it was.
   const outcome: SettledOutcome = envelope.outcome ?? 'failed';
-  const entry: ChangeLogEntry = {
+  const entry: ChangeLogEntry & { outcome: SettledOutcome } = {
     time: new Date(now).toISOString(),
     job: envelope.job,
     seq: envelope.seq,
@@ -36,6 +38,7 @@ export function buildChangeLogEntry(envelope: ExsEnvelope, event: unknown, now =
     if (envelope.result.before !== undefined) entry.before = envelope.result.before;
     entry.after = envelope.result.after;
     if (envelope.result.reason) entry.reason = envelope.result.reason;
+    if (envelope.result.conflicts) entry.conflicts = envelope.result.conflicts;
   } else if (envelope.record) {
     entry.after = envelope.record.row;
   }

@@ -1,17 +1,303 @@
-// The conflict law: given what the destination holds and what the event brings, does the
-// event's row get written? Pure, so every connector and the tests share one answer.
-import { epochMillis, parseInstant } from './time';
-import type { ConflictRule } from './types';
+// The conflict law: given what EXS last wrote for a record, what the destination holds now and
+// what an event brings, which columns does the event write? Pure, so the connector, the tests and
+// their models share one answer. The connector calls it inside one transaction at the
+// destination, with the record's state row locked, so runtimes cannot race between the read and
+// the write (see OdbcConnector.apply).
+import { createHash } from 'node:crypto';
+import { CANONICAL_TIMESTAMP, epochMillis, formatInstant, parseInstant } from './time';
+import { CONFLICT_RULES, type ConflictRule } from './types';
 
 export interface ConflictPolicy {
+  /** The record's rule: every column without a rule of its own follows it. */
   rule: ConflictRule;
-  /** Destination column holding the record's last-change time (LAST_WRITE_WINS compares it). */
+  /** Destination column holding the legacy row's last-change time (LAST_WRITE_WINS compares it). */
   timestampColumn?: string;
+  /** Per-column rules (contract names), so ownership can be split: HMS owns status, the clerk the inspector. */
+  fieldRules?: Record<string, ConflictRule>;
+}
+
+export function isConflictRule(value: string): value is ConflictRule {
+  return (CONFLICT_RULES as readonly string[]).includes(value);
+}
+
+/** The resolver node's `COLUMN: RULE` lines (a `COBOL:` prefix is allowed) -> column -> rule. */
+export function parseFieldRules(text: string): Record<string, ConflictRule> {
+  const rules: Record<string, ConflictRule> = {};
+  for (const line of text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))) {
+    const match = /^(?:[A-Za-z][A-Za-z0-9_]*:)?([A-Za-z_][A-Za-z0-9_$#]*)\s*[:=]\s*([A-Za-z_]+)$/.exec(line);
+    if (!match) throw new Error(`field rule '${line}' must read COLUMN: RULE, e.g. INSPECTOR: DESTINATION_WINS`);
+    if (!isConflictRule(match[2])) throw new Error(`field rule '${line}': the rule must be one of ${CONFLICT_RULES.join(', ')}`);
+    rules[match[1]] = match[2];
+  }
+  return rules;
+}
+
+export function formatFieldRules(rules: Record<string, ConflictRule> | undefined): string {
+  return Object.entries(rules ?? {}).map(([column, rule]) => `${column}: ${rule}`).join('\n');
+}
+
+/**
+ * Where an event stands in its record's history: the event's `updated_at` (or the contract's
+ * `version_field`) as canonical UTC text `YYYY-MM-DD HH:MM:SS.ffffff`, or a number's decimal text
+ * for a revision counter. Null: the event carries none, which counts as the oldest.
+ */
+export type SourceVersion = string | null;
+
+/**
+ * Reads an event's version field: a number is a revision counter; text or a Date is a time (the
+ * forms the `timestamp` transform reads). Undefined when the value is neither: a data error.
+ */
+export function sourceVersionOf(value: unknown): SourceVersion | undefined {
+  if (value === undefined || value === null || value === '') return null;
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
+  const instant = parseInstant(value);
+  return instant ? formatInstant(instant, CANONICAL_TIMESTAMP) : undefined;
+}
+
+const TIME_VERSION = /^\d{4}-\d{2}-\d{2} /;
+
+/** The version as epoch milliseconds when it is a time, for the clock-skew check and LAST_WRITE_WINS. */
+export function versionMillis(version: SourceVersion): number | undefined {
+  if (version === null || !TIME_VERSION.test(version)) return undefined;
+  const instant = parseInstant(version);
+  return instant && epochMillis(instant);
+}
+
+/**
+ * Orders two versions: none < revision numbers < times (a job uses one kind; mixing them must
+ * still give one answer). Canonical time text has a fixed width, so it compares as text.
+ */
+export function compareVersions(a: SourceVersion, b: SourceVersion): number {
+  if (a === b) return 0;
+  if (a === null) return -1;
+  if (b === null) return 1;
+  const aTime = TIME_VERSION.test(a);
+  const bTime = TIME_VERSION.test(b);
+  if (aTime !== bTime) return aTime ? 1 : -1;
+  if (aTime) return a < b ? -1 : 1;
+  return Math.sign(Number(a) - Number(b));
+}
+
+/**
+ * Breaks ties between two different events of the same version: the hash of what the event
+ * would write. Any order of the same events then ends at the same row.
+ */
+export function contentHash(row: Record<string, unknown>): string {
+  const canonical = JSON.stringify(Object.keys(row).sort().map((column) => [column, row[column] ?? null]));
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
+}
+
+/** Fingerprint of the mapped columns as EXS wrote them: what tells a clerk's edit apart. */
+export function fingerprintOf(written: Record<string, unknown>): string {
+  return contentHash(written);
+}
+
+/** A conflict a person decides (MANUAL): per column, what EXS last wrote, what HMS sends, what the row holds. */
+export interface ParkedField {
+  old: unknown;
+  new: unknown;
+  current: unknown;
+}
+
+export interface ParkedConflict {
+  /** The newest event's version whose values wait. */
+  version: SourceVersion;
+  /** When it was first parked (ISO). */
+  since: string;
+  fields: Record<string, ParkedField>;
+}
+
+/** What EXS remembers of a record, in the destination so that every runtime of the job sees it. */
+export interface RecordState {
+  version: SourceVersion;
+  /** contentHash of the event last accepted, to break ties. */
+  tiebreak: string;
+  /** The mapped columns (contract names) as EXS last wrote them, canonical values. */
+  written: Record<string, unknown>;
+  parked?: ParkedConflict | null;
+}
+
+export interface IncomingRecord {
+  /** Mapped columns, key included, values as they will be bound (canonical). */
+  row: Record<string, unknown>;
+  keyColumn: string;
+  version: SourceVersion;
+  tiebreak: string;
+}
+
+export type Winner = 'hms' | 'destination' | 'parked';
+
+/** One column both sides changed, and how its rule settled it. */
+export interface FieldConflict {
+  column: string;
+  rule: ConflictRule;
+  winner: Winner;
 }
 
 export interface ConflictDecision {
-  write: boolean;
+  /**
+   * `write`: `columns` go to the destination (key included); `unchanged`: the destination already
+   * holds the event; `skipped`: nothing is written; `parked`: MANUAL columns wait for a person.
+   */
+  outcome: 'write' | 'unchanged' | 'skipped' | 'parked';
+  /** The columns to write, key first; empty unless outcome is `write` or `parked` with others to write. */
+  columns: Record<string, unknown>;
   reason: string;
+  conflicts: FieldConflict[];
+  /** The state to store; undefined when it stays as it was (an older or repeated event). */
+  state?: RecordState;
+}
+
+/** Compares a column's stored and written values the way the destination does (set by the connector). */
+export type SameValue = (column: string, stored: unknown, written: unknown) => boolean;
+
+const plainSame: SameValue = (_column, a, b) => (a === null || a === undefined ? b === null || b === undefined : String(a) === String(b));
+
+/**
+ * The law:
+ * 1. Source order. An event older than the version EXS last wrote for the record is skipped,
+ *    whatever the rule; the same version with the same content is a redelivery (unchanged). Equal
+ *    versions with different content are ordered by contentHash, and an event without a version
+ *    is the oldest, so any order of the same events, however often redelivered, ends the same.
+ *    Events without versions cannot be ordered by their source: among them the later arrival wins.
+ * 2. Legacy edits. A column whose destination value differs from what EXS last wrote was changed
+ *    on the legacy side (a deleted row counts as changed). A column nobody changed takes the event.
+ *    Without a record of what EXS wrote (a row from before EXS) there is no edit to detect.
+ * 3. Rules, for columns both sides changed (and, for LAST_WRITE_WINS, any existing row):
+ *    HMS_WINS writes the event; DESTINATION_WINS keeps the row's value; MANUAL keeps it and parks
+ *    old/new/current for a person; LAST_WRITE_WINS keeps the row's values when its time column
+ *    is newer than the event's time, else writes (a tie writes).
+ */
+export function decideConflict(
+  policy: ConflictPolicy,
+  state: RecordState | null,
+  current: Record<string, unknown> | null,
+  incoming: IncomingRecord,
+  same: SameValue = plainSame,
+): ConflictDecision {
+  const order = sourceOrder(state, incoming);
+  if (order < 0) {
+    return { outcome: 'skipped', columns: {}, reason: `older than the version EXS last wrote (${describeVersion(state!.version)})`, conflicts: [] };
+  }
+  if (order === 0) return { outcome: 'unchanged', columns: {}, reason: 'already applied (same version)', conflicts: [] };
+
+  const key = incoming.keyColumn;
+  const legacyNewer = lastWriteWinsKeepsRow(policy, current, incoming);
+  const taken: Record<string, unknown> = {};
+  const agreed: Record<string, unknown> = {};
+  const conflicts: FieldConflict[] = [];
+  const parkedFields: Record<string, ParkedField> = {};
+
+  for (const [column, value] of Object.entries(incoming.row)) {
+    if (column === key) continue;
+    const rule = policy.fieldRules?.[column] ?? policy.rule;
+    const currentValue = current?.[column] ?? null;
+    if (current !== null && same(column, currentValue, value)) {
+      agreed[column] = value; // both sides hold it: nothing to decide, and it is the new baseline
+      continue;
+    }
+    const editedByLegacy = state !== null && Object.hasOwn(state.written, column)
+      && (current === null || !same(column, currentValue, state.written[column]));
+    const winner = editedByLegacy || (rule === 'LAST_WRITE_WINS' && current !== null) ? winnerOf(rule, legacyNewer) : 'hms';
+    if (editedByLegacy || winner !== 'hms') conflicts.push({ column, rule, winner });
+    if (winner === 'hms') taken[column] = value;
+    else if (winner === 'parked') parkedFields[column] = { old: state?.written[column] ?? null, new: value, current: currentValue };
+  }
+
+  const kept = conflicts.filter((c) => c.winner !== 'hms');
+  // A row the legacy side deleted is only written again when every column's rule lets HMS win.
+  const keptDeleted = current === null && kept.length > 0;
+  const columns = keptDeleted ? {} : { [key]: incoming.row[key], ...taken };
+  const writes = current === null ? !keptDeleted : Object.keys(taken).length > 0;
+  const nextState: RecordState = {
+    version: incoming.version,
+    tiebreak: incoming.tiebreak,
+    written: { ...state?.written, ...agreed, ...(writes ? columns : {}) },
+    parked: parkedOf(state?.parked, parkedFields, incoming),
+  };
+
+  if (Object.keys(parkedFields).length > 0) {
+    const reason = `MANUAL: ${Object.keys(parkedFields).join(', ')} parked for a person to decide`;
+    return { outcome: 'parked', columns: writes ? columns : {}, reason, conflicts, state: nextState };
+  }
+  if (!writes) {
+    if (kept.length === 0) return { outcome: 'unchanged', columns: {}, reason: 'destination already holds these values', conflicts, state: nextState };
+    const reason = keptDeleted ? `the legacy row was deleted; kept deleted (${kept[0].rule})` : keptReason(kept, legacyNewer);
+    return { outcome: 'skipped', columns: {}, reason, conflicts, state: nextState };
+  }
+  const reason = current === null
+    ? (state ? 'the legacy row was deleted; written again' : 'new record')
+    : conflicts.length === 0 ? 'event is newer' : conflictReason(conflicts, legacyNewer);
+  return { outcome: 'write', columns, reason, conflicts, state: nextState };
+}
+
+/** Where the event stands against the version EXS last wrote: older (< 0), the same (0) or newer (> 0). */
+function sourceOrder(state: RecordState | null, incoming: IncomingRecord): number {
+  if (!state) return 1;
+  const byVersion = compareVersions(incoming.version, state.version);
+  if (byVersion !== 0) return byVersion;
+  if (incoming.tiebreak === state.tiebreak) return 0;
+  // Neither carries a version: there is no source order to keep, so the later arrival wins, as
+  // any plain sync would. With versions, equal ones are ordered by content.
+  if (incoming.version === null) return 1;
+  return incoming.tiebreak < state.tiebreak ? -1 : 1;
+}
+
+function winnerOf(rule: ConflictRule, legacyNewer: boolean): Winner {
+  switch (rule) {
+    case 'HMS_WINS':
+      return 'hms';
+    case 'DESTINATION_WINS':
+      return 'destination';
+    case 'MANUAL':
+      return 'parked';
+    case 'LAST_WRITE_WINS':
+      return legacyNewer ? 'destination' : 'hms';
+  }
+}
+
+/**
+ * LAST_WRITE_WINS: the legacy row is newer when its time column holds a later time than the
+ * event's (the event's value for that column, else its version). An event without a time is the
+ * oldest; a row without one takes the event; a tie writes.
+ */
+function lastWriteWinsKeepsRow(policy: ConflictPolicy, current: Record<string, unknown> | null, incoming: IncomingRecord): boolean {
+  const column = policy.timestampColumn;
+  if (!column || current === null) return false;
+  const rowTime = timeValue(current[column]);
+  if (rowTime === undefined) return false;
+  const eventTime = timeValue(incoming.row[column]) ?? versionMillis(incoming.version);
+  return eventTime === undefined || rowTime > eventTime;
+}
+
+function parkedOf(previous: ParkedConflict | null | undefined, fields: Record<string, ParkedField>, incoming: IncomingRecord): ParkedConflict | null {
+  // A newer event replaces the waiting HMS values; `old` stays what EXS last wrote.
+  const merged: Record<string, ParkedField> = {};
+  for (const [column, field] of Object.entries(fields)) merged[column] = { ...field, old: previous?.fields[column]?.old ?? field.old };
+  for (const [column, field] of Object.entries(previous?.fields ?? {})) {
+    if (!Object.hasOwn(merged, column) && !Object.hasOwn(incoming.row, column)) merged[column] = field;
+  }
+  if (Object.keys(merged).length === 0) return null;
+  return { version: incoming.version, since: previous?.since ?? new Date().toISOString(), fields: merged };
+}
+
+function describeVersion(version: SourceVersion): string {
+  return version === null ? 'none' : version;
+}
+
+function keptReason(kept: FieldConflict[], legacyNewer: boolean): string {
+  const rules = [...new Set(kept.map((c) => c.rule))];
+  if (rules.length === 1 && rules[0] === 'LAST_WRITE_WINS' && legacyNewer) return 'LAST_WRITE_WINS: destination is newer';
+  return `${rules.join(', ')}: destination kept ${kept.map((c) => c.column).join(', ')}`;
+}
+
+function conflictReason(conflicts: FieldConflict[], legacyNewer: boolean): string {
+  const hms = conflicts.filter((c) => c.winner === 'hms').map((c) => c.column);
+  const kept = conflicts.filter((c) => c.winner === 'destination').map((c) => c.column);
+  const parts = [];
+  if (hms.length > 0) parts.push(`HMS won ${hms.join(', ')}`);
+  if (kept.length > 0) parts.push(`destination kept ${kept.join(', ')}${legacyNewer ? ' (newer)' : ''}`);
+  return `both sides changed: ${parts.join('; ')}`;
 }
 
 /**
@@ -23,35 +309,4 @@ export interface ConflictDecision {
 export function timeValue(value: unknown): number | undefined {
   const instant = parseInstant(value);
   return instant && epochMillis(instant);
-}
-
-/**
- * The law, and the model the SQL guard of every dialect must agree with (UpsertGuard in
- * nodes/core/sql/dialect.ts, which decides inside the upsert statement so runtimes cannot race):
- * - a new record is written;
- * - HMS_WINS, or LAST_WRITE_WINS without a timestamp column: the event is written;
- * - LAST_WRITE_WINS: a destination row without a time takes the event; an event without a time is
- *   the oldest and never replaces a row that has one; otherwise the event is written when its time
- *   is equal or newer.
- * Ties write: an equal time means the same version of the record, so a redelivered event is
- * idempotent. Two different versions with the same time are not ordered by this law (the one
- * applied last stays); the source's `updated_at` (microseconds) is what tells versions apart.
- */
-export function resolveConflict(
-  policy: ConflictPolicy,
-  before: Record<string, unknown> | null | undefined,
-  incoming: Record<string, unknown>,
-): ConflictDecision {
-  if (!before) return { write: true, reason: 'new record' };
-  if (policy.rule === 'HMS_WINS') return { write: true, reason: 'HMS_WINS' };
-  const column = policy.timestampColumn;
-  if (!column) return { write: true, reason: 'LAST_WRITE_WINS without a timestamp column: HMS wins' };
-  const destinationTime = timeValue(before[column]);
-  const eventTime = timeValue(incoming[column]);
-  if (destinationTime === undefined) return { write: true, reason: 'destination has no timestamp' };
-  if (eventTime === undefined) return { write: false, reason: 'event has no timestamp; destination kept' };
-  if (eventTime === destinationTime) return { write: true, reason: 'event is as new as the destination (same version)' };
-  return eventTime > destinationTime
-    ? { write: true, reason: 'event is newer' }
-    : { write: false, reason: 'destination is newer' };
 }

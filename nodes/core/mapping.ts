@@ -3,6 +3,7 @@
 
 import { didYouMean } from './did-you-mean';
 import { CANONICAL_TIMESTAMP, formatInstant, parseInstant, TIMESTAMP_FORMS, TIMESTAMP_TOKENS } from './time';
+import { sourceVersionOf, versionMillis, type SourceVersion } from './conflict';
 import type { KeyRule, MappedRecord, MappingRule, Transform } from './types';
 
 /** A mapping line or key rule that cannot be read. */
@@ -477,13 +478,53 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  * Compiles the rules once into a function that maps one event to a record; per event
  * it only reads fields and runs the transforms. Rules are expected from parseMapping.
  */
-export function compileMapping(rules: readonly MappingRule[], key: KeyRule): (event: unknown) => MappedRecord {
+export interface VersionOptions {
+  /** Event field ordering the record's events (default `updated_at`). */
+  versionField?: string;
+  /** An event time further ahead than this is refused (default 300 s). */
+  maxClockSkewSeconds?: number;
+  now?: () => number;
+}
+
+const DEFAULT_VERSION_FIELD = 'updated_at';
+const DEFAULT_MAX_CLOCK_SKEW_SECONDS = 300;
+
+/**
+ * Reads the record's version from an event: its time or revision. A time too far in the future is
+ * refused: it would win over every real update until the clock caught up with it.
+ */
+function compileVersionReader(options: VersionOptions): (event: Record<string, unknown>) => SourceVersion {
+  const field = options.versionField || DEFAULT_VERSION_FIELD;
+  const read = fieldReader(field);
+  const maxSkewMs = (options.maxClockSkewSeconds ?? DEFAULT_MAX_CLOCK_SKEW_SECONDS) * 1000;
+  const now = options.now ?? Date.now;
+  return (event) => {
+    const value = read(event);
+    const version = sourceVersionOf(value);
+    if (version === undefined) {
+      throw new MappingError(field, `version field '${field}' must be a time (${TIMESTAMP_FORMS}) or a revision number (got ${describeValue(value)})`);
+    }
+    const millis = versionMillis(version);
+    if (millis !== undefined && millis - now() > maxSkewMs) {
+      throw new MappingError(field, `'${field}' ${String(value)} is ${Math.round((millis - now()) / 1000)} s in the future,`
+        + ` beyond max_clock_skew_seconds (${maxSkewMs / 1000}): flagged rather than allowed to win over every later update`);
+    }
+    return version;
+  };
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+export function compileMapping(rules: readonly MappingRule[], key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => MappedRecord {
   for (const column of [key.target, ...rules.map((rule) => rule.target)]) {
     const problem = checkColumnName(column);
     if (problem) throw new Error(problem);
   }
   const readKey = fieldReader(key.source);
   const writeColumns = rules.map(compileColumn);
+  const readVersion = compileVersionReader(versionOptions);
 
   return (event) => {
     if (!isRecord(event)) throw new MappingError(undefined, `the event must be a JSON object (got ${describeType(event)})`);
@@ -497,7 +538,7 @@ export function compileMapping(rules: readonly MappingRule[], key: KeyRule): (ev
     }
     const row: Record<string, unknown> = { [key.target]: keyValue };
     for (const writeColumn of writeColumns) writeColumn(event, row);
-    return { keyColumn: key.target, keyValue, row };
+    return { keyColumn: key.target, keyValue, row, version: readVersion(event) };
   };
 }
 

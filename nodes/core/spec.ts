@@ -4,10 +4,10 @@
 
 import { CONFLICT_RULES, SCHEDULES } from './types';
 
-export type FieldType = 'string' | 'integer' | 'enum' | 'mapping' | 'key' | 'object';
+export type FieldType = 'string' | 'integer' | 'enum' | 'mapping' | 'key' | 'object' | 'field-rules';
 
 /** The node whose configuration holds a contract key. */
-export type OwnerNode = 'exs-job' | 'exs-mapper' | 'exs-connector' | 'mqtt';
+export type OwnerNode = 'exs-job' | 'exs-mapper' | 'exs-conflict-resolver' | 'exs-connector' | 'mqtt';
 
 export interface FieldSpec {
   /** YAML key and node property name. */
@@ -67,7 +67,20 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   },
   {
     name: 'conflict_rule', type: 'enum', owner: 'exs-job', required: false, values: CONFLICT_RULES, default: 'HMS_WINS', example: 'HMS_WINS',
-    help: 'Who wins when both sides changed a record.',
+    help: 'Who wins when both sides changed a record: `HMS_WINS` (HMS overwrites legacy edits), `LAST_WRITE_WINS` (the newer of the legacy row\'s time column and the event\'s time), `DESTINATION_WINS` (legacy edits are kept) or `MANUAL` (parked until a person decides with `exs conflicts`).',
+  },
+  {
+    name: 'field_rules', type: 'field-rules', owner: 'exs-conflict-resolver', required: false, values: CONFLICT_RULES,
+    example: '{COBOL:INSPECTOR: DESTINATION_WINS}',
+    help: 'A conflict rule per destination column, overriding `conflict_rule` for it, so ownership can be split (HMS owns the status, the clerk the inspector).',
+  },
+  {
+    name: 'version_field', type: 'string', owner: 'exs-mapper', required: false, default: 'updated_at', example: 'updated_at',
+    help: 'Event field that orders a record\'s events: a time, or a revision number. An older event never overwrites a newer one; an event without it counts as oldest.',
+  },
+  {
+    name: 'max_clock_skew_seconds', type: 'integer', owner: 'exs-mapper', required: false, min: 0, default: 300, example: '300',
+    help: 'An event whose time is further in the future than this is flagged (dead letter with the reason) instead of winning over every later event.',
   },
   {
     name: 'retry_policy', type: 'object', owner: 'exs-job', required: false, fields: RETRY_POLICY_FIELDS, example: '{max_attempts: 5, backoff_seconds: 30}',
@@ -76,6 +89,10 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   {
     name: 'table', type: 'string', owner: 'exs-connector', required: false, recommended: true, example: 'PERMIT_TABLE',
     help: 'Destination table (ODBC connectors). Matched against the catalog without regard to case.',
+  },
+  {
+    name: 'state_table', type: 'string', owner: 'exs-connector', required: false, default: 'EXS_SYNC_STATE', example: 'EXS_SYNC_STATE',
+    help: 'Table in the destination database where EXS remembers what it last wrote per record (version, fingerprint, parked conflicts); created if missing. `TABLE` or `SCHEMA.TABLE`.',
   },
   {
     name: 'key', type: 'key', owner: 'exs-mapper', required: false, recommended: true, example: 'HMS:permit_id -> COBOL:PERMIT_ID',

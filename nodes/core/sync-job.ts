@@ -9,7 +9,8 @@ import { ChangeLogStore } from './changelog-store';
 import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
 import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord } from './queue/dispatcher';
-import type { ChangeLogEntry, ConflictRule, RetryPolicy, SettledOutcome } from './types';
+import type { ParkedConflict } from './conflict';
+import type { ApplyResult, ChangeLogEntry, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 export interface JobSettings {
   id: string;
@@ -35,18 +36,29 @@ export interface DestinationSchema {
 
 export type JobCounters = Record<SettledOutcome, number>;
 
+/** A record whose conflict waits for a person (MANUAL). */
+export interface ParkedRecord extends ParkedConflict {
+  key: string;
+}
+
+/** Where a job's parked conflicts live: its connector, which keeps them in the destination. */
+export interface ConflictDesk {
+  list(): Promise<ParkedRecord[]>;
+  resolve(key: string, take: 'hms' | 'destination'): Promise<ApplyResult>;
+}
+
 export interface JobState extends DispatcherState {
   deadLetters: number;
   counters: JobCounters;
 }
 
 /** Outcomes that show the destination took the write (or had it already). */
-const DESTINATION_REACHED: ReadonlySet<SettledOutcome> = new Set(['applied', 'unchanged', 'skipped']);
+const DESTINATION_REACHED: ReadonlySet<SettledOutcome> = new Set(['applied', 'unchanged', 'skipped', 'parked']);
 
 export class SyncJob extends EventEmitter {
   readonly changeLog: ChangeLogStore;
   readonly deadLetters: DeadLetterStore;
-  readonly counters: JobCounters = { applied: 0, unchanged: 0, skipped: 0, superseded: 0, dead_letter: 0, failed: 0 };
+  readonly counters: JobCounters = { applied: 0, unchanged: 0, skipped: 0, parked: 0, superseded: 0, dead_letter: 0, failed: 0 };
   /** Resolves once the journal is open and recovered. */
   readonly ready: Promise<void>;
   private journal?: SyncJournal;
@@ -54,6 +66,7 @@ export class SyncJob extends EventEmitter {
   private schema: DestinationSchema | undefined;
   private readonly schemaWaiters: Array<(schema: DestinationSchema) => void> = [];
   private deadLetterCount = 0;
+  private conflictDesk?: ConflictDesk;
   private closed = false;
 
   constructor(readonly settings: JobSettings, dataDir: string) {
@@ -159,6 +172,47 @@ export class SyncJob extends EventEmitter {
       paused: false,
     };
     return { ...base, deadLetters: this.deadLetterCount, counters: { ...this.counters } };
+  }
+
+  /** The connector offers its parked conflicts; returns the function that withdraws them. */
+  attachConflictDesk(desk: ConflictDesk): () => void {
+    this.conflictDesk = desk;
+    return () => {
+      if (this.conflictDesk === desk) this.conflictDesk = undefined;
+    };
+  }
+
+  /** Parked conflicts waiting for a person; fails when the job's destination keeps none (not open, or not ODBC). */
+  async listConflicts(): Promise<ParkedRecord[]> {
+    return this.desk().list();
+  }
+
+  /** Settles a parked conflict and records the decision in the change log. */
+  async resolveConflict(key: string, take: 'hms' | 'destination'): Promise<ChangeLogEntry> {
+    const result = await this.desk().resolve(key, take);
+    const entry: ChangeLogEntry = {
+      time: new Date().toISOString(),
+      job: this.id,
+      seq: 0,
+      key,
+      outcome: 'resolved',
+      dest_row: 'RESOLVED',
+      before: result.before,
+      after: result.after,
+      attempts: 0,
+      latency_ms: 0,
+      reason: result.reason,
+      conflicts: result.conflicts,
+    };
+    await this.changeLog.append(entry);
+    this.emit('entry', entry);
+    this.emit('state');
+    return entry;
+  }
+
+  private desk(): ConflictDesk {
+    if (!this.conflictDesk) throw new Error(`job ${this.id} has no open ODBC connector to keep conflicts in`);
+    return this.conflictDesk;
   }
 
   declareSchema(schema: DestinationSchema): void {

@@ -1,9 +1,10 @@
-import type { ConflictPolicy } from './conflict';
+import type { ConflictPolicy, FieldConflict, SourceVersion } from './conflict';
+import type { ParkedRecord } from './sync-job';
 
 // Shared vocabulary of the EXS core. Nothing in nodes/core may import Node-RED:
 // the nodes, the importer, the CLI and the tests all build on these plain types.
 
-export const CONFLICT_RULES = ['HMS_WINS', 'LAST_WRITE_WINS'] as const;
+export const CONFLICT_RULES = ['HMS_WINS', 'LAST_WRITE_WINS', 'DESTINATION_WINS', 'MANUAL'] as const;
 export type ConflictRule = (typeof CONFLICT_RULES)[number];
 
 export const SCHEDULES = ['realtime', 'hourly', 'nightly'] as const;
@@ -62,8 +63,14 @@ export interface Contract {
   /** A named schedule or a five-field cron expression. */
   schedule: Schedule | string;
   conflict_rule: ConflictRule;
+  /** Destination column (as the mapping spells it) -> its own rule. */
+  field_rules?: Record<string, ConflictRule>;
+  /** Event field whose value orders a record's events. */
+  version_field: string;
+  max_clock_skew_seconds: number;
   retry_policy: RetryPolicy;
   table?: string;
+  state_table: string;
   key?: KeyRule;
   broker: string;
   mqtt_topic: string;
@@ -72,13 +79,16 @@ export interface Contract {
 }
 
 /**
- * What a destination reports back for one record: written, already equal, or kept as it
- * was because the conflict rule decided the destination wins.
+ * What a destination reports back for one record: written, already equal, kept as it was (an
+ * older event, or the conflict rule let the destination win), or parked for a person (MANUAL).
  */
-export type ApplyOutcome = 'applied' | 'unchanged' | 'skipped';
+export type ApplyOutcome = 'applied' | 'unchanged' | 'skipped' | 'parked';
 
 /** Every way an event can end; each one lands in the change log. */
 export type SettledOutcome = ApplyOutcome | 'superseded' | 'dead_letter' | 'failed';
+
+/** A change-log entry's outcome: how an event ended, or a parked conflict a person resolved. */
+export type LoggedOutcome = SettledOutcome | 'resolved';
 
 /** A mapped record ready for a connector: key value plus the destination columns. */
 export interface MappedRecord {
@@ -86,6 +96,8 @@ export interface MappedRecord {
   keyValue: unknown;
   /** Destination column -> value, including the key column. */
   row: Record<string, unknown>;
+  /** The event's place in its record's history (its `updated_at` or version field); null: none. */
+  version?: SourceVersion;
 }
 
 export interface ApplyResult {
@@ -95,6 +107,8 @@ export interface ApplyResult {
   after: Record<string, unknown>;
   /** Why the conflict law wrote or kept the row. */
   reason?: string;
+  /** Columns both sides changed, with the rule and the side that won each. */
+  conflicts?: FieldConflict[];
 }
 
 /**
@@ -107,6 +121,10 @@ export interface SyncConnector {
   /** Writes the record unless `policy` decides the destination's row wins. */
   apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult>;
   close(): Promise<void>;
+  /** Records whose conflict waits for a person (MANUAL), for connectors that keep them. */
+  listConflicts?(): Promise<ParkedRecord[]>;
+  /** Settles a parked conflict: write the waiting HMS values, or keep the destination's. */
+  resolveParked?(key: string, take: 'hms' | 'destination'): Promise<ApplyResult>;
   /** Short text for the node status and `exs run` logs, e.g. `postgresql test.permit_table`. */
   describe(): string;
 }
@@ -136,9 +154,9 @@ export interface ChangeLogEntry {
   job: string;
   seq: number;
   key: unknown;
-  outcome: SettledOutcome;
+  outcome: LoggedOutcome;
   /** `OK` when the destination row now holds the event, the seed's field. */
-  dest_row: 'OK' | 'UNCHANGED' | 'KEPT' | 'SUPERSEDED' | 'FAILED' | 'REJECTED';
+  dest_row: 'OK' | 'UNCHANGED' | 'KEPT' | 'PARKED' | 'SUPERSEDED' | 'FAILED' | 'REJECTED' | 'RESOLVED';
   before?: Record<string, unknown> | null;
   after?: Record<string, unknown>;
   event?: unknown;
@@ -146,5 +164,7 @@ export interface ChangeLogEntry {
   latency_ms: number;
   /** Why the conflict law wrote or kept the row. */
   reason?: string;
+  /** Columns both sides changed: the rule and who won (`hms`, `destination`, `parked`). */
+  conflicts?: FieldConflict[];
   error?: string;
 }

@@ -1,7 +1,7 @@
 // exs-conflict-resolver: attaches the job's conflict law to each record. The decision is
-// taken at the destination, against the row it holds at write time (see core/conflict.ts),
-// so the rule travels with the message rather than being judged on a stale copy here.
-import type { ConflictPolicy } from '../core/conflict';
+// taken at the destination, against the row and the record state it locks at write time (see
+// core/conflict.ts), so the law travels with the message rather than being judged on a stale copy here.
+import { isConflictRule, parseFieldRules, type ConflictPolicy } from '../core/conflict';
 import { CONFLICT_RULES, type ConflictRule, type ExsEnvelope } from '../core/types';
 import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
@@ -9,8 +9,10 @@ import type { JobNodeConfig, RED, RedNode } from '../shared/red';
 interface ResolverConfig extends JobNodeConfig {
   /** Empty: the job's conflict_rule. */
   rule?: ConflictRule | '';
-  /** Empty: the column mapped from the event's updated_at. */
+  /** Empty: the column mapped from the event's version field (updated_at). */
   timestamp_column?: string;
+  /** `COLUMN: RULE` per line: columns with a rule of their own. */
+  field_rules?: string;
 }
 
 export = function registerExsConflictResolver(RED: RED) {
@@ -19,12 +21,20 @@ export = function registerExsConflictResolver(RED: RED) {
     const job = jobOf(RED, this, config.job);
     if (!job) return;
     const rule = config.rule || job.settings.conflict_rule;
-    if (!CONFLICT_RULES.includes(rule)) {
+    if (!isConflictRule(rule)) {
       refuseInput(this, 'bad rule', `conflict rule must be one of ${CONFLICT_RULES.join(', ')} (got '${rule}')`);
       return;
     }
-    let policy: ConflictPolicy = { rule, timestampColumn: config.timestamp_column || undefined };
-    this.status({ fill: 'green', shape: 'dot', text: rule });
+    let fieldRules: Record<string, ConflictRule>;
+    try {
+      fieldRules = parseFieldRules(String(config.field_rules ?? ''));
+    } catch (err) {
+      refuseInput(this, 'bad field rule', (err as Error).message);
+      return;
+    }
+    const split = Object.keys(fieldRules).length > 0;
+    let policy: ConflictPolicy = { rule, timestampColumn: config.timestamp_column || undefined, ...(split && { fieldRules }) };
+    this.status({ fill: 'green', shape: 'dot', text: split ? `${rule} +${Object.keys(fieldRules).length}` : rule });
     void job.whenSchema(10_000).then((schema) => {
       if (!policy.timestampColumn && schema?.timestampColumn) policy = { ...policy, timestampColumn: schema.timestampColumn };
     });

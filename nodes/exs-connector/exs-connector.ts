@@ -7,12 +7,14 @@ import type { JobNodeConfig, RED, RedNode } from '../shared/red';
 interface ConnectorConfig extends JobNodeConfig {
   odbc: string;
   table: string;
+  /** Empty: EXS_SYNC_STATE. */
+  state_table?: string;
 }
 
 export = function registerExsConnector(RED: RED) {
   function ExsConnector(this: RedNode, config: ConnectorConfig) {
     RED.nodes.createNode(this, config);
-    runConnectorNode(RED, this, config, (schema) => {
+    runConnectorNode(RED, this, config, (schema, job) => {
       const odbcNode = RED.nodes.getNode(config.odbc) as ExsOdbcNode | null;
       if (!odbcNode) throw new Error('no exs-odbc connection configured');
       if (!config.table) throw new Error('no table configured');
@@ -20,6 +22,8 @@ export = function registerExsConnector(RED: RED) {
       const settings = odbcNode.odbcSettings();
       return new OdbcConnector({
         connectionString: settings.connectionString,
+        jobId: job.id,
+        stateTable: config.state_table || undefined,
         dialect: settings.dialect,
         poolSize: settings.poolSize,
         user: settings.user,

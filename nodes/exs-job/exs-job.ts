@@ -1,6 +1,7 @@
 // exs-job: the config node one sync contract becomes. It owns the job's running state
 // (SyncJob: journal, dispatcher, change log, dead letters), shared by the job's nodes, and
 // serves the job's admin endpoints.
+import { DbError } from '../core/sql/errors';
 import { SyncJob } from '../core/sync-job';
 import { registerJob, runningJob, unregisterJob } from '../shared/job-registry';
 import { exsDataDir, jobSettingsFromConfig, type ExsJobConfig, type ExsJobNode } from '../shared/job-node';
@@ -12,6 +13,16 @@ function requestedIds(req: any): number[] | undefined {
   if (raw === undefined) return undefined;
   const list = Array.isArray(raw) ? raw : [raw];
   return list.map(Number).filter((n: number) => Number.isInteger(n));
+}
+
+/**
+ * The HTTP status a failed conflict call answers with: 404 when the key has no parked conflict,
+ * 409 when the job has no open ODBC connector to keep conflicts in (none attached, or closing).
+ */
+function conflictStatus(err: Error): number {
+  if (err instanceof DbError && !err.transient && /\bno parked conflict for key\b/.test(err.message)) return 404;
+  if (/has no open ODBC connector\b| is not open$/.test(err.message)) return 409;
+  return 500;
 }
 
 export = function registerExsJob(RED: RED) {
@@ -43,6 +54,24 @@ export = function registerExsJob(RED: RED) {
   RED.httpAdmin.post('/exs/jobs/:id/dlq/replay', RED.auth.needsPermission('exs.write'), withJob(async (job, req, res) => {
     const replayed = await job.replayDeadLetters(requestedIds(req));
     res.json({ replayed: replayed.map((l) => l.id) });
+  }));
+  RED.httpAdmin.get('/exs/jobs/:id/conflicts', RED.auth.needsPermission('exs.read'), withJob(async (job, _req, res) => {
+    try {
+      res.json(await job.listConflicts());
+    } catch (err) {
+      res.status(conflictStatus(err as Error)).json({ error: (err as Error).message });
+    }
+  }));
+  RED.httpAdmin.post('/exs/jobs/:id/conflicts/resolve', RED.auth.needsPermission('exs.write'), withJob(async (job, req, res) => {
+    const key = req.body?.key;
+    const take = req.body?.take;
+    if (typeof key !== 'string' || key === '') return res.status(400).json({ error: 'key is missing: send {"key": "P-123", "take": "hms" | "destination"}' });
+    if (take !== 'hms' && take !== 'destination') return res.status(400).json({ error: `take must be 'hms' or 'destination' (got ${JSON.stringify(take ?? null)})` });
+    try {
+      res.json({ resolved: key, entry: await job.resolveConflict(key, take) });
+    } catch (err) {
+      res.status(conflictStatus(err as Error)).json({ error: (err as Error).message });
+    }
   }));
   RED.httpAdmin.post('/exs/jobs/:id/flush', RED.auth.needsPermission('exs.write'), withJob(async (job, _req, res) => {
     await job.flush();

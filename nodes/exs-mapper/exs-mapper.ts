@@ -10,6 +10,10 @@ interface MapperConfig extends JobNodeConfig {
   /** One `HMS:field -> COBOL:COLUMN | transform` rule per line. */
   mapping: string;
   key: string;
+  /** Empty: `updated_at`. */
+  version_field?: string;
+  /** Empty: 300. */
+  max_clock_skew_seconds?: number | string;
 }
 
 /** The record's key when the event names one, so a rejected event is still findable in the log. */
@@ -19,8 +23,6 @@ function keyIfPresent(event: unknown, key: KeyRule): unknown {
   return typeof value === 'string' || typeof value === 'number' ? value : undefined;
 }
 
-/** The event field whose column LAST_WRITE_WINS compares. */
-const SOURCE_TIMESTAMP_FIELD = 'updated_at';
 
 function compile(config: MapperConfig): { rules: MappingRule[]; key: KeyRule } {
   const lines = String(config.mapping ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
@@ -46,12 +48,18 @@ export = function registerExsMapper(RED: RED) {
       return;
     }
     const { rules, key } = compiled;
-    const mapEvent = compileMapping(rules, key);
+    const versionField = String(config.version_field || 'updated_at').replace(/^HMS:/, '');
+    const skew = Number(config.max_clock_skew_seconds);
+    const mapEvent = compileMapping(rules, key, {
+      versionField,
+      maxClockSkewSeconds: config.max_clock_skew_seconds === '' || config.max_clock_skew_seconds === undefined || !Number.isFinite(skew) ? undefined : skew,
+    });
     job.declareSchema({
       keyColumn: key.target,
       keyField: key.source,
       columns: rules.map((r) => r.target),
-      timestampColumn: rules.find((r) => r.source === SOURCE_TIMESTAMP_FIELD)?.target,
+      // LAST_WRITE_WINS compares the legacy row's time with the column fed by the version field.
+      timestampColumn: rules.find((r) => r.source === versionField)?.target,
     });
     this.status({ fill: 'green', shape: 'dot', text: `${rules.length} fields` });
 

@@ -4,7 +4,7 @@
 // whether a failure is transient (pause and retry) or about the data (retry, then dead
 // letter), and drain writes in flight before closing on redeploy. A developer adds a
 // destination by implementing SyncConnector and calling this.
-import type { DestinationSchema } from '../core/sync-job';
+import type { DestinationSchema, JobSettings } from '../core/sync-job';
 import type { ExsEnvelope, SyncConnector } from '../core/types';
 import { jobOf } from './job-node';
 import type { JobNodeConfig, NodeMessage, RED, RedNode } from './red';
@@ -14,7 +14,7 @@ const SCHEMA_WAIT_MS = 5_000;
 /** Node-RED gives a closing node 15 s; writes in flight get most of it. */
 const DRAIN_MS = 10_000;
 
-export type ConnectorFactory = (schema: DestinationSchema | undefined) => SyncConnector;
+export type ConnectorFactory = (schema: DestinationSchema | undefined, job: JobSettings) => SyncConnector;
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -37,6 +37,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   /** A failed open is tried again at most this often, however many events arrive meanwhile. */
   const REOPEN_AFTER_MS = 1000;
   let lastFailure: { at: number; error: unknown } | undefined;
+  let detachConflicts: (() => void) | undefined;
 
   /** The open connector; a failed open is forgotten so the next write tries again. */
   const connected = (): Promise<SyncConnector> => {
@@ -44,12 +45,19 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     if (!opening) {
       node.status({ fill: 'yellow', shape: 'ring', text: 'connecting' });
       const attempt = job.whenSchema(SCHEMA_WAIT_MS).then(async (schema) => {
-        const connector = createConnector(schema);
+        const connector = createConnector(schema, job.settings);
         try {
           await connector.open();
         } catch (err) {
           await connector.close().catch(() => undefined);
           throw err;
+        }
+        if (connector.listConflicts && connector.resolveParked) {
+          const { listConflicts, resolveParked } = connector;
+          detachConflicts = job.attachConflictDesk({
+            list: () => listConflicts.call(connector),
+            resolve: (key, take) => resolveParked.call(connector, key, take),
+          });
         }
         return connector;
       });
@@ -117,7 +125,10 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     const timeout = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
     Promise.race([drained, timeout])
       .then(() => opening?.catch(() => undefined))
-      .then((connector) => connector?.close())
+      .then((connector) => {
+        detachConflicts?.();
+        return connector?.close();
+      })
       .catch((err) => node.error(errorText(err)))
       .finally(done);
   });

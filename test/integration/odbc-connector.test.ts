@@ -10,7 +10,7 @@ import { OdbcConnector, testOdbcConnection, type OdbcConnectorOptions } from '..
 import { toSqlTimestampText, type DialectName } from '../../nodes/core/sql/dialect';
 import { DbError, classifyDbError } from '../../nodes/core/sql/errors';
 import { connectOdbc, type OdbcConnection, type OdbcSession } from '../../nodes/core/sql/odbc-pool';
-import { resolveConflict, type ConflictPolicy } from '../../nodes/core/conflict';
+import { compareVersions, contentHash, sourceVersionOf, type ConflictPolicy } from '../../nodes/core/conflict';
 import type { ApplyResult, MappedRecord } from '../../nodes/core/types';
 import { MARIADB_CONN, PG_CONN, needService, sqliteConn, tempDir, type ServiceName } from '../support/services';
 
@@ -67,7 +67,7 @@ async function withPermitTable(
   await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(64) PRIMARY KEY, PERMIT_STAT varchar(8)${target.statusConstraint},`
     + ` LAST_CHG_TS ${target.timestampType}, PERMIT_LEVEL integer, REMARKS varchar(200))`);
   const connector = new OdbcConnector({
-    connectionString: target.connectionString, table: name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 1, ...options,
+    connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 1, ...options,
   });
   try {
     await body({
@@ -206,7 +206,7 @@ for (const target of TARGETS) {
     it('fails open() when the table is missing, listing the tables there', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
-        const missing = new OdbcConnector({ connectionString: target.connectionString, table: 'NO_SUCH_TABLE', keyColumn: 'PERMIT_ID', columns: COLUMNS });
+        const missing = new OdbcConnector({ connectionString: target.connectionString, jobId: 'missing', table: 'NO_SUCH_TABLE', keyColumn: 'PERMIT_ID', columns: COLUMNS });
         await assert.rejects(missing.open(), (err: Error) => {
           assert.match(err.message, /^table 'NO_SUCH_TABLE' not found in (public|test|the database) \(tables: .+\)$/);
           assert.ok(err.message.includes(table.realName), err.message);
@@ -219,7 +219,7 @@ for (const target of TARGETS) {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         const connector = new OdbcConnector({
-          connectionString: target.connectionString, table: table.name, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STATUS', 'REMARKS'],
+          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STATUS', 'REMARKS'],
         });
         await assert.rejects(connector.open(), (err: Error) => {
           assert.match(err.message, new RegExp(`^column 'PERMIT_STATUS' not found in ${table.realName} \\(columns: .+\\)$`));
@@ -233,7 +233,7 @@ for (const target of TARGETS) {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         const lowerCase = new OdbcConnector({
-          connectionString: target.connectionString, table: table.name.toLowerCase(), keyColumn: 'permit_id', columns: ['permit_stat', 'remarks'],
+          connectionString: target.connectionString, jobId: table.name, table: table.name.toLowerCase(), keyColumn: 'permit_id', columns: ['permit_stat', 'remarks'],
         });
         try {
           await lowerCase.open();
@@ -298,15 +298,19 @@ describe('OdbcConnector after a dropped connection', () => {
   });
 });
 
-// ----- LAST_WRITE_WINS decided at the destination -----
-// The guarded upsert takes the decision inside one statement, so the law of resolveConflict holds
-// however events for a key are ordered, duplicated and spread over runtimes. Ties write: events
-// with the same timestamp are the same version of the record (redelivery), so a tied pair here
-// carries the same values, spelled differently where the time is.
+// ----- The conflict law at the destination -----
+// Each apply is one transaction: the record's state row locked, the row read with a lock, the law
+// decides (nodes/core/conflict.ts), the write and the new state commit together.
 
 const LWW: ConflictPolicy = { rule: 'LAST_WRITE_WINS', timestampColumn: 'LAST_CHG_TS' };
 /** Fixed orders by default; EXS_TEST_SEED explores others (the failing seed is in the message). */
 const SEED_BASE = Number(process.env.EXS_TEST_SEED ?? 229_000);
+
+/** A record whose version is its LAST_CHG_TS, as the mapper reads it from updated_at. */
+function versioned(id: string, fields: Record<string, unknown>): MappedRecord {
+  const record = permit(id, fields);
+  return { ...record, version: sourceVersionOf(record.row.LAST_CHG_TS) ?? null };
+}
 
 /** mulberry32: a small seeded generator, so a failing order can be replayed from its seed. */
 function seededRandom(seed: number): () => number {
@@ -329,28 +333,17 @@ function shuffled<T>(items: T[], random: () => number): T[] {
   return result;
 }
 
-/** Applies, retrying what a dispatcher would retry (deadlock, lock contention), and counts the retries. */
-async function applyWithRetry(connector: OdbcConnector, record: MappedRecord, retries: { count: number }): Promise<ApplyResult> {
+/** Applies, retrying what a dispatcher would retry (a transient error), and counts the retries. */
+async function applyWithRetry(connector: OdbcConnector, record: MappedRecord, policy: ConflictPolicy, retries: { count: number }): Promise<ApplyResult> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await connector.apply(record, LWW);
+      return await connector.apply(record, policy);
     } catch (err) {
       if (!classifyDbError(err).transient || attempt >= 20) throw err;
       retries.count++;
       await new Promise((resolve) => setTimeout(resolve, 2 * attempt));
     }
   }
-}
-
-/** The model: resolveConflict folded over the events in the order given, as one destination would. */
-function modelFinalRows(events: MappedRecord[]): Map<string, Record<string, unknown>> {
-  const rows = new Map<string, Record<string, unknown>>();
-  for (const event of events) {
-    const key = String(event.keyValue);
-    const current = rows.get(key);
-    if (resolveConflict(LWW, current, event.row).write) rows.set(key, { ...current, ...event.row });
-  }
-  return rows;
 }
 
 /** What a row holds, in one spelling for every dialect: canonical times, numbers as numbers. */
@@ -366,72 +359,62 @@ function comparable(row: Record<string, unknown> | undefined): Record<string, un
 }
 
 /**
- * Events for one key: versions 1 ms apart within one second (and one a second later), each
- * delivered 1-3 times; a tied copy of one version with its time spelled differently; an event
- * without a time; and a partial event that carries no time column at all.
+ * Events for one key, each delivered 1-3 times: versions 1 ms apart within one second (and one a
+ * second later), two different events of one version (the content hash orders them), a tied copy
+ * of one version with its time spelled differently, an event without a time and a partial one.
  */
 function eventsForKey(key: string, random: () => number): MappedRecord[] {
   const base = Date.parse('2026-03-01T10:00:00.000Z');
-  const versions: MappedRecord[] = [1, 2, 3, 4, 5, 1001].map((offset, i) => permit(key, {
+  const versions: MappedRecord[] = [1, 2, 3, 4, 5, 1001, 1001].map((offset, i) => versioned(key, {
     PERMIT_STAT: `S${i}`, PERMIT_LEVEL: i, REMARKS: `version ${i}`, LAST_CHG_TS: new Date(base + offset).toISOString(),
   }));
-  const tied = permit(key, { ...versions[3].row, LAST_CHG_TS: base + 4 }); // epoch milliseconds, same instant
-  const tiedOffset = permit(key, { ...versions[3].row, LAST_CHG_TS: '2026-03-01T12:00:00.004+02:00' });
-  const untimed = permit(key, { PERMIT_STAT: 'NOTIME', PERMIT_LEVEL: 99, REMARKS: 'no time', LAST_CHG_TS: null });
-  const partial: MappedRecord = { keyColumn: 'PERMIT_ID', keyValue: key, row: { PERMIT_ID: key, REMARKS: 'partial, no time column' } };
-  const deliveries = [...versions, tied, tiedOffset, untimed, partial].flatMap((event) => Array(1 + Math.floor(random() * 3)).fill(event));
-  return deliveries;
+  const tied = versioned(key, { ...versions[3].row, LAST_CHG_TS: base + 4 }); // epoch milliseconds, same instant
+  const tiedOffset = versioned(key, { ...versions[3].row, LAST_CHG_TS: '2026-03-01T12:00:00.004+02:00' });
+  const untimed = versioned(key, { PERMIT_STAT: 'NOTIME', PERMIT_LEVEL: 99, REMARKS: 'no time', LAST_CHG_TS: null });
+  const partial: MappedRecord = { keyColumn: 'PERMIT_ID', keyValue: key, row: { PERMIT_ID: key, REMARKS: 'partial, no time column' }, version: null };
+  return [...versions, tied, tiedOffset, untimed, partial].flatMap((event) => Array(1 + Math.floor(random() * 3)).fill(event));
+}
+
+/** The model: per key, the event with the greatest (version, content hash) - what any order must end at. */
+function modelFinalRows(events: MappedRecord[]): Map<string, Record<string, unknown>> {
+  const best = new Map<string, { event: MappedRecord; hash: string }>();
+  for (const event of events) {
+    const key = String(event.keyValue);
+    const hash = contentHash(Object.fromEntries(Object.entries(event.row).map(([k, v]) => [k, k === 'LAST_CHG_TS' && v !== null ? toSqlTimestampText(v) : v])));
+    const current = best.get(key);
+    const order = current ? compareVersions(event.version ?? null, current.event.version ?? null) || (hash > current.hash ? 1 : hash < current.hash ? -1 : 0) : 1;
+    if (order > 0) best.set(key, { event, hash });
+  }
+  return new Map([...best].map(([key, { event }]) => [key, event.row]));
 }
 
 for (const target of TARGETS) {
-  describe(`OdbcConnector LAST_WRITE_WINS on ${target.dbms}`, () => {
-    it('keeps a newer row, writes a newer or equally new event, and reports each outcome truthfully', async (t) => {
+  describe(`OdbcConnector conflict law on ${target.dbms}`, () => {
+    it('source order: an older event is skipped, a redelivery is unchanged, ties and untimed events keep the newest', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         await table.connector.open();
         const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
-        const stored = async () => comparable(await table.row('P-1'));
+        for (const policy of [LWW, { rule: 'HMS_WINS' as const }]) {
+          const key = `P-${policy.rule}`;
+          const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned(key, fields), policy);
+          const inserted = await apply({ PERMIT_STAT: 'V2', LAST_CHG_TS: at('002') });
+          assert.deepEqual([inserted.outcome, inserted.before, inserted.reason], ['applied', null, 'new record']);
 
-        const inserted = await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V2', LAST_CHG_TS: at('002') }), LWW);
-        assert.deepEqual([inserted.outcome, inserted.before], ['applied', null]);
-
-        // 1 ms older: kept, and the change log learns why and what stayed.
-        const older = await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V1', LAST_CHG_TS: at('001') }), LWW);
-        assert.equal(older.outcome, 'skipped');
-        assert.equal(older.reason, 'destination is newer');
-        assert.equal(older.before?.PERMIT_STAT, 'V2');
-        assert.deepEqual([older.after.PERMIT_STAT, older.after.LAST_CHG_TS], ['V2', '2026-03-01 10:00:00.002000']);
-        assert.equal((await stored())?.PERMIT_STAT, 'V2');
-
-        // The same event again: nothing to write.
-        assert.equal((await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V2', LAST_CHG_TS: at('002') }), LWW)).outcome, 'unchanged');
-        // The same instant in another spelling, one more field filled in: a tie writes.
-        const tie = await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V2', REMARKS: 'tie', LAST_CHG_TS: '2026-03-01T11:00:00.002+01:00' }), LWW);
-        assert.equal(tie.outcome, 'applied');
-        assert.equal((await stored())?.REMARKS, 'tie');
-
-        // 1 ms newer writes.
-        assert.equal((await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V3', LAST_CHG_TS: at('003') }), LWW)).outcome, 'applied');
-        assert.deepEqual(await stored(), { PERMIT_STAT: 'V3', LAST_CHG_TS: '2026-03-01 10:00:00.003000', PERMIT_LEVEL: 1, REMARKS: null });
-
-        // No time: the oldest, whether the time is null or the event does not carry the column.
-        const untimed = await table.connector.apply(permit('P-1', { PERMIT_STAT: 'NOTIME', LAST_CHG_TS: null }), LWW);
-        assert.deepEqual([untimed.outcome, untimed.reason], ['skipped', 'event has no timestamp; destination kept']);
-        const partial = await table.connector.apply({ keyColumn: 'PERMIT_ID', keyValue: 'P-1', row: { PERMIT_STAT: 'PART' } }, LWW);
-        assert.deepEqual([partial.outcome, partial.reason], ['skipped', 'event has no timestamp; destination kept']);
-        assert.equal((await stored())?.PERMIT_STAT, 'V3');
-
-        // A row without a time takes any event, and a timed event then wins over an untimed one.
-        assert.equal((await table.connector.apply(permit('P-2', { PERMIT_STAT: 'A', LAST_CHG_TS: null }), LWW)).outcome, 'applied');
-        assert.equal((await table.connector.apply(permit('P-2', { PERMIT_STAT: 'B', LAST_CHG_TS: null }), LWW)).outcome, 'applied');
-        assert.equal((await table.connector.apply(permit('P-2', { PERMIT_STAT: 'C', LAST_CHG_TS: at('000') }), LWW)).outcome, 'applied');
-        assert.equal((await table.connector.apply(permit('P-2', { PERMIT_STAT: 'D', LAST_CHG_TS: null }), LWW)).outcome, 'skipped');
-        assert.equal((await table.row('P-2'))?.PERMIT_STAT, 'C');
-
-        // HMS_WINS stays unguarded: an older event overwrites.
-        const hms = await table.connector.apply(permit('P-1', { PERMIT_STAT: 'OLD', LAST_CHG_TS: at('000') }), { rule: 'HMS_WINS', timestampColumn: 'LAST_CHG_TS' });
-        assert.equal(hms.outcome, 'applied');
-        assert.equal((await stored())?.PERMIT_STAT, 'OLD');
+          // 1 ms older: skipped whatever the rule; the change log learns why and what stayed.
+          const older = await apply({ PERMIT_STAT: 'V1', LAST_CHG_TS: at('001') });
+          assert.deepEqual([older.outcome, older.reason], ['skipped', 'older than the version EXS last wrote (2026-03-01 10:00:00.002000)']);
+          assert.equal(older.after.PERMIT_STAT, 'V2');
+          // The same event again, and the same instant in another spelling: already applied.
+          assert.equal((await apply({ PERMIT_STAT: 'V2', LAST_CHG_TS: at('002') })).outcome, 'unchanged');
+          assert.equal((await apply({ PERMIT_STAT: 'V2', LAST_CHG_TS: '2026-03-01T11:00:00.002+01:00' })).outcome, 'unchanged');
+          // 1 ms newer writes; an event without a time is the oldest, full or partial.
+          assert.equal((await apply({ PERMIT_STAT: 'V3', LAST_CHG_TS: at('003') })).outcome, 'applied');
+          assert.equal((await apply({ PERMIT_STAT: 'NOTIME', LAST_CHG_TS: null })).outcome, 'skipped');
+          const partial = await table.connector.apply({ keyColumn: 'PERMIT_ID', keyValue: key, row: { PERMIT_STAT: 'PART' }, version: null }, policy);
+          assert.equal(partial.outcome, 'skipped');
+          assert.deepEqual(comparable(await table.row(key)), { PERMIT_STAT: 'V3', LAST_CHG_TS: '2026-03-01 10:00:00.003000', PERMIT_LEVEL: 1, REMARKS: null });
+        }
       });
     });
 
@@ -439,7 +422,7 @@ for (const target of TARGETS) {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         await table.connector.open();
-        const apply = (stat: string, ts: string) => table.connector.apply(permit('P-1', { PERMIT_STAT: stat, LAST_CHG_TS: ts }), LWW);
+        const apply = (stat: string, ts: string) => table.connector.apply(versioned('P-1', { PERMIT_STAT: stat, LAST_CHG_TS: ts }), LWW);
         assert.equal((await apply('B', '2026-03-01T10:00:00.000002Z')).outcome, 'applied');
         assert.equal((await apply('A', '2026-03-01T10:00:00.000001Z')).outcome, 'skipped');
         assert.equal((await apply('C', '2026-03-01T10:00:00.001002Z')).outcome, 'applied');
@@ -453,33 +436,105 @@ for (const target of TARGETS) {
       });
     });
 
-    it('decides at the destination, not on the row it read first', async (t) => {
+    // A clerk edits the row in the database directly; then an older and a newer HMS event arrive.
+    const clerkEdit = (table: PermitTable, ts: string) => table.db.query(
+      `UPDATE ${table.name} SET PERMIT_STAT = 'HOLD', REMARKS = 'clerk', LAST_CHG_TS = ${target.dialect === 'postgresql' ? `'${ts}'::timestamp` : `'${ts}'`} WHERE PERMIT_ID = 'P-1'`);
+    async function bothSides(table: PermitTable, policy: ConflictPolicy) {
+      const event = (stat: string, remarks: string, ms: number) =>
+        versioned('P-1', { PERMIT_STAT: stat, REMARKS: remarks, LAST_CHG_TS: `2026-03-01T10:00:${String(ms).padStart(2, '0')}Z` });
+      await table.connector.open();
+      assert.equal((await table.connector.apply(event('PEND', 'hms', 10), policy)).outcome, 'applied');
+      await clerkEdit(table, '2026-03-01 10:00:20.000000');
+      const older = await table.connector.apply(event('OLD', 'older hms', 5), policy);
+      assert.deepEqual([older.outcome, older.reason], ['skipped', 'older than the version EXS last wrote (2026-03-01 10:00:10.000000)']);
+      const newer = await table.connector.apply(event('APPR', 'newer hms', 30), policy);
+      return { newer, row: comparable(await table.row('P-1')) };
+    }
+
+    it('HMS_WINS: the newer event overwrites the clerk, and the result names each column both sides changed', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        const { newer, row } = await bothSides(table, { rule: 'HMS_WINS', timestampColumn: 'LAST_CHG_TS' });
+        assert.equal(newer.outcome, 'applied');
+        assert.deepEqual(newer.conflicts?.map((c) => [c.column, c.winner]), [['PERMIT_STAT', 'hms'], ['LAST_CHG_TS', 'hms'], ['REMARKS', 'hms']]);
+        assert.deepEqual(row, { PERMIT_STAT: 'APPR', LAST_CHG_TS: '2026-03-01 10:00:30.000000', PERMIT_LEVEL: 1, REMARKS: 'newer hms' });
+      });
+    });
+
+    it('DESTINATION_WINS: the clerk\'s columns are kept, the one nobody edited follows HMS', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        const { newer, row } = await bothSides(table, { rule: 'DESTINATION_WINS', timestampColumn: 'LAST_CHG_TS' });
+        assert.equal(newer.outcome, 'skipped');
+        assert.equal(newer.reason, 'DESTINATION_WINS: destination kept PERMIT_STAT, LAST_CHG_TS, REMARKS');
+        assert.deepEqual(row, { PERMIT_STAT: 'HOLD', LAST_CHG_TS: '2026-03-01 10:00:20.000000', PERMIT_LEVEL: 1, REMARKS: 'clerk' });
+        const level = await table.connector.apply(versioned('P-1', { PERMIT_STAT: 'APPR', PERMIT_LEVEL: 3, LAST_CHG_TS: '2026-03-01T10:00:40Z' }), { rule: 'DESTINATION_WINS' });
+        assert.equal(level.outcome, 'applied');
+        assert.deepEqual(comparable(await table.row('P-1')), { PERMIT_STAT: 'HOLD', LAST_CHG_TS: '2026-03-01 10:00:20.000000', PERMIT_LEVEL: 3, REMARKS: 'clerk' });
+      });
+    });
+
+    it('LAST_WRITE_WINS: the clerk\'s newer row beats an older event, a newer event beats the clerk', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         await table.connector.open();
-        await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V1', LAST_CHG_TS: '2026-03-01T10:00:00.001Z' }), LWW);
+        const event = (stat: string, s: number) => versioned('P-1', { PERMIT_STAT: stat, LAST_CHG_TS: `2026-03-01T10:00:${s}Z` });
+        await table.connector.apply(event('PEND', 10), LWW);
+        await clerkEdit(table, '2026-03-01 10:00:20.000000');
+        const between = await table.connector.apply(event('MID', 15), LWW);
+        assert.deepEqual([between.outcome, between.reason], ['skipped', 'LAST_WRITE_WINS: destination is newer']);
+        assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'HOLD');
+        assert.equal((await table.connector.apply(event('APPR', 30), LWW)).outcome, 'applied');
+        assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'APPR');
+      });
+    });
 
-        // Another runtime writes a newer version right after this connector read the row.
-        const pool = (table.connector as unknown as { pool: { withSession: (work: (s: OdbcSession) => Promise<unknown>) => Promise<unknown> } }).pool;
-        const withSession = pool.withSession.bind(pool);
-        pool.withSession = (work) => withSession(async (session) => {
-          const run = session.run.bind(session);
-          session.run = async (sql, parameters) => {
-            const result = await run(sql, parameters);
-            session.run = run;
-            await table.db.query(`UPDATE ${table.name} SET PERMIT_STAT = 'V3', LAST_CHG_TS = ${target.dialect === 'postgresql'
-              ? "'2026-03-01 10:00:00.003'" : "'2026-03-01 10:00:00.003000'"} WHERE PERMIT_ID = 'P-1'`);
-            return result;
-          };
-          return work(session);
-        });
+    it('MANUAL: the conflict is parked with old, new and current values until a person takes a side', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        const { newer, row } = await bothSides(table, { rule: 'MANUAL', timestampColumn: 'LAST_CHG_TS' });
+        assert.equal(newer.outcome, 'parked');
+        assert.deepEqual(row, { PERMIT_STAT: 'HOLD', LAST_CHG_TS: '2026-03-01 10:00:20.000000', PERMIT_LEVEL: 1, REMARKS: 'clerk' });
+        const [parked, ...others] = await table.connector.listConflicts();
+        assert.equal(others.length, 0);
+        assert.equal(parked.key, 'P-1');
+        assert.deepEqual(parked.fields.PERMIT_STAT, { old: 'PEND', new: 'APPR', current: 'HOLD' });
+        assert.deepEqual(parked.fields.REMARKS, { old: 'hms', new: 'newer hms', current: 'clerk' });
 
-        const result = await table.connector.apply(permit('P-1', { PERMIT_STAT: 'V2', LAST_CHG_TS: '2026-03-01T10:00:00.002Z' }), LWW);
-        assert.equal(result.outcome, 'skipped');
-        assert.equal(result.reason, 'destination is newer');
-        assert.equal(result.before?.PERMIT_STAT, 'V1', 'before is the row as first read');
-        assert.equal(result.after.PERMIT_STAT, 'V3', 'after is the row the guard kept');
-        assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'V3');
+        // The person keeps the clerk's values: they become the baseline, and the next HMS change is written as usual.
+        const kept = await table.connector.resolveParked('P-1', 'destination');
+        assert.equal(kept.reason, 'MANUAL: resolved, destination taken for PERMIT_STAT, LAST_CHG_TS, REMARKS');
+        assert.deepEqual(await table.connector.listConflicts(), []);
+        await assert.rejects(table.connector.resolveParked('P-1', 'hms'), /no parked conflict for key 'P-1'/);
+        const next = await table.connector.apply(versioned('P-1', { PERMIT_STAT: 'DONE', REMARKS: 'clerk', LAST_CHG_TS: '2026-03-01T10:00:40Z' }), { rule: 'MANUAL' });
+        assert.equal(next.outcome, 'applied');
+        assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'DONE');
+
+        // Parked again, and this time HMS's values are taken.
+        await clerkEdit(table, '2026-03-01 10:00:45.000000');
+        assert.equal((await table.connector.apply(versioned('P-1', { PERMIT_STAT: 'FINAL', REMARKS: 'hms', LAST_CHG_TS: '2026-03-01T10:00:50Z' }), { rule: 'MANUAL' })).outcome, 'parked');
+        const taken = await table.connector.resolveParked('P-1', 'hms');
+        assert.equal(taken.outcome, 'applied');
+        assert.deepEqual(comparable(await table.row('P-1')), { PERMIT_STAT: 'FINAL', LAST_CHG_TS: '2026-03-01 10:00:50.000000', PERMIT_LEVEL: 1, REMARKS: 'hms' });
+      });
+    });
+
+    it('per-field rules: HMS owns the status, the clerk owns the remarks', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        const { newer, row } = await bothSides(table, { rule: 'HMS_WINS', timestampColumn: 'LAST_CHG_TS', fieldRules: { remarks: 'DESTINATION_WINS' } });
+        assert.equal(newer.outcome, 'applied');
+        assert.deepEqual(newer.conflicts?.find((c) => c.column === 'REMARKS'), { column: 'REMARKS', rule: 'DESTINATION_WINS', winner: 'destination' });
+        assert.deepEqual(row, { PERMIT_STAT: 'APPR', LAST_CHG_TS: '2026-03-01 10:00:30.000000', PERMIT_LEVEL: 1, REMARKS: 'clerk' });
+      });
+    });
+
+    it('refuses a rule for a column the connector does not write, as a data error', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        await table.connector.open();
+        await assert.rejects(table.connector.apply(versioned('P-1', {}), { rule: 'HMS_WINS', fieldRules: { INSPECTOR: 'MANUAL' } }),
+          (err: unknown) => err instanceof DbError && !err.transient && /a field rule names column 'INSPECTOR', which this connector does not write/.test(err.message));
       });
     });
 
@@ -487,52 +542,38 @@ for (const target of TARGETS) {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         const other = new OdbcConnector({
-          connectionString: target.connectionString, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2,
+          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2,
         });
         await Promise.all([table.connector.open(), other.open()]);
         const retries = { count: 0 };
         const outcomes: Record<string, number> = {};
         try {
-          for (let round = 0; round < 12; round++) {
+          for (let round = 0; round < 8; round++) {
             const seed = SEED_BASE + round;
             const random = seededRandom(seed);
+            const policy = round % 2 === 0 ? LWW : { rule: 'HMS_WINS' as const };
             const keys = ['A', 'B', 'C', 'D'].map((k) => `R${round}-${k}`);
             const events = keys.flatMap((key) => eventsForKey(key, random));
             const order = shuffled(events, random);
-
-            // The model is order-independent: any other order of the same deliveries ends the same.
             const expected = modelFinalRows(order);
-            assert.deepEqual(modelFinalRows(shuffled(events, random)), expected);
-            assert.deepEqual(modelFinalRows([...order].reverse()), expected);
 
             // Deliveries alternate between the runtimes, each of which runs them on its own pool.
             const runtimes = [table.connector, other];
-            const results = await Promise.all(order.map((event, i) => applyWithRetry(runtimes[i % 2], event, retries)));
-            results.forEach((result, i) => {
+            const results = await Promise.all(order.map((event, i) => applyWithRetry(runtimes[i % 2], event, policy, retries)));
+            results.forEach((result) => {
               outcomes[result.outcome] = (outcomes[result.outcome] ?? 0) + 1;
-              const event = order[i].row;
-              // Truthful outcomes: a skip names a row the law keeps against this event; unchanged holds its values.
-              if (result.outcome === 'skipped') {
-                assert.equal(resolveConflict(LWW, result.after, event).write, false, `seed ${seed}: skipped ${JSON.stringify(event)} for ${JSON.stringify(result.after)}`);
-                assert.match(result.reason ?? '', /^(destination is newer|event has no timestamp; destination kept)$/);
-              }
-              if (result.outcome === 'unchanged') {
-                const shown = comparable({ ...result.after, ...event });
-                assert.deepEqual(comparable(result.after), shown, `seed ${seed}: unchanged ${JSON.stringify(event)}`);
-              }
             });
-
             for (const key of keys) {
               const want = comparable(expected.get(key));
               assert.deepEqual(comparable(await table.row(key)), want, `seed ${seed}, key ${key}`);
-              assert.equal(want?.PERMIT_STAT, 'S5', 'the newest version wins');
+              assert.match(String(want?.PERMIT_STAT), /^S[56]$/, 'one of the two newest, tied versions wins');
             }
           }
         } finally {
           await other.close();
         }
         t.diagnostic(`outcomes ${JSON.stringify(outcomes)}, transient retries ${retries.count}`);
-        assert.ok((outcomes.skipped ?? 0) > 0 && (outcomes.applied ?? 0) > 0, JSON.stringify(outcomes));
+        assert.ok((outcomes.skipped ?? 0) > 0 && (outcomes.applied ?? 0) > 0 && (outcomes.unchanged ?? 0) > 0, JSON.stringify(outcomes));
       }, { poolSize: 2 });
     });
   });

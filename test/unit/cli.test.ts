@@ -17,7 +17,7 @@ const fixtures = path.join(root, 'test', 'fixtures', 'contracts');
 const examples = path.join(root, 'examples');
 const SEED = path.join(fixtures, 'cobol_permit.sync.yaml');
 const SMS_EXAMPLE = path.join(examples, 'sms_tracker.sync.yaml');
-const COMMANDS = ['validate', 'import', 'export', 'run', 'log', 'dlq', 'flush', 'demo'];
+const COMMANDS = ['validate', 'import', 'export', 'run', 'log', 'dlq', 'conflicts', 'flush', 'demo'];
 
 interface CliResult {
   code: number;
@@ -404,5 +404,99 @@ describe('exs dlq and exs flush', () => {
     const result = await exs('flush', 'Nightly_Job', '--url', admin.url);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /HTTP 401.*--token/);
+  });
+});
+
+describe('exs conflicts', () => {
+  const parked = {
+    key: 'P-123',
+    version: '2026-03-01T10:05:00.000Z',
+    since: '2026-03-01T10:05:01.000Z',
+    fields: { PERMIT_STAT: { old: 'PEND', new: 'APPR', current: 'HOLD' }, FEE_AMT: { old: 10, new: 12.5, current: null } },
+  };
+  const entry = {
+    time: '2026-03-01T11:00:00.000Z', job: 'Permit_Sync', seq: 0, key: 'P-123', outcome: 'resolved', dest_row: 'RESOLVED',
+    attempts: 0, latency_ms: 0, after: { PERMIT_STAT: 'APPR' }, reason: 'MANUAL: resolved, HMS taken for PERMIT_STAT, FEE_AMT',
+  };
+
+  it('exs conflicts --help names the endpoints and both sides', async () => {
+    const result = await exs('conflicts', '--help');
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /^Usage: exs conflicts JOB_ID \[--resolve KEY --take hms\|destination\]/);
+    assert.match(result.stdout, /GET \/exs\/jobs\/JOB_ID\/conflicts/);
+    assert.match(result.stdout, /POST \/exs\/jobs\/JOB_ID\/conflicts\/resolve/);
+  });
+
+  it('lists one block per parked record: key, since, version, and old/new/current per column (JSON)', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 200, body: JSON.stringify([parked, { ...parked, key: 'P-7', version: null, fields: { PERMIT_STAT: { old: null, new: 'PEND', current: 'APPR' } } }]) }));
+    const result = await exs('conflicts', 'Permit_Sync', '--url', admin.url);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(admin.calls.map((c) => `${c.method} ${c.url}`), ['GET /exs/jobs/Permit_Sync/conflicts']);
+    assert.deepEqual(result.stdout.split('\n'), [
+      'P-123  since 2026-03-01T10:05:01.000Z  version 2026-03-01T10:05:00.000Z',
+      '  PERMIT_STAT: old="PEND" new="APPR" current="HOLD"',
+      '  FEE_AMT: old=10 new=12.5 current=null',
+      '',
+      'P-7  since 2026-03-01T10:05:01.000Z  version -',
+      '  PERMIT_STAT: old=null new="PEND" current="APPR"',
+    ]);
+
+    const json = await exs('conflicts', 'Permit_Sync', '--url', admin.url, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(JSON.parse(json.stdout)[0].key, 'P-123');
+  });
+
+  it('says so when nothing is parked', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 200, body: '[]' }));
+    const result = await exs('conflicts', 'Permit_Sync', '--url', admin.url);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'no parked conflicts for Permit_Sync');
+  });
+
+  it('settles one record through POST .../conflicts/resolve with {key, take}', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 200, body: JSON.stringify({ resolved: 'P-123', entry }) }));
+    const hms = await exs('conflicts', 'Permit_Sync', '--resolve', 'P-123', '--take', 'hms', '--url', admin.url);
+    assert.equal(hms.code, 0, hms.stderr);
+    assert.equal(hms.stdout, 'resolved P-123: MANUAL: resolved, HMS taken for PERMIT_STAT, FEE_AMT');
+    const destination = await exs('conflicts', 'Permit_Sync', '--resolve=P-123', '--take=destination', '--url', admin.url, '--json');
+    assert.equal(destination.code, 0, destination.stderr);
+    assert.deepEqual(JSON.parse(destination.stdout), { resolved: 'P-123', entry });
+    assert.deepEqual(admin.calls.map((c) => [c.method, c.url, c.body]), [
+      ['POST', '/exs/jobs/Permit_Sync/conflicts/resolve', '{"key":"P-123","take":"hms"}'],
+      ['POST', '/exs/jobs/Permit_Sync/conflicts/resolve', '{"key":"P-123","take":"destination"}'],
+    ]);
+  });
+
+  it('reports the admin API\'s refusal (404 no parked conflict, 409 no open connector) with exit 1', async (t) => {
+    const admin = await fakeAdmin(t, (url) =>
+      url.endsWith('/resolve')
+        ? { status: 404, body: JSON.stringify({ error: "no parked conflict for key 'P-9'" }) }
+        : { status: 409, body: JSON.stringify({ error: 'job Permit_Sync has no open ODBC connector to keep conflicts in' }) },
+    );
+    const missing = await exs('conflicts', 'Permit_Sync', '--resolve', 'P-9', '--take', 'hms', '--url', admin.url);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /HTTP 404 .*no parked conflict for key 'P-9'/);
+    const closed = await exs('conflicts', 'Permit_Sync', '--url', admin.url);
+    assert.equal(closed.code, 1);
+    assert.match(closed.stderr, /HTTP 409 .*no open ODBC connector/);
+  });
+
+  it('usage errors send nothing: no job id, --resolve without --take, a bad --take, --take alone, a misspelt flag', async (t) => {
+    const admin = await fakeAdmin(t, () => ({ status: 500, body: '{}' }));
+    const cases: Array<[string[], RegExp]> = [
+      [['--url', admin.url], /^exs conflicts: name a job id/],
+      [['Permit_Sync', '--resolve', 'P-123', '--url', admin.url], /^exs conflicts: --resolve needs --take hms or --take destination/],
+      [['Permit_Sync', '--resolve', 'P-123', '--take', 'mine', '--url', admin.url], /^--take must be 'hms' or 'destination' \(got 'mine'\)/],
+      [['Permit_Sync', '--take', 'hms', '--url', admin.url], /^exs conflicts: --take goes with --resolve KEY/],
+      [['Permit_Sync', '--resolve'], /^--resolve needs a value/],
+      [['Permit_Sync', '--reslove', 'P-123'], /^exs conflicts: unknown option '--reslove' \(did you mean '--resolve'\?\)/],
+    ];
+    for (const [argv, message] of cases) {
+      const result = await exs('conflicts', ...argv);
+      assert.equal(result.code, 1, argv.join(' '));
+      assert.match(result.stderr, message, argv.join(' '));
+      assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+    }
+    assert.deepEqual(admin.calls, [], 'no request was made');
   });
 });

@@ -239,12 +239,14 @@ describe('transforms', () => {
 describe('applyMapping', () => {
   const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR)', 'HMS:applicant.name -> COBOL:APPLICANT', 'HMS:note -> COBOL:NOTE']).rules;
 
-  it('builds the row: key column first, mapped columns, missing fields left out', () => {
+  it('builds the row: key column first, mapped columns, missing fields left out; the version from updated_at', () => {
     assert.deepEqual(applyMapping(rules, KEY, { permit_id: 'P-123', status: 'Approved', applicant: { name: 'Ana' } }), {
       keyColumn: 'PERMIT_ID',
       keyValue: 'P-123',
       row: { PERMIT_ID: 'P-123', PERMIT_STAT: 'APPR', APPLICANT: 'Ana' },
+      version: null,
     });
+    assert.equal(applyMapping(rules, KEY, { permit_id: 'P-123', updated_at: '2026-03-01T10:00:00.25Z' }).version, '2026-03-01 10:00:00.250000');
   });
 
   it('writes NULL for a field the event sets to null', () => {

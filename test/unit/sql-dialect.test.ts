@@ -6,6 +6,7 @@ import {
   DIALECTS,
   columnKind,
   declaredSqlType,
+  defaultStateTable,
   detectDialect,
   toSqlTimestampText,
   type ColumnInfo,
@@ -19,6 +20,110 @@ const PERMIT_COLUMNS: ColumnInfo[] = [
   { name: 'PERMIT_STAT', kind: 'text', sqlType: 'varchar(8)' },
   { name: 'LAST_CHG_TS', kind: 'timestamp', sqlType: 'timestamp' },
 ];
+
+// Every rule (HMS_WINS, LAST_WRITE_WINS, DESTINATION_WINS, MANUAL) runs the same transaction: claim
+// and lock the record's state row, read the destination row with a lock, decide (nodes/core/conflict.ts),
+// write the columns the decision takes with the upsert above, store the new state. These are its
+// statements, per dialect.
+describe('conflict transaction SQL', () => {
+  const state = defaultStateTable('EXS_SYNC_STATE');
+  const golden: Record<DialectName, { create: string; claim: string[]; lockRow: string; update: string; parked: string }> = {
+    postgresql: {
+      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(200) NOT NULL, "record_key" varchar(400) NOT NULL, "version" varchar(40),'
+        + ' "tiebreak" varchar(64) NOT NULL, "fingerprint" varchar(64) NOT NULL, "written" text NOT NULL, "parked" text,'
+        + ' "updated_at" varchar(32) NOT NULL, PRIMARY KEY ("job_id", "record_key"))',
+      claim: ['INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at") VALUES (?, ?, \'\', \'\', \'{}\', \'\')'
+        + ' ON CONFLICT ("job_id", "record_key") DO UPDATE SET "job_id" = excluded."job_id"'
+        + ' RETURNING "version", "tiebreak", "fingerprint", "written", "parked"'],
+      lockRow: 'SELECT "PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS" FROM "PERMIT_TABLE" WHERE "PERMIT_ID" = ? FOR UPDATE',
+      update: 'UPDATE "EXS_SYNC_STATE" SET "version" = ?, "tiebreak" = ?, "fingerprint" = ?, "written" = ?, "parked" = ?, "updated_at" = ?'
+        + ' WHERE "job_id" = ? AND "record_key" = ?',
+      parked: 'SELECT "record_key", "version", "written", "parked", "updated_at" FROM "EXS_SYNC_STATE"'
+        + ' WHERE "job_id" = ? AND "parked" IS NOT NULL ORDER BY "updated_at", "record_key"',
+    },
+    mysql: {
+      create: 'CREATE TABLE `EXS_SYNC_STATE` (`job_id` varchar(200) NOT NULL, `record_key` varchar(400) NOT NULL, `version` varchar(40),'
+        + ' `tiebreak` varchar(64) NOT NULL, `fingerprint` varchar(64) NOT NULL, `written` longtext NOT NULL, `parked` longtext,'
+        + ' `updated_at` varchar(32) NOT NULL, PRIMARY KEY (`job_id`, `record_key`))',
+      claim: [
+        'INSERT INTO `EXS_SYNC_STATE` (`job_id`, `record_key`, `tiebreak`, `fingerprint`, `written`, `updated_at`) VALUES (?, ?, \'\', \'\', \'{}\', \'\')'
+          + ' ON DUPLICATE KEY UPDATE `job_id` = `job_id`',
+        'SELECT `version`, `tiebreak`, `fingerprint`, `written`, `parked` FROM `EXS_SYNC_STATE` WHERE `job_id` = ? AND `record_key` = ? FOR UPDATE',
+      ],
+      lockRow: 'SELECT `PERMIT_ID`, `PERMIT_STAT`, `LAST_CHG_TS` FROM `PERMIT_TABLE` WHERE `PERMIT_ID` = ? FOR UPDATE',
+      update: 'UPDATE `EXS_SYNC_STATE` SET `version` = ?, `tiebreak` = ?, `fingerprint` = ?, `written` = ?, `parked` = ?, `updated_at` = ?'
+        + ' WHERE `job_id` = ? AND `record_key` = ?',
+      parked: 'SELECT `record_key`, `version`, `written`, `parked`, `updated_at` FROM `EXS_SYNC_STATE`'
+        + ' WHERE `job_id` = ? AND `parked` IS NOT NULL ORDER BY `updated_at`, `record_key`',
+    },
+    sqlite: {
+      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(200) NOT NULL, "record_key" varchar(400) NOT NULL, "version" varchar(40),'
+        + ' "tiebreak" varchar(64) NOT NULL, "fingerprint" varchar(64) NOT NULL, "written" text NOT NULL, "parked" text,'
+        + ' "updated_at" varchar(32) NOT NULL, PRIMARY KEY ("job_id", "record_key"))',
+      claim: [
+        'INSERT OR IGNORE INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at") VALUES (?, ?, \'\', \'\', \'{}\', \'\')',
+        'SELECT "version", "tiebreak", "fingerprint", "written", "parked" FROM "EXS_SYNC_STATE" WHERE "job_id" = ? AND "record_key" = ?',
+      ],
+      lockRow: 'SELECT "PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS" FROM "PERMIT_TABLE" WHERE "PERMIT_ID" = ?',
+      update: 'UPDATE "EXS_SYNC_STATE" SET "version" = ?, "tiebreak" = ?, "fingerprint" = ?, "written" = ?, "parked" = ?, "updated_at" = ?'
+        + ' WHERE "job_id" = ? AND "record_key" = ?',
+      parked: 'SELECT "record_key", "version", "written", "parked", "updated_at" FROM "EXS_SYNC_STATE"'
+        + ' WHERE "job_id" = ? AND "parked" IS NOT NULL ORDER BY "updated_at", "record_key"',
+    },
+    sqlserver: {
+      create: 'CREATE TABLE [EXS_SYNC_STATE] ([job_id] nvarchar(200) NOT NULL, [record_key] nvarchar(400) NOT NULL, [version] nvarchar(40),'
+        + ' [tiebreak] nvarchar(64) NOT NULL, [fingerprint] nvarchar(64) NOT NULL, [written] nvarchar(max) NOT NULL, [parked] nvarchar(max),'
+        + ' [updated_at] nvarchar(32) NOT NULL, PRIMARY KEY ([job_id], [record_key]))',
+      claim: [
+        'MERGE INTO [EXS_SYNC_STATE] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS nvarchar(200)), CAST(? AS nvarchar(400)))) AS s ([job_id], [record_key])'
+          + ' ON t.[job_id] = s.[job_id] AND t.[record_key] = s.[record_key]'
+          + ' WHEN NOT MATCHED THEN INSERT ([job_id], [record_key], [tiebreak], [fingerprint], [written], [updated_at]) VALUES (s.[job_id], s.[record_key], \'\', \'\', \'{}\', \'\');',
+        'SELECT [version], [tiebreak], [fingerprint], [written], [parked] FROM [EXS_SYNC_STATE] WITH (UPDLOCK, HOLDLOCK) WHERE [job_id] = ? AND [record_key] = ?',
+      ],
+      lockRow: 'SELECT [PERMIT_ID], [PERMIT_STAT], [LAST_CHG_TS] FROM [PERMIT_TABLE] WITH (UPDLOCK, HOLDLOCK) WHERE [PERMIT_ID] = ?',
+      update: 'UPDATE [EXS_SYNC_STATE] SET [version] = ?, [tiebreak] = ?, [fingerprint] = ?, [written] = ?, [parked] = ?, [updated_at] = ?'
+        + ' WHERE [job_id] = ? AND [record_key] = ?',
+      parked: 'SELECT [record_key], [version], [written], [parked], [updated_at] FROM [EXS_SYNC_STATE]'
+        + ' WHERE [job_id] = ? AND [parked] IS NOT NULL ORDER BY [updated_at], [record_key]',
+    },
+    db2: {
+      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(200) NOT NULL, "record_key" varchar(400) NOT NULL, "version" varchar(40),'
+        + ' "tiebreak" varchar(64) NOT NULL, "fingerprint" varchar(64) NOT NULL, "written" clob(16M) NOT NULL, "parked" clob(16M),'
+        + ' "updated_at" varchar(32) NOT NULL, PRIMARY KEY ("job_id", "record_key"))',
+      claim: [
+        'MERGE INTO "EXS_SYNC_STATE" AS t USING (VALUES (CAST(? AS varchar(200)), CAST(? AS varchar(400)))) AS s ("job_id", "record_key")'
+          + ' ON t."job_id" = s."job_id" AND t."record_key" = s."record_key"'
+          + ' WHEN NOT MATCHED THEN INSERT ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at") VALUES (s."job_id", s."record_key", \'\', \'\', \'{}\', \'\')',
+        'SELECT "version", "tiebreak", "fingerprint", "written", "parked" FROM "EXS_SYNC_STATE" WHERE "job_id" = ? AND "record_key" = ? WITH RS USE AND KEEP UPDATE LOCKS',
+      ],
+      lockRow: 'SELECT "PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS" FROM "PERMIT_TABLE" WHERE "PERMIT_ID" = ? WITH RS USE AND KEEP UPDATE LOCKS',
+      update: 'UPDATE "EXS_SYNC_STATE" SET "version" = ?, "tiebreak" = ?, "fingerprint" = ?, "written" = ?, "parked" = ?, "updated_at" = ?'
+        + ' WHERE "job_id" = ? AND "record_key" = ?',
+      parked: 'SELECT "record_key", "version", "written", "parked", "updated_at" FROM "EXS_SYNC_STATE"'
+        + ' WHERE "job_id" = ? AND "parked" IS NOT NULL ORDER BY "updated_at", "record_key"',
+    },
+  };
+  for (const [name, want] of Object.entries(golden)) {
+    const dialect = DIALECTS[name as DialectName];
+    it(`${name}: state table, claim and lock, locked row read, state update, parked list`, () => {
+      assert.equal(dialect.createStateTable('EXS_SYNC_STATE'), want.create);
+      assert.deepEqual(dialect.claimState(state), want.claim);
+      assert.equal(dialect.selectByKeyForUpdate('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS.map((c) => c.name)), want.lockRow);
+      assert.equal(dialect.updateState(state), want.update);
+      assert.equal(dialect.listParked(state), want.parked);
+    });
+  }
+
+  it('uses the state columns as the catalog spells them, and refuses unsafe names', () => {
+    const upper = { table: 'legacy.EXS_STATE', columns: Object.fromEntries(Object.keys(state.columns).map((c) => [c, c.toUpperCase()])) } as typeof state;
+    assert.match(DIALECTS.postgresql.updateState(upper), /^UPDATE "legacy"\."EXS_STATE" SET "VERSION" = \?, .* WHERE "JOB_ID" = \? AND "RECORD_KEY" = \?$/);
+    assert.throws(() => DIALECTS.postgresql.createStateTable('x; DROP TABLE y'), /invalid SQL identifier/);
+  });
+
+  it('MariaDB sessions read committed: no gap locks for two runtimes inserting new keys to deadlock on', () => {
+    assert.deepEqual(DIALECTS.mysql.sessionSetup, ["SET time_zone = '+00:00'", 'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED']);
+  });
+});
 
 describe('upsert SQL', () => {
   const golden: Record<DialectName, string> = {
@@ -45,82 +150,27 @@ describe('upsert SQL', () => {
       + ' WHEN NOT MATCHED THEN INSERT ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (s."PERMIT_ID", s."PERMIT_STAT", s."LAST_CHG_TS")',
   };
   for (const [name, sql] of Object.entries(golden)) {
-    it(`${name}, HMS_WINS: insert-or-update with a timestamp cast that keeps microseconds`, () => {
+    it(`${name}: insert-or-update with a timestamp cast that keeps microseconds`, () => {
       assert.equal(DIALECTS[name as DialectName].upsert('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS), sql);
     });
   }
 
-  // LAST_WRITE_WINS: the destination decides in the same statement. The guard is the law of
-  // resolveConflict: a row without a time takes any event, an event without one is the oldest,
-  // equal times write.
-  const guarded: Record<DialectName, string> = {
-    postgresql:
-      'INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (?, ?, CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP))'
-      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS"'
-      + ' WHERE t."LAST_CHG_TS" IS NULL OR excluded."LAST_CHG_TS" >= t."LAST_CHG_TS"',
-    mysql:
-      'INSERT INTO `PERMIT_TABLE` (`PERMIT_ID`, `PERMIT_STAT`, `LAST_CHG_TS`) VALUES (?, ?, CAST(? AS DATETIME(6)))'
-      + ' ON DUPLICATE KEY UPDATE'
-      + ' `PERMIT_STAT` = IF(`LAST_CHG_TS` IS NULL OR VALUES(`LAST_CHG_TS`) >= `LAST_CHG_TS`, VALUES(`PERMIT_STAT`), `PERMIT_STAT`),'
-      + ' `LAST_CHG_TS` = IF(`LAST_CHG_TS` IS NULL OR VALUES(`LAST_CHG_TS`) >= `LAST_CHG_TS`, VALUES(`LAST_CHG_TS`), `LAST_CHG_TS`)',
-    sqlite:
-      'INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (?, ?, ?)'
-      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS"'
-      + ' WHERE t."LAST_CHG_TS" IS NULL OR excluded."LAST_CHG_TS" >= t."LAST_CHG_TS"',
-    sqlserver:
-      'MERGE INTO [PERMIT_TABLE] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS varchar(20)), CAST(? AS varchar(8)),'
-      + ' CAST(CAST(? AS VARCHAR(40)) AS DATETIME2(7)))) AS s ([PERMIT_ID], [PERMIT_STAT], [LAST_CHG_TS])'
-      + ' ON t.[PERMIT_ID] = s.[PERMIT_ID]'
-      + ' WHEN MATCHED AND (t.[LAST_CHG_TS] IS NULL OR s.[LAST_CHG_TS] >= t.[LAST_CHG_TS])'
-      + ' THEN UPDATE SET [PERMIT_STAT] = s.[PERMIT_STAT], [LAST_CHG_TS] = s.[LAST_CHG_TS]'
-      + ' WHEN NOT MATCHED THEN INSERT ([PERMIT_ID], [PERMIT_STAT], [LAST_CHG_TS]) VALUES (s.[PERMIT_ID], s.[PERMIT_STAT], s.[LAST_CHG_TS]);',
-    db2:
-      'MERGE INTO "PERMIT_TABLE" AS t USING (VALUES (CAST(? AS varchar(20)), CAST(? AS varchar(8)),'
-      + ' CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP(6)))) AS s ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS")'
-      + ' ON t."PERMIT_ID" = s."PERMIT_ID"'
-      + ' WHEN MATCHED AND (t."LAST_CHG_TS" IS NULL OR s."LAST_CHG_TS" >= t."LAST_CHG_TS")'
-      + ' THEN UPDATE SET "PERMIT_STAT" = s."PERMIT_STAT", "LAST_CHG_TS" = s."LAST_CHG_TS"'
-      + ' WHEN NOT MATCHED THEN INSERT ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS") VALUES (s."PERMIT_ID", s."PERMIT_STAT", s."LAST_CHG_TS")',
-  };
-  const lww = { timestampColumn: 'LAST_CHG_TS' };
-  for (const [name, sql] of Object.entries(guarded)) {
-    it(`${name}, LAST_WRITE_WINS: the update is guarded by the row's timestamp in the same statement`, () => {
-      assert.equal(DIALECTS[name as DialectName].upsert('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS, lww), sql);
-    });
-  }
-
-  it('MariaDB assigns the timestamp column last, so every IF compares against the old time', () => {
-    const tsFirst = [PERMIT_COLUMNS[0], PERMIT_COLUMNS[2], PERMIT_COLUMNS[1]];
-    const sql = DIALECTS.mysql.upsert('PERMIT_TABLE', 'PERMIT_ID', tsFirst, lww);
-    assert.match(sql, /^INSERT INTO `PERMIT_TABLE` \(`PERMIT_ID`, `LAST_CHG_TS`, `PERMIT_STAT`\) VALUES \(\?, CAST\(\? AS DATETIME\(6\)\), \?\)/);
-    assert.match(sql, /ON DUPLICATE KEY UPDATE `PERMIT_STAT` = IF\(.*\), `LAST_CHG_TS` = IF\([^,]*, VALUES\(`LAST_CHG_TS`\), `LAST_CHG_TS`\)$/);
-    // The other dialects read the old row whatever the order; they keep the same one for one cache entry per shape.
-    assert.match(DIALECTS.postgresql.upsert('T', 'PERMIT_ID', tsFirst, lww), /SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS" WHERE/);
+  it('writes only the columns the conflict law takes: a partial row leaves the others alone', () => {
+    // DESTINATION_WINS kept PERMIT_STAT: only the time is written.
+    const partial = [PERMIT_COLUMNS[0], PERMIT_COLUMNS[2]];
+    assert.equal(DIALECTS.postgresql.upsert('PERMIT_TABLE', 'PERMIT_ID', partial),
+      'INSERT INTO "PERMIT_TABLE" ("PERMIT_ID", "LAST_CHG_TS") VALUES (?, CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP))'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "LAST_CHG_TS" = excluded."LAST_CHG_TS"');
   });
 
-  it('LAST_WRITE_WINS for an event without the timestamp column only updates a row that has no time either', () => {
-    const noTime = PERMIT_COLUMNS.slice(0, 2);
-    assert.equal(
-      DIALECTS.postgresql.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww),
-      'INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT") VALUES (?, ?)'
-      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT" WHERE t."LAST_CHG_TS" IS NULL',
-    );
-    assert.equal(
-      DIALECTS.mysql.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww),
-      'INSERT INTO `PERMIT_TABLE` (`PERMIT_ID`, `PERMIT_STAT`) VALUES (?, ?)'
-      + ' ON DUPLICATE KEY UPDATE `PERMIT_STAT` = IF(`LAST_CHG_TS` IS NULL, VALUES(`PERMIT_STAT`), `PERMIT_STAT`)',
-    );
-    assert.match(DIALECTS.sqlite.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww), / WHERE t\."LAST_CHG_TS" IS NULL$/);
-    assert.match(DIALECTS.sqlserver.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww), / WHEN MATCHED AND \(t\.\[LAST_CHG_TS\] IS NULL\) THEN /);
-    assert.match(DIALECTS.db2.upsert('PERMIT_TABLE', 'PERMIT_ID', noTime, lww), / WHEN MATCHED AND \(t\."LAST_CHG_TS" IS NULL\) THEN /);
-  });
-
-  it('qualifies a guarded SCHEMA.TABLE and refuses a guard on the key or an invalid column name', () => {
-    assert.match(DIALECTS.postgresql.upsert('legacy.permit_table', 'PERMIT_ID', PERMIT_COLUMNS, lww), /^INSERT INTO "legacy"\."permit_table" AS t /);
-    assert.throws(() => DIALECTS.postgresql.upsert('T', 'PERMIT_ID', PERMIT_COLUMNS, { timestampColumn: 'PERMIT_ID' }), /cannot be the LAST_WRITE_WINS timestamp column/);
-    for (const dialect of Object.values(DIALECTS)) {
-      assert.throws(() => dialect.upsert('T', 'PERMIT_ID', PERMIT_COLUMNS, { timestampColumn: 'TS) OR (1=1' }), /invalid SQL identifier/);
-    }
+  it('a key-only write inserts a new record and leaves an existing one as it is', () => {
+    const keyOnly = PERMIT_COLUMNS.slice(0, 1);
+    assert.equal(DIALECTS.postgresql.upsert('T', 'PERMIT_ID', keyOnly), 'INSERT INTO "T" ("PERMIT_ID") VALUES (?) ON CONFLICT ("PERMIT_ID") DO NOTHING');
+    assert.equal(DIALECTS.sqlite.upsert('T', 'PERMIT_ID', keyOnly), 'INSERT INTO "T" ("PERMIT_ID") VALUES (?) ON CONFLICT ("PERMIT_ID") DO NOTHING');
+    assert.equal(DIALECTS.mysql.upsert('T', 'PERMIT_ID', keyOnly), 'INSERT INTO `T` (`PERMIT_ID`) VALUES (?) ON DUPLICATE KEY UPDATE `PERMIT_ID` = `PERMIT_ID`');
+    assert.equal(DIALECTS.sqlserver.upsert('T', 'PERMIT_ID', keyOnly),
+      'MERGE INTO [T] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS varchar(20)))) AS s ([PERMIT_ID]) ON t.[PERMIT_ID] = s.[PERMIT_ID]'
+      + ' WHEN NOT MATCHED THEN INSERT ([PERMIT_ID]) VALUES (s.[PERMIT_ID]);');
   });
 
   it('qualifies a SCHEMA.TABLE name part by part', () => {
@@ -128,9 +178,8 @@ describe('upsert SQL', () => {
     assert.match(DIALECTS.sqlserver.upsert('dbo.PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS), /^MERGE INTO \[dbo\]\.\[PERMIT_TABLE\] /);
   });
 
-  it('needs the key among the columns and something to write besides it', () => {
+  it('needs the key among the columns', () => {
     assert.throws(() => DIALECTS.postgresql.upsert('T', 'ID', PERMIT_COLUMNS), /must include the key column 'ID'/);
-    assert.throws(() => DIALECTS.postgresql.upsert('T', 'PERMIT_ID', PERMIT_COLUMNS.slice(0, 1)), /no column to write besides the key/);
   });
 
   it('refuses to splice a catalog type that is not a plain type name into a MERGE', () => {

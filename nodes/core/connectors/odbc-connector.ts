@@ -4,6 +4,7 @@
 import {
   DIALECTS,
   DIALECT_NAMES,
+  STATE_COLUMNS,
   columnKind,
   declaredSqlType,
   detectDialect,
@@ -12,9 +13,10 @@ import {
   type ColumnInfo,
   type DialectName,
   type SqlDialect,
-  type UpsertGuard,
+  type StateColumn,
+  type StateTable,
 } from '../sql/dialect';
-import { DbError, toDbError } from '../sql/errors';
+import { DbError, classifyDbError, toDbError } from '../sql/errors';
 import {
   OdbcPool,
   connectOdbc,
@@ -24,11 +26,27 @@ import {
   type OdbcSession,
   type SqlParameter,
 } from '../sql/odbc-pool';
-import { resolveConflict, type ConflictPolicy } from '../conflict';
-import type { ApplyResult, MappedRecord, SyncConnector } from '../types';
+import {
+  contentHash,
+  decideConflict,
+  fingerprintOf,
+  type ConflictDecision,
+  type ConflictPolicy,
+  type ParkedConflict,
+  type RecordState,
+} from '../conflict';
+import type { ParkedRecord } from '../sync-job';
+import type { ApplyResult, ConflictRule, MappedRecord, SyncConnector } from '../types';
 
 export interface OdbcConnectorOptions {
   connectionString: string;
+  /** The job whose records this connector writes: its rows in the state table are its own. */
+  jobId: string;
+  /**
+   * Where EXS keeps what it last wrote per record (version, fingerprint, parked conflicts), in the
+   * destination database so that every runtime of the job sees it. Created at open() if missing.
+   */
+  stateTable?: string;
   /** `TABLE` or `SCHEMA.TABLE` as the contract spells it. */
   table: string;
   keyColumn: string;
@@ -41,8 +59,13 @@ export interface OdbcConnectorOptions {
   /** Upper bound on open connections; ODBC calls run on libuv's thread pool (4 threads by default). */
   poolSize?: number;
   connectTimeoutSeconds?: number;
+  /** Each statement is cancelled after this long (default 30 s): a hung database pauses the job, it does not hang it. */
   queryTimeoutSeconds?: number;
+  /** How long a write waits for a free pooled connection (default 30 s). */
+  acquireTimeoutMs?: number;
 }
+
+
 
 export interface DbmsInfo {
   dialect?: DialectName;
@@ -64,16 +87,25 @@ interface WritePlan {
   table: string;
   /** Key first: parameter 0 of the upsert is also the one parameter of the select. */
   columns: PlannedColumn[];
-  selectSql: string;
+  /** The mapped columns of the record's row, locked until the transaction ends. */
+  lockRowSql: string;
+  state: StateTable;
+  claimStateSql: string[];
+  updateStateSql: string;
+  listParkedSql: string;
   /**
-   * Upsert text per set of columns an event carries and guard (none, or LAST_WRITE_WINS on a
-   * column): a field the event omits leaves its column alone rather than writing NULL over it.
-   * Built on first use, so the common full record costs one build per deploy.
+   * Upsert text per set of columns a write carries: a field the event omits (or the conflict law
+   * keeps) leaves its column alone rather than writing NULL over it. Built on first use, so the
+   * common full record costs one build per deploy.
    */
   upserts: Map<string, string>;
 }
 
 const DEFAULT_POOL_SIZE = 4;
+const DEFAULT_STATE_TABLE = 'EXS_SYNC_STATE';
+const DEFAULT_QUERY_TIMEOUT_SECONDS = 30;
+/** Deadlocks and serialization failures are retried at once this many times before the job hears of them. */
+const LOCK_RETRIES = 5;
 
 export class OdbcConnector implements SyncConnector {
   readonly kind = 'odbc';
@@ -95,59 +127,117 @@ export class OdbcConnector implements SyncConnector {
     }
     this.pool = new OdbcPool({
       ...this.options,
+      queryTimeoutSeconds: this.options.queryTimeoutSeconds ?? DEFAULT_QUERY_TIMEOUT_SECONDS,
       maxSize: this.options.poolSize ?? DEFAULT_POOL_SIZE,
       sessionSetup: this.plan.dialect.sessionSetup,
+      pingSql: this.plan.dialect.name === 'db2' ? 'SELECT 1 FROM SYSIBM.SYSDUMMY1' : 'SELECT 1',
     });
   }
 
   /**
-   * Writes the record. Under LAST_WRITE_WINS the decision is taken by the destination inside the
-   * one upsert statement (UpsertGuard), so two runtimes applying events for the same key at the
-   * same time cannot regress the row between a read and a write. The read before it only supplies
-   * `before` for the change log and spots a row that already holds exactly these values.
+   * Writes the record as the conflict law decides (nodes/core/conflict.ts), in one transaction at
+   * the destination: the record's state row is locked first, so two runtimes applying events of
+   * the same record queue up there; the destination row is read with a lock, so a clerk's edit
+   * either lands before the decision (and is seen) or waits for the write. The decision, the row's
+   * write and the new state commit together.
    */
   async apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult> {
-    const { plan, pool } = this;
-    if (!plan || !pool) throw new Error(`${this.describe()} is not open`);
+    const plan = this.openPlan();
     const context = `${this.describe()}, key ${JSON.stringify(record.keyValue)}`;
-
     let bound: BoundRecord;
-    let guard: PlannedGuard | undefined;
+    let law: ConflictPolicy;
     try {
       bound = recordParameters(plan, record);
-      guard = guardFor(plan, policy);
+      law = lawFor(plan, policy);
     } catch (err) {
       throw new DbError({ transient: false, message: (err as Error).message }, context, err);
     }
-    const written = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
+    const row = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
+    const incoming = { row, keyColumn: plan.columns[0].contractName, version: record.version ?? null, tiebreak: contentHash(row) };
 
-    try {
-      return await pool.withSession(async (session): Promise<ApplyResult> => {
-        const before = await readRow(plan, session, bound);
-        const after = { ...before, ...written };
-        // The row already holds exactly what the event brings, its time included. Safe to leave under
-        // LAST_WRITE_WINS too: the guarded write could only rewrite the same values, or be refused
-        // because a newer version has landed since.
-        if (before && sameRow(bound, before, written)) return { outcome: 'unchanged', before, after };
-        if (!guard) {
-          await session.run(upsertFor(plan, bound), bound.parameters);
-          return { outcome: 'applied', before, after };
-        }
+    return this.inTransaction(context, bound.parameters[0], async (session, state, current) => {
+      const decision = decideConflict(law, state, current, incoming, (column, a, b) => sameValue(columnNamed(plan, column).info, a, b));
+      await writeDecision(plan, session, decision);
+      if (decision.state) await saveState(plan, session, this.options.jobId, String(bound.parameters[0]), decision.state);
+      const after = current === null && Object.keys(decision.columns).length === 0 ? null : { ...current, ...decision.columns };
+      return {
+        outcome: decision.outcome === 'write' ? 'applied' : decision.outcome,
+        before: current,
+        after: after ?? {},
+        reason: decision.reason,
+        ...(decision.conflicts.length > 0 && { conflicts: decision.conflicts }),
+      };
+    });
+  }
 
-        if (await runGuardedUpsert(plan, session, bound, guard, before !== null)) return { outcome: 'applied', before, after };
-        // Not written (or, on MariaDB, possibly already equal): the row as it is now tells which,
-        // and is what the change log shows as kept. Another runtime may have written it meanwhile.
-        const current = await readRow(plan, session, bound);
-        if (!current) {
-          throw new DbError({ transient: true, message: 'the row was deleted while the event was being written; retry' }, context);
+  /** The job's records whose conflict waits for a person (MANUAL). */
+  async listConflicts(): Promise<ParkedRecord[]> {
+    const plan = this.openPlan();
+    const rows = await this.pool!.withSession((session) => session.run(plan.listParkedSql, [this.options.jobId]))
+      .catch((err) => { throw toDbError(err, `${this.describe()}: cannot list parked conflicts`); });
+    const c = plan.state.columns;
+    return rows.map((r) => ({ key: String(r[c.record_key]), ...(parseJson(r[c.parked]) as ParkedConflict) }));
+  }
+
+  /**
+   * Settles a parked conflict: `hms` writes the waiting HMS values, `destination` keeps the row's
+   * and makes them the new baseline (a later HMS change is then written as usual).
+   */
+  async resolveParked(key: string, take: 'hms' | 'destination'): Promise<ApplyResult> {
+    const plan = this.openPlan();
+    const context = `${this.describe()}, key ${JSON.stringify(key)}`;
+    return this.inTransaction(context, key, async (session, state, current) => {
+      const parked = state?.parked;
+      if (!state || !parked) throw new DbError({ transient: false, message: `no parked conflict for key '${key}'` }, context);
+      const columns: Record<string, unknown> = { [plan.columns[0].contractName]: key };
+      const baseline: Record<string, unknown> = {};
+      for (const [column, field] of Object.entries(parked.fields)) {
+        if (take === 'hms') columns[column] = field.new;
+        baseline[column] = take === 'hms' ? field.new : current?.[column] ?? null;
+      }
+      const decision: ConflictDecision = {
+        outcome: take === 'hms' ? 'write' : 'skipped',
+        columns: take === 'hms' ? columns : {},
+        reason: `MANUAL: resolved, ${take === 'hms' ? 'HMS' : 'destination'} taken for ${Object.keys(parked.fields).join(', ')}`,
+        conflicts: Object.keys(parked.fields).map((column) => ({ column, rule: 'MANUAL' as ConflictRule, winner: take })),
+        state: { ...state, written: { ...state.written, ...baseline }, parked: null },
+      };
+      await writeDecision(plan, session, decision);
+      await saveState(plan, session, this.options.jobId, key, decision.state!);
+      return { outcome: take === 'hms' ? 'applied' : 'unchanged', before: current, after: { ...current, ...decision.columns }, reason: decision.reason, conflicts: decision.conflicts };
+    });
+  }
+
+  private openPlan(): WritePlan {
+    if (!this.plan || !this.pool) throw new Error(`${this.describe()} is not open`);
+    return this.plan;
+  }
+
+  /**
+   * One transaction on the record: its state row claimed and locked, its destination row read
+   * with a lock, then `work`. Deadlocks and serialization failures are retried here a few times,
+   * since they say nothing about the destination's health.
+   */
+  private async inTransaction<T>(
+    context: string,
+    key: SqlParameter,
+    work: (session: OdbcSession, state: RecordState | null, current: Record<string, unknown> | null) => Promise<T>,
+  ): Promise<T> {
+    const plan = this.openPlan();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.pool!.withSession((session) => session.transaction(async () => {
+          const state = await claimState(plan, session, this.options.jobId, String(key));
+          const [found] = await session.run(plan.lockRowSql, [key]);
+          return work(session, state, found ? fromDatabaseRow(plan, found) : null);
+        }));
+      } catch (err) {
+        if (attempt < LOCK_RETRIES && isLockConflict(err)) {
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+          continue;
         }
-        if (sameRow(bound, current, written)) return { outcome: 'unchanged', before, after: current };
-        const model = resolveConflict(guard.policy, current, written);
-        const reason = model.write ? 'destination kept: the guarded write found a row no older than the event' : model.reason;
-        return { outcome: 'skipped', before, after: current, reason };
-      });
-    } catch (err) {
-      throw toDbError(err, context);
+        throw err instanceof DbError ? err : toDbError(err, context);
+      }
     }
   }
 
@@ -178,78 +268,91 @@ interface BoundRecord {
   shape: string;
 }
 
-function upsertFor(plan: WritePlan, bound: BoundRecord, guard?: PlannedGuard): string {
-  const cacheKey = guard ? `${bound.shape}|${guard.column.info.name}` : bound.shape;
-  let sql = plan.upserts.get(cacheKey);
+function upsertFor(plan: WritePlan, bound: BoundRecord): string {
+  let sql = plan.upserts.get(bound.shape);
   if (sql === undefined) {
-    sql = plan.dialect.upsert(plan.table, bound.columns[0].info.name, bound.columns.map((c) => c.info), guard?.sql);
-    plan.upserts.set(cacheKey, sql);
+    sql = plan.dialect.upsert(plan.table, bound.columns[0].info.name, bound.columns.map((c) => c.info));
+    plan.upserts.set(bound.shape, sql);
   }
   return sql;
 }
 
-/** LAST_WRITE_WINS with its time column found among the connector's columns. */
-interface PlannedGuard {
-  policy: ConflictPolicy;
-  column: PlannedColumn;
-  sql: UpsertGuard;
+function columnNamed(plan: WritePlan, contractName: string): PlannedColumn {
+  const column = plan.columns.find((c) => c.contractName === contractName);
+  if (!column) throw new Error(`no column '${contractName}' in ${plan.table}`);
+  return column;
 }
 
-/**
- * The guard the policy asks for, or none when the event simply wins: no policy, HMS_WINS, or
- * LAST_WRITE_WINS without a timestamp column (resolveConflict lets HMS win there too).
- */
-function guardFor(plan: WritePlan, policy: ConflictPolicy | undefined): PlannedGuard | undefined {
-  if (!policy || policy.rule !== 'LAST_WRITE_WINS' || !policy.timestampColumn) return undefined;
-  const wanted = policy.timestampColumn;
+/** Finds a column the policy names (time column, per-field rules) among the connector's, by contract spelling. */
+function plannedColumn(plan: WritePlan, wanted: string, what: string): PlannedColumn {
   const column = plan.columns.find((c) => c.contractName === wanted)
     ?? plan.columns.find((c) => c.contractName.toLowerCase() === wanted.toLowerCase());
   if (!column) {
-    throw new Error(`LAST_WRITE_WINS compares column '${wanted}', which this connector does not write`
+    throw new Error(`${what} names column '${wanted}', which this connector does not write`
       + ` (columns: ${plan.columns.map((c) => c.contractName).join(', ')})`);
   }
-  if (column === plan.columns[0]) throw new Error(`LAST_WRITE_WINS cannot compare the key column '${wanted}'`);
-  // resolveConflict reads the rows by contract names; the guard's policy names the column the same way.
-  return { policy: { ...policy, timestampColumn: column.contractName }, column, sql: { timestampColumn: column.info.name } };
+  if (column === plan.columns[0]) throw new Error(`${what} cannot name the key column '${wanted}'`);
+  return column;
 }
 
-/**
- * Runs the guarded upsert and says whether it certainly wrote the event's row (inserted or
- * updated). False when the guard kept the row, or when the driver's count cannot tell a kept row
- * from one that already held these values; the caller reads the row then. Counts per driver:
- * - psqlODBC: 1 inserted or updated, 0 when the DO UPDATE's WHERE turned the event down.
- * - sqliteodbc: sqlite3_changes(), likewise 1 or 0 (0 comes back as SQL_NO_DATA, see above).
- * - MariaDB Connector/ODBC: 1 inserted, 2 updated, 0 when no value changed (the guard kept the row,
- *   or it already held these values). With the FOUND_ROWS client option (OPTION=2) a found row
- *   that did not change counts 1, so a 1 for a row that existed when read is checked by reading
- *   it. (Left: with FOUND_ROWS, a key first inserted by another runtime between the read and the
- *   write, then kept by the guard, is reported applied.)
- * - SQL Server and Db2 MERGE: 1 inserted or updated, 0 when WHEN MATCHED AND ... turned it down.
- */
-async function runGuardedUpsert(
-  plan: WritePlan,
-  session: OdbcSession,
-  bound: BoundRecord,
-  guard: PlannedGuard,
-  rowWasRead: boolean,
-): Promise<boolean> {
-  const sql = upsertFor(plan, bound, guard);
-  // Through query(), which also accepts the SQL_NO_DATA that sqliteodbc (and, by the ODBC spec,
-  // SQL Server and Db2) return for a guarded upsert that changed no row.
-  const result = await session.run(sql, bound.parameters);
-  const count = Number(result.count);
-  if (plan.dialect.name !== 'mysql') return count > 0;
-  return count === 2 || (count === 1 && !rowWasRead);
+/** The policy with its column names spelled as the connector's rows are keyed. */
+function lawFor(plan: WritePlan, policy: ConflictPolicy | undefined): ConflictPolicy {
+  if (!policy) return { rule: 'HMS_WINS' };
+  const law: ConflictPolicy = { rule: policy.rule };
+  if (policy.timestampColumn) law.timestampColumn = plannedColumn(plan, policy.timestampColumn, 'LAST_WRITE_WINS').contractName;
+  if (policy.fieldRules) {
+    law.fieldRules = Object.fromEntries(Object.entries(policy.fieldRules)
+      .map(([column, rule]) => [plannedColumn(plan, column, 'a field rule').contractName, rule]));
+  }
+  return law;
 }
 
-/** The row as the destination holds it now, keyed by contract names; null when there is none. */
-async function readRow(plan: WritePlan, session: OdbcSession, bound: BoundRecord): Promise<Record<string, unknown> | null> {
-  const [row] = await session.run(plan.selectSql, [bound.parameters[0]]);
-  return row ? fromDatabaseRow(plan, row) : null;
+/** Writes the columns the decision takes (key first), already bound parameters. */
+async function writeDecision(plan: WritePlan, session: OdbcSession, decision: ConflictDecision): Promise<void> {
+  const names = Object.keys(decision.columns);
+  if (names.length === 0) return;
+  const columns = plan.columns.filter((c) => names.includes(c.contractName));
+  const bound: BoundRecord = {
+    columns,
+    parameters: columns.map((c) => decision.columns[c.contractName] as SqlParameter),
+    shape: columns.map((c) => plan.columns.indexOf(c)).join(','),
+  };
+  await session.run(upsertFor(plan, bound), bound.parameters);
 }
 
-function sameRow(bound: BoundRecord, row: Record<string, unknown>, written: Record<string, unknown>): boolean {
-  return bound.columns.every((c) => sameValue(c.info, row[c.contractName], written[c.contractName]));
+/** Locks the record's state row (creating it if new) and reads it; null when EXS never wrote the record. */
+async function claimState(plan: WritePlan, session: OdbcSession, jobId: string, key: string): Promise<RecordState | null> {
+  let rows: OdbcRow[] = [];
+  for (const sql of plan.claimStateSql) rows = await session.run(sql, [jobId, key]);
+  const [row] = rows;
+  const c = plan.state.columns;
+  if (!row) throw new Error(`the state row for key '${key}' could not be claimed in ${plan.state.table}`);
+  if (!row[c.fingerprint]) return null; // claimed just now: nothing written yet
+  const version = row[c.version];
+  return {
+    version: version === null || version === undefined ? null : String(version),
+    tiebreak: String(row[c.tiebreak] ?? ''),
+    written: parseJson(row[c.written]) as Record<string, unknown>,
+    parked: (parseJson(row[c.parked]) as ParkedConflict | null) ?? null,
+  };
+}
+
+async function saveState(plan: WritePlan, session: OdbcSession, jobId: string, key: string, state: RecordState): Promise<void> {
+  await session.run(plan.updateStateSql, [
+    state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(state.written),
+    state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString(), jobId, key,
+  ]);
+}
+
+function parseJson(value: unknown): unknown {
+  if (value === null || value === undefined || value === '') return null;
+  return JSON.parse(String(value));
+}
+
+/** Two transactions wanted each other's locks, or SQLite's database was busy: try again at once. */
+function isLockConflict(err: unknown): boolean {
+  const { sqlState, message } = classifyDbError(err);
+  return sqlState === '40001' || sqlState === '40P01' || /deadlock|database (table )?is locked|lock wait timeout/i.test(message);
 }
 
 /** Parameters in plan order for the columns the record carries; unknown columns are refused. */
@@ -425,12 +528,42 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
   const wanted = [options.keyColumn, ...options.columns.filter((c) => c.toLowerCase() !== options.keyColumn.toLowerCase())];
   const columns = await resolveColumns(connection, table, wanted);
   const [key] = columns;
+  const state = await stateTableFor(connection, dialect, options.stateTable ?? DEFAULT_STATE_TABLE);
   return {
     dialect,
     table: table.sqlName,
     columns,
-    selectSql: dialect.selectByKey(table.sqlName, key.info.name, columns.map((c) => c.info.name)),
+    lockRowSql: dialect.selectByKeyForUpdate(table.sqlName, key.info.name, columns.map((c) => c.info.name)),
+    state,
+    claimStateSql: dialect.claimState(state),
+    updateStateSql: dialect.updateState(state),
+    listParkedSql: dialect.listParked(state),
     upserts: new Map(),
+  };
+}
+
+/**
+ * The state table, created when it is not there yet. A DBA may create it beforehand (the DDL is
+ * in the error when EXS may not), in any letter case.
+ */
+async function stateTableFor(connection: OdbcConnection, dialect: SqlDialect, name: string): Promise<StateTable> {
+  let table = await findTable(connection, dialect, name);
+  if (!table) {
+    const ddl = dialect.createStateTable(name);
+    try {
+      await connection.query(ddl);
+    } catch (err) {
+      // Two runtimes opening at once: the other one may have just created it.
+      table = await findTable(connection, dialect, name);
+      if (!table) throw new Error(`cannot create the EXS state table ${name}: ${classifyDbError(err).message}. Create it with: ${ddl}`);
+    }
+    table ??= await findTable(connection, dialect, name);
+    if (!table) throw new Error(`the EXS state table ${name} was created but the catalog does not list it`);
+  }
+  const columns = await resolveColumns(connection, table, [...STATE_COLUMNS]);
+  return {
+    table: table.sqlName,
+    columns: Object.fromEntries(columns.map((c) => [c.contractName, c.info.name])) as Record<StateColumn, string>,
   };
 }
 
@@ -442,6 +575,21 @@ interface ResolvedTable {
 // ODBC catalog calls (SQLTables, SQLColumns) work on every driver here, SQLite included, which has
 // no information_schema. MariaDB's driver rejects a schema argument: it calls databases catalogs.
 async function resolveTable(connection: OdbcConnection, dialect: SqlDialect, table: string): Promise<ResolvedTable> {
+  const { found, scope, rows } = await lookUpTable(connection, dialect, table);
+  if (found) return found;
+  throw new Error(`table '${table}' not found in ${scope ?? 'the database'} (tables: ${listNames(rows.map((r) => r.TABLE_NAME))})`);
+}
+
+/** The table as the catalog spells it, or undefined when it is not there. */
+async function findTable(connection: OdbcConnection, dialect: SqlDialect, table: string): Promise<ResolvedTable | undefined> {
+  return (await lookUpTable(connection, dialect, table)).found;
+}
+
+async function lookUpTable(
+  connection: OdbcConnection,
+  dialect: SqlDialect,
+  table: string,
+): Promise<{ found?: ResolvedTable; scope?: string; rows: CatalogTable[] }> {
   const parts = splitTableName(table);
   const [schemaPart, namePart] = parts.length === 2 ? parts : [undefined, parts[0]];
   const scope = schemaPart ?? (dialect.currentSchemaQuery ? await queryScalar(connection, dialect.currentSchemaQuery) : undefined);
@@ -454,14 +602,12 @@ async function resolveTable(connection: OdbcConnection, dialect: SqlDialect, tab
     ? await connection.tables(scope ?? null, null, null, null)
     : await connection.tables(null, scope ?? null, null, null)) as unknown as CatalogTable[];
   // Catalog arguments are LIKE patterns on some drivers (`_` matches any character): filter exactly.
-  const inScope = listed.filter((row) => scope === undefined || scopeOf(row)?.toLowerCase() === scope.toLowerCase());
+  const rows = listed.filter((row) => scope === undefined || scopeOf(row)?.toLowerCase() === scope.toLowerCase());
 
-  const name = matchName(inScope.map((row) => row.TABLE_NAME), namePart, 'table');
-  if (name === undefined) {
-    throw new Error(`table '${table}' not found in ${scope ?? 'the database'} (tables: ${listNames(inScope.map((r) => r.TABLE_NAME))})`);
-  }
-  const row = inScope.find((r) => r.TABLE_NAME === name)!;
-  return { row, sqlName: schemaPart ? `${scopeOf(row)}.${name}` : name };
+  const name = matchName(rows.map((row) => row.TABLE_NAME), namePart, 'table');
+  if (name === undefined) return { scope, rows };
+  const row = rows.find((r) => r.TABLE_NAME === name)!;
+  return { found: { row, sqlName: schemaPart ? `${scopeOf(row)}.${name}` : name }, scope, rows };
 }
 
 async function resolveColumns(connection: OdbcConnection, table: ResolvedTable, wanted: string[]): Promise<PlannedColumn[]> {

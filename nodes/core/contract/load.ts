@@ -7,7 +7,7 @@ import { dump } from 'js-yaml';
 import { didYouMean } from '../did-you-mean';
 import { substituteEnv } from '../env';
 import {
-  describeType, formatKeyRule, formatMappingRule, keyColumnClash, MappingSyntaxError, parseKeyRule, parseMapping, type MappingLocation,
+  columnIdentity, describeType, formatKeyRule, formatMappingRule, keyColumnClash, MappingSyntaxError, parseKeyRule, parseMapping, type MappingLocation,
 } from '../mapping';
 import { CONTRACT_FIELDS, contractField, type FieldSpec } from '../spec';
 import type { Contract, Diagnostic, KeyRule, MappingRule, Position, RetryPolicy } from '../types';
@@ -23,6 +23,7 @@ export interface ContractParseResult {
 const SAFE_NAME = '[A-Za-z_][A-Za-z0-9_$#]{0,127}';
 const TABLE_NAME = new RegExp(`^${SAFE_NAME}(\\.${SAFE_NAME})?$`);
 const JOB_ID = /^[A-Za-z0-9_.-]+$/;
+const FIELD_PATH = /^(HMS:)?[A-Za-z0-9_$][A-Za-z0-9_$-]*(\.[A-Za-z0-9_$][A-Za-z0-9_$-]*)*$/;
 const BROKER_URL = /^(mqtts?|wss?):\/\/[^\s/]+/i;
 
 /** Checks of particular text fields: an error to report, or warnings to pass on. */
@@ -37,6 +38,8 @@ const TEXT_CHECKS: Record<string, (text: string) => { error?: string; warnings?:
     }
   },
   table: (text) => ({ error: TABLE_NAME.test(text) ? undefined : `table must be a safe name like PERMIT_TABLE or SCHEMA.PERMIT_TABLE (got '${text}')` }),
+  state_table: (text) => ({ error: TABLE_NAME.test(text) ? undefined : `state_table must be a safe name like EXS_SYNC_STATE or SCHEMA.EXS_SYNC_STATE (got '${text}')` }),
+  version_field: (text) => ({ error: FIELD_PATH.test(text) ? undefined : `version_field must be an event field like updated_at or meta.revision (got '${text}')` }),
   broker: (text) => ({ error: BROKER_URL.test(text) ? undefined : `broker must be an mqtt://, mqtts://, ws:// or wss:// URL (got '${text}')` }),
   mqtt_topic: (text) => ({ error: topicProblem('mqtt_topic', text, true) }),
   dead_letter: (text) => ({ error: topicProblem('dead_letter', text, false) }),
@@ -104,6 +107,9 @@ export function contractDefaults(id: string, sourceTopic: string, env: NodeJS.Pr
   return {
     schedule: specDefault('schedule') as Contract['schedule'],
     conflict_rule: specDefault('conflict_rule') as Contract['conflict_rule'],
+    version_field: String(specDefault('version_field')),
+    max_clock_skew_seconds: Number(specDefault('max_clock_skew_seconds')),
+    state_table: String(specDefault('state_table')),
     retry_policy: Object.fromEntries(
       (contractField('retry_policy')?.fields ?? []).map((field) => [field.name, field.default]),
     ) as unknown as RetryPolicy,
@@ -151,6 +157,7 @@ class ContractReader {
     const contract = values as ContractValues;
     this.reportMissingRecommended(contract, root);
     this.checkKeyAgainstMapping(contract);
+    this.checkFieldRulesAgainstMapping(contract);
     return this.withDefaults(contract);
   }
 
@@ -168,8 +175,12 @@ class ContractReader {
       mapping,
       schedule: values.schedule ?? defaults.schedule,
       conflict_rule: values.conflict_rule ?? defaults.conflict_rule,
+      ...(values.field_rules !== undefined && { field_rules: values.field_rules }),
+      version_field: (values.version_field ?? defaults.version_field).replace(/^HMS:/, ''),
+      max_clock_skew_seconds: values.max_clock_skew_seconds ?? defaults.max_clock_skew_seconds,
       retry_policy: { ...defaults.retry_policy, ...values.retry_policy },
       ...(values.table !== undefined && { table: values.table }),
+      state_table: values.state_table ?? defaults.state_table,
       ...(values.key !== undefined && { key: values.key }),
       broker: values.broker ?? defaults.broker,
       mqtt_topic: values.mqtt_topic ?? defaults.mqtt_topic,
@@ -211,7 +222,25 @@ class ContractReader {
         return this.readMapping(value);
       case 'key':
         return this.readKey(path, value);
+      case 'field-rules':
+        return this.readFieldRules(field, path, value);
     }
+  }
+
+  /** `COBOL:INSPECTOR: DESTINATION_WINS` per line: the column (prefix optional) and its rule. */
+  private readFieldRules(field: FieldSpec, path: YamlPath, value: unknown): Record<string, string> | undefined {
+    if (!isRecord(value)) {
+      return this.error(this.document.valuePosition(path), `${path.join('.')} must be a map of COLUMN: RULE (got ${describeType(value)})`);
+    }
+    const rules: Record<string, string> = {};
+    let complete = true;
+    for (const [written, rule] of Object.entries(value)) {
+      const column = written.replace(/^[A-Za-z][A-Za-z0-9_]*:/, '');
+      const read = this.readEnum(field, [...path, written], rule);
+      if (read === undefined) complete = false;
+      else rules[column] = read;
+    }
+    return complete ? rules : undefined;
   }
 
   private readText(field: FieldSpec, path: YamlPath, value: unknown): string | undefined {
@@ -323,6 +352,19 @@ class ContractReader {
       this.mappingPosition(this.mappingTargets[mapping.indexOf(clash)] ?? {}),
       `key column '${key.target}' is also mapped${spelling} from '${clash.source}'; a column gets one value`,
     );
+  }
+
+  /** A rule for a column the mapping never writes would silently do nothing. */
+  private checkFieldRulesAgainstMapping({ field_rules: rules, mapping }: ContractValues): void {
+    if (rules === undefined || mapping === undefined) return;
+    const root = this.document.value as Record<string, unknown>;
+    const written = Object.keys((root.field_rules ?? {}) as object);
+    for (const [i, column] of Object.keys(rules).entries()) {
+      if (mapping.some((rule) => columnIdentity(rule.target) === columnIdentity(column))) continue;
+      const targets = mapping.map((rule) => rule.target);
+      this.error(this.document.keyPosition(['field_rules', written[i]]),
+        `field_rules: column '${column}' is not written by the mapping${didYouMean(column, targets)} (columns: ${targets.join(', ')})`);
+    }
   }
 
   private mappingPosition(issue: MappingLocation): Position {

@@ -24,39 +24,50 @@ export interface SqlDialect {
   quoteTable(table: string): string;
   /** `SELECT <columns> FROM <table> WHERE <key> = ?`. */
   selectByKey(table: string, keyColumn: string, columns: string[]): string;
+  /** selectByKey that also locks the row until the transaction ends, so a clerk's edit waits for the write. */
+  selectByKeyForUpdate(table: string, keyColumn: string, columns: string[]): string;
+  /** The record-state table (what EXS last wrote per record), created at open() when it is missing. */
+  createStateTable(table: string): string;
+  /**
+   * Makes sure the record's state row exists and locks it for the transaction: every runtime of
+   * the job queues up here per record. Parameters: job id, record key (each statement). The last
+   * statement returns the row's state columns.
+   */
+  claimState(state: StateTable): string[];
+  /** Parameters: version, tiebreak, fingerprint, written, parked, updated_at, job id, record key. */
+  updateState(state: StateTable): string;
+  /** The job's records with a parked conflict. Parameter: job id. */
+  listParked(state: StateTable): string;
   /**
    * Insert-or-update of one row; parameters in the order of `columns`, which must include the key.
-   * With a `guard`, an existing row is only updated when the event is not older than it, decided by
-   * the database inside this one statement (LAST_WRITE_WINS); without one, the event always wins.
+   * The decision whether to write was taken before, under the record's lock (nodes/core/conflict.ts).
    */
-  upsert(table: string, keyColumn: string, columns: ColumnInfo[], guard?: UpsertGuard): string;
+  upsert(table: string, keyColumn: string, columns: ColumnInfo[]): string;
   /**
    * Run once on every new connection so timestamps travel as UTC both ways: PostgreSQL `timestamptz`
    * and MySQL `TIMESTAMP` otherwise convert through the server's local zone.
    */
-  readonly sessionSetup?: string;
+  readonly sessionSetup?: readonly string[];
   /** Names the schema (or, on MySQL, the database) that unqualified table names resolve in. */
   readonly currentSchemaQuery?: string;
   /** MySQL calls its databases catalogs in ODBC and has no schemas: `SCHEMA.TABLE` means database.table. */
   readonly schemaIsCatalog: boolean;
 }
 
-/**
- * LAST_WRITE_WINS at the destination: the row is updated only when it has no timestamp, or the
- * event's is equal or newer. The same law as resolveConflict (nodes/core/conflict.ts): an event
- * without a timestamp is the oldest (it only updates a row that has none either), and equal
- * timestamps write, so a redelivered event is idempotent. A new key is always inserted.
- */
-export interface UpsertGuard {
-  /**
-   * The destination column holding the record's last-change time. When it is not among the
-   * upsert's columns (the event carries no time), only a row without a time is updated.
-   * Compared in the column's own type: instants for timestamp columns, and as numbers or text
-   * otherwise, which orders a compact legacy stamp (YYYYMMDDHHmmss) correctly when every value
-   * of the column has the same width. SQLite stores timestamps as text: canonical
-   * `YYYY-MM-DD HH:MM:SS.ffffff` text (what EXS writes) compares in time order.
-   */
-  timestampColumn: string;
+/** The state table's columns, by role; the catalog's spelling is looked up at open(). */
+export const STATE_COLUMNS = ['job_id', 'record_key', 'version', 'tiebreak', 'fingerprint', 'written', 'parked', 'updated_at'] as const;
+export type StateColumn = (typeof STATE_COLUMNS)[number];
+
+export interface StateTable {
+  /** As the SQL names it (real spelling, schema-qualified when configured so). */
+  table: string;
+  /** Each role's column as the catalog spells it. */
+  columns: Record<StateColumn, string>;
+}
+
+/** The state table's columns as EXS creates them. */
+export function defaultStateTable(table: string): StateTable {
+  return { table, columns: Object.fromEntries(STATE_COLUMNS.map((c) => [c, c])) as Record<StateColumn, string> };
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$#]*$/;
@@ -77,9 +88,15 @@ interface DialectSyntax {
   /** The parameter expression for a column in VALUES / USING. */
   parameter(column: ColumnInfo): string;
   upsert: 'on-conflict' | 'on-duplicate-key' | 'merge';
-  sessionSetup?: string;
+  sessionSetup?: string[];
   currentSchemaQuery?: string;
   schemaIsCatalog?: boolean;
+  /** Column types of the state table: a bounded text (keys), and text of any length (JSON). */
+  stateTypes: { text: (size: number) => string; long: string };
+  /** How a SELECT locks the rows it reads until the transaction ends. */
+  lockRows: { tableHint?: string; suffix?: string };
+  /** How the state row is made to exist: `insert-ignore` text, or a MERGE (SQL Server, Db2). */
+  ensureRow: 'on-conflict-returning' | 'on-duplicate-key' | 'insert-or-ignore' | 'merge';
 }
 
 // Timestamps arrive as canonical UTC text (toSqlTimestampText) and the server casts it, so no driver
@@ -100,30 +117,48 @@ const SYNTAX: Record<DialectName, DialectSyntax> = {
   postgresql: {
     name: 'postgresql', open: '"', close: '"', upsert: 'on-conflict',
     parameter: (c) => (c.kind === 'timestamp' ? castTimestampText('TIMESTAMP') : '?'),
-    sessionSetup: "SET TIME ZONE 'UTC'",
+    sessionSetup: ["SET TIME ZONE 'UTC'"],
     currentSchemaQuery: 'SELECT current_schema()',
+    stateTypes: { text: (n) => `varchar(${n})`, long: 'text' },
+    lockRows: { suffix: ' FOR UPDATE' },
+    ensureRow: 'on-conflict-returning',
   },
   mysql: {
     name: 'mysql', open: '`', close: '`', upsert: 'on-duplicate-key',
     parameter: (c) => (c.kind === 'timestamp' ? 'CAST(? AS DATETIME(6))' : '?'),
-    sessionSetup: "SET time_zone = '+00:00'",
+    // READ COMMITTED: REPEATABLE READ's gap locks would make two runtimes inserting different new
+    // keys into the same gap deadlock each other.
+    sessionSetup: ["SET time_zone = '+00:00'", 'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED'],
     currentSchemaQuery: 'SELECT DATABASE()',
     schemaIsCatalog: true,
+    stateTypes: { text: (n) => `varchar(${n})`, long: 'longtext' },
+    lockRows: { suffix: ' FOR UPDATE' },
+    ensureRow: 'on-duplicate-key',
   },
   sqlite: {
     // SQLite has no timestamp type: the canonical text is stored as it is and sorts in time order.
     name: 'sqlite', open: '"', close: '"', upsert: 'on-conflict',
     parameter: () => '?',
+    stateTypes: { text: (n) => `varchar(${n})`, long: 'text' },
+    // The first write of a transaction (the state row's INSERT) takes the database's write lock.
+    lockRows: {},
+    ensureRow: 'insert-or-ignore',
   },
   sqlserver: {
     name: 'sqlserver', open: '[', close: ']', upsert: 'merge',
     parameter: (c) => castToDeclaredType(c, 'DATETIME2(7)'),
     currentSchemaQuery: 'SELECT SCHEMA_NAME()',
+    stateTypes: { text: (n) => `nvarchar(${n})`, long: 'nvarchar(max)' },
+    lockRows: { tableHint: ' WITH (UPDLOCK, HOLDLOCK)' },
+    ensureRow: 'merge',
   },
   db2: {
     name: 'db2', open: '"', close: '"', upsert: 'merge',
     parameter: (c) => castToDeclaredType(c, 'TIMESTAMP(6)'),
     currentSchemaQuery: 'SELECT CURRENT SCHEMA FROM SYSIBM.SYSDUMMY1',
+    stateTypes: { text: (n) => `varchar(${n})`, long: 'clob(16M)' },
+    lockRows: { suffix: ' WITH RS USE AND KEEP UPDATE LOCKS' },
+    ensureRow: 'merge',
   },
 };
 
@@ -134,68 +169,116 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
   };
   const quoteTable = (table: string): string => splitTableName(table).map(quoteIdent).join('.');
 
-  function upsert(table: string, keyColumn: string, columns: ColumnInfo[], guard?: UpsertGuard): string {
+  function upsert(table: string, keyColumn: string, columns: ColumnInfo[]): string {
     const key = quoteIdent(keyColumn);
     if (!columns.some((c) => c.name === keyColumn)) {
       throw new Error(`upsert into ${table}: the columns must include the key column '${keyColumn}'`);
     }
     const names = columns.map((c) => quoteIdent(c.name));
-    let updatedColumns = columns.filter((c) => c.name !== keyColumn);
-    if (updatedColumns.length === 0) throw new Error(`upsert into ${table}: no column to write besides the key '${keyColumn}'`);
+    const updated = columns.filter((c) => c.name !== keyColumn).map((c) => quoteIdent(c.name));
     const target = quoteTable(table);
     const parameters = columns.map(syntax.parameter).join(', ');
-
-    const ts = guard ? quoteIdent(guard.timestampColumn) : undefined;
-    if (guard && guard.timestampColumn === keyColumn) {
-      throw new Error(`upsert into ${table}: the key '${keyColumn}' cannot be the LAST_WRITE_WINS timestamp column`);
+    if (updated.length === 0) {
+      // Only the key: insert the record if it is new, leave an existing one as it is.
+      switch (syntax.upsert) {
+        case 'on-conflict':
+          return `INSERT INTO ${target} (${key}) VALUES (${parameters}) ON CONFLICT (${key}) DO NOTHING`;
+        case 'on-duplicate-key':
+          return `INSERT INTO ${target} (${key}) VALUES (${parameters}) ON DUPLICATE KEY UPDATE ${key} = ${key}`;
+        case 'merge': break;
+      }
     }
-    const eventHasTime = guard !== undefined && columns.some((c) => c.name === guard.timestampColumn);
-    if (guard && eventHasTime) {
-      // The time column last, for MariaDB (below).
-      const isTime = (c: ColumnInfo) => c.name === guard.timestampColumn;
-      updatedColumns = [...updatedColumns.filter((c) => !isTime(c)), ...updatedColumns.filter(isTime)];
-    }
-    const updated = updatedColumns.map((c) => quoteIdent(c.name));
-    /** `row` and `event` name the existing row's and the incoming row's time. */
-    const newerOrEqual = (row: string, event: string) => (eventHasTime ? `${row} IS NULL OR ${event} >= ${row}` : `${row} IS NULL`);
 
     switch (syntax.upsert) {
-      case 'on-conflict': {
-        // The alias names the existing row in the WHERE; `excluded` is the row the event brings.
-        const alias = guard ? ' AS t' : '';
-        const where = ts ? ` WHERE ${newerOrEqual(`t.${ts}`, `excluded.${ts}`)}` : '';
-        return `INSERT INTO ${target}${alias} (${names.join(', ')}) VALUES (${parameters})`
-          + ` ON CONFLICT (${key}) DO UPDATE SET ${updated.map((c) => `${c} = excluded.${c}`).join(', ')}${where}`;
-      }
-      case 'on-duplicate-key': {
-        // No WHERE here: each column keeps its own value unless the guard holds. MariaDB and MySQL
-        // assign left to right and a later IF sees earlier assignments, so the time column is
-        // assigned last (above) and every IF reads the row's old time.
-        const assign = ts
-          ? (c: string) => `${c} = IF(${newerOrEqual(ts, `VALUES(${ts})`)}, VALUES(${c}), ${c})`
-          : (c: string) => `${c} = VALUES(${c})`;
+      case 'on-conflict':
         return `INSERT INTO ${target} (${names.join(', ')}) VALUES (${parameters})`
-          + ` ON DUPLICATE KEY UPDATE ${updated.map(assign).join(', ')}`;
-      }
+          + ` ON CONFLICT (${key}) DO UPDATE SET ${updated.map((c) => `${c} = excluded.${c}`).join(', ')}`;
+      case 'on-duplicate-key':
+        return `INSERT INTO ${target} (${names.join(', ')}) VALUES (${parameters})`
+          + ` ON DUPLICATE KEY UPDATE ${updated.map((c) => `${c} = VALUES(${c})`).join(', ')}`;
       case 'merge': {
         // HOLDLOCK: without it two concurrent MERGEs on a new key can both take the insert branch.
         const hint = syntax.name === 'sqlserver' ? ' WITH (HOLDLOCK)' : '';
         const end = syntax.name === 'sqlserver' ? ';' : '';
-        const matched = ts ? `WHEN MATCHED AND (${newerOrEqual(`t.${ts}`, `s.${ts}`)})` : 'WHEN MATCHED';
+        const matched = updated.length > 0 ? ` WHEN MATCHED THEN UPDATE SET ${updated.map((c) => `${c} = s.${c}`).join(', ')}` : '';
         return `MERGE INTO ${target}${hint} AS t USING (VALUES (${parameters})) AS s (${names.join(', ')})`
-          + ` ON t.${key} = s.${key}`
-          + ` ${matched} THEN UPDATE SET ${updated.map((c) => `${c} = s.${c}`).join(', ')}`
+          + ` ON t.${key} = s.${key}${matched}`
           + ` WHEN NOT MATCHED THEN INSERT (${names.join(', ')}) VALUES (${names.map((c) => `s.${c}`).join(', ')})${end}`;
       }
     }
+  }
+
+  const selectByKey = (table: string, keyColumn: string, columns: string[], lock = false) => {
+    const hint = lock ? syntax.lockRows.tableHint ?? '' : '';
+    const suffix = lock ? syntax.lockRows.suffix ?? '' : '';
+    return `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table)}${hint} WHERE ${quoteIdent(keyColumn)} = ?${suffix}`;
+  };
+
+  const stateParts = (state: StateTable) => {
+    const c = Object.fromEntries(STATE_COLUMNS.map((role) => [role, quoteIdent(state.columns[role])])) as Record<StateColumn, string>;
+    return { c, table: quoteTable(state.table), where: `${c.job_id} = ? AND ${c.record_key} = ?` };
+  };
+
+  function createStateTable(table: string): string {
+    const { c } = stateParts(defaultStateTable(table));
+    const { text, long } = syntax.stateTypes;
+    return `CREATE TABLE ${quoteTable(table)} (${c.job_id} ${text(200)} NOT NULL, ${c.record_key} ${text(400)} NOT NULL,`
+      + ` ${c.version} ${text(40)}, ${c.tiebreak} ${text(64)} NOT NULL, ${c.fingerprint} ${text(64)} NOT NULL,`
+      + ` ${c.written} ${long} NOT NULL, ${c.parked} ${long}, ${c.updated_at} ${text(32)} NOT NULL,`
+      + ` PRIMARY KEY (${c.job_id}, ${c.record_key}))`;
+  }
+
+  function claimState(state: StateTable): string[] {
+    const { c, table, where } = stateParts(state);
+    const read = [c.version, c.tiebreak, c.fingerprint, c.written, c.parked];
+    // A new state row is written with an empty fingerprint: "nothing written yet".
+    const insertColumns = `(${c.job_id}, ${c.record_key}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`;
+    const select = `SELECT ${read.join(', ')} FROM ${table}${syntax.lockRows.tableHint ?? ''} WHERE ${where}${syntax.lockRows.suffix ?? ''}`;
+    switch (syntax.ensureRow) {
+      case 'on-conflict-returning':
+        // DO UPDATE (not DO NOTHING) so the existing row is locked and returned in one statement.
+        return [`INSERT INTO ${table} ${insertColumns} VALUES (?, ?, '', '', '{}', '')`
+          + ` ON CONFLICT (${c.job_id}, ${c.record_key}) DO UPDATE SET ${c.job_id} = excluded.${c.job_id}`
+          + ` RETURNING ${read.join(', ')}`];
+      case 'on-duplicate-key':
+        // The duplicate-key branch takes an exclusive lock at once: no shared lock to upgrade, no deadlock.
+        return [`INSERT INTO ${table} ${insertColumns} VALUES (?, ?, '', '', '{}', '')`
+          + ` ON DUPLICATE KEY UPDATE ${c.job_id} = ${c.job_id}`, select];
+      case 'insert-or-ignore':
+        return [`INSERT OR IGNORE INTO ${table} ${insertColumns} VALUES (?, ?, '', '', '{}', '')`, select];
+      case 'merge': {
+        const hint = syntax.name === 'sqlserver' ? ' WITH (HOLDLOCK)' : '';
+        const end = syntax.name === 'sqlserver' ? ';' : '';
+        const { text } = syntax.stateTypes;
+        return [`MERGE INTO ${table}${hint} AS t USING (VALUES (CAST(? AS ${text(200)}), CAST(? AS ${text(400)}))) AS s (${c.job_id}, ${c.record_key})`
+          + ` ON t.${c.job_id} = s.${c.job_id} AND t.${c.record_key} = s.${c.record_key}`
+          + ` WHEN NOT MATCHED THEN INSERT ${insertColumns} VALUES (s.${c.job_id}, s.${c.record_key}, '', '', '{}', '')${end}`, select];
+      }
+    }
+  }
+
+  function updateState(state: StateTable): string {
+    const { c, table, where } = stateParts(state);
+    const set = [c.version, c.tiebreak, c.fingerprint, c.written, c.parked, c.updated_at].map((col) => `${col} = ?`).join(', ');
+    return `UPDATE ${table} SET ${set} WHERE ${where}`;
+  }
+
+  function listParked(state: StateTable): string {
+    const { c, table } = stateParts(state);
+    return `SELECT ${c.record_key}, ${c.version}, ${c.written}, ${c.parked}, ${c.updated_at} FROM ${table}`
+      + ` WHERE ${c.job_id} = ? AND ${c.parked} IS NOT NULL ORDER BY ${c.updated_at}, ${c.record_key}`;
   }
 
   return {
     name: syntax.name,
     quoteIdent,
     quoteTable,
-    selectByKey: (table, keyColumn, columns) =>
-      `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table)} WHERE ${quoteIdent(keyColumn)} = ?`,
+    selectByKey: (table, keyColumn, columns) => selectByKey(table, keyColumn, columns),
+    selectByKeyForUpdate: (table, keyColumn, columns) => selectByKey(table, keyColumn, columns, true),
+    createStateTable,
+    claimState,
+    updateState,
+    listParked,
     upsert,
     sessionSetup: syntax.sessionSetup,
     currentSchemaQuery: syntax.currentSchemaQuery,

@@ -5,7 +5,7 @@
 // - it hands connections back without a health check, so a dropped one keeps failing with 08S01.
 // - a prepared statement keeps each parameter's NULL indicator: bind null once, and every later
 //   number or boolean bound at that position is written as NULL. Values are bound as text here.
-import { classifyDbError } from './errors';
+import { DbError, classifyDbError } from './errors';
 
 /** What EXS binds; numbers reach the driver as text (see above). */
 export type SqlParameter = string | number | null;
@@ -20,6 +20,9 @@ export interface OdbcConnection {
   query(sql: string, parameters?: Array<string | null>, options?: { timeout?: number }): Promise<OdbcResult>;
   tables(catalog: string | null, schema: string | null, table: string | null, type: string | null): Promise<OdbcResult>;
   columns(catalog: string | null, schema: string | null, table: string | null, column: string | null): Promise<OdbcResult>;
+  beginTransaction(): Promise<void>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,11 +55,40 @@ export function connectOdbc(options: ConnectOptions): Promise<OdbcConnection> {
  * memory that stays flat under any backlog matters more. Batched writes recover the speed.
  */
 export class OdbcSession {
+  /** Set when the connection can no longer be trusted (a commit or rollback failed): it is closed, never reused. */
+  broken = false;
+
   constructor(readonly connection: OdbcConnection, private readonly queryTimeoutSeconds?: number) {}
 
   run(sql: string, parameters: SqlParameter[]): Promise<OdbcResult> {
     const bound = parameters.map((value) => (value === null ? null : String(value)));
     return this.queryTimeoutSeconds ? this.connection.query(sql, bound, { timeout: this.queryTimeoutSeconds }) : this.connection.query(sql, bound);
+  }
+
+  /**
+   * Runs `work` in one transaction: committed when it resolves, rolled back when it throws. A
+   * connection whose commit or rollback failed is in an unknown state (half a transaction may
+   * still be open on it), so it is marked broken and the pool closes it.
+   */
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    await this.connection.beginTransaction();
+    let result: T;
+    try {
+      result = await work();
+    } catch (err) {
+      await this.connection.rollback().catch(() => {
+        this.broken = true;
+      });
+      throw err;
+    }
+    try {
+      await this.connection.commit();
+    } catch (err) {
+      this.broken = true;
+      await this.connection.rollback().catch(() => undefined);
+      throw err;
+    }
+    return result;
   }
 
   async dispose(): Promise<void> {
@@ -66,10 +98,17 @@ export class OdbcSession {
 
 export interface PoolOptions extends ConnectOptions {
   maxSize: number;
+  /** Each statement is cancelled by the driver after this long (SQL_ATTR_QUERY_TIMEOUT). */
   queryTimeoutSeconds?: number;
-  /** Statement run once on every new connection, e.g. the dialect's session time zone. */
-  sessionSetup?: string;
+  /** How long a caller waits for a free connection before failing (transient: it is retried). */
+  acquireTimeoutMs?: number;
+  /** Statements run once on every new connection, e.g. the dialect's session time zone. */
+  sessionSetup?: readonly string[];
+  /** A statement that only a live connection answers (`SELECT 1`), to tell a dead connection from a bad statement. */
+  pingSql?: string;
 }
+
+const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;
 
 export class OdbcPool {
   private readonly idle: OdbcSession[] = [];
@@ -90,8 +129,26 @@ export class OdbcPool {
       this.release(session, true);
       return result;
     } catch (err) {
-      this.release(session, !classifyDbError(err).transient);
-      throw err;
+      // A lost connection (SQLSTATE 08), a timeout or a failed commit: closed, not handed out again.
+      const failure = await this.diagnose(session, err);
+      this.release(session, !classifyDbError(failure).transient);
+      throw failure;
+    }
+  }
+
+  /**
+   * node-odbc reports some failures on a dropped connection without any diagnostic (psqlODBC inside
+   * a transaction: "Error getting information about parameters", no SQLSTATE). A ping on the same
+   * connection tells a dead connection (transient: pause and retry) from a bad statement.
+   */
+  private async diagnose(session: OdbcSession, err: unknown): Promise<unknown> {
+    const classified = classifyDbError(err);
+    if (classified.transient || classified.sqlState || !this.options.pingSql || session.broken) return err;
+    try {
+      await session.connection.query(this.options.pingSql);
+      return err;
+    } catch {
+      return new DbError({ transient: true, message: `connection lost (${classified.message})` }, undefined, err);
     }
   }
 
@@ -103,21 +160,47 @@ export class OdbcPool {
   }
 
   private async acquire(): Promise<OdbcSession> {
+    const timeoutMs = this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.closed) throw new Error('connection pool is closed');
       const session = this.idle.pop();
       if (session) return session;
       if (this.size < this.options.maxSize) return this.openSession();
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      const left = deadline - Date.now();
+      if (left <= 0 || !(await this.waitForRelease(left))) {
+        throw new DbError({ transient: true, message: `no free database connection within ${timeoutMs / 1000} s (pool size ${this.options.maxSize})` });
+      }
     }
+  }
+
+  /** Resolves true when a connection comes free (or the pool closes), false after `ms`. */
+  private waitForRelease(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const at = this.waiting.indexOf(wake);
+        if (at >= 0) this.waiting.splice(at, 1);
+        resolve(false);
+      }, ms);
+      this.waiting.push(wake);
+    });
+  }
+
+  /** Connections open now, and how many of them are idle (for tests and status). */
+  stats(): { size: number; idle: number; waiting: number } {
+    return { size: this.size, idle: this.idle.length, waiting: this.waiting.length };
   }
 
   private async openSession(): Promise<OdbcSession> {
     this.size++;
     try {
       const session = new OdbcSession(await connectOdbc(this.options), this.options.queryTimeoutSeconds);
-      if (this.options.sessionSetup) {
-        await session.connection.query(this.options.sessionSetup).catch(async (err) => {
+      for (const statement of this.options.sessionSetup ?? []) {
+        await session.connection.query(statement).catch(async (err) => {
           await session.dispose();
           throw err;
         });
@@ -131,7 +214,7 @@ export class OdbcPool {
   }
 
   private release(session: OdbcSession, healthy: boolean): void {
-    if (healthy && !this.closed) {
+    if (healthy && !session.broken && !this.closed) {
       this.idle.push(session);
     } else {
       this.size--;
