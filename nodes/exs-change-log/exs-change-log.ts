@@ -18,7 +18,8 @@ export = function registerExsChangeLog(RED: RED) {
     if (!job) return;
     const showCounts = () => {
       const c = job.counters;
-      this.status({ fill: c.dead_letter > 0 ? 'yellow' : 'green', shape: 'dot', text: `ok ${c.applied + c.unchanged + c.skipped} · dlq ${c.dead_letter}` });
+      const parked = c.parked > 0 ? ` · parked ${c.parked}` : '';
+      this.status({ fill: c.dead_letter + c.parked > 0 ? 'yellow' : 'green', shape: 'dot', text: `ok ${c.applied + c.unchanged + c.skipped} · dlq ${c.dead_letter}${parked}` });
     };
     showCounts();
     // Entries the job writes itself (held events coalesced into a newer one) are published too.

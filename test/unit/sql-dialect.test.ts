@@ -13,6 +13,8 @@ import {
   type DialectName,
 } from '../../nodes/core/sql/dialect';
 import { DbError, classifyDbError, toDbError } from '../../nodes/core/sql/errors';
+import { contentHash, decideConflict } from '../../nodes/core/conflict';
+import { CONFLICT_RULES, type ConflictRule } from '../../nodes/core/types';
 import { driverNameOf, withCredentials } from '../../nodes/core/sql/odbc-pool';
 
 const PERMIT_COLUMNS: ColumnInfo[] = [
@@ -153,6 +155,34 @@ describe('upsert SQL', () => {
     it(`${name}: insert-or-update with a timestamp cast that keeps microseconds`, () => {
       assert.equal(DIALECTS[name as DialectName].upsert('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS), sql);
     });
+  }
+
+  // A clerk changed PERMIT_STAT; a newer HMS event brings PERMIT_STAT and LAST_CHG_TS. What each rule
+  // writes, in each dialect: the whole row, only the time (the clerk's status kept or parked), or nothing.
+  const timeOnly: Record<DialectName, string> = {
+    postgresql: 'INSERT INTO "PERMIT_TABLE" ("PERMIT_ID", "LAST_CHG_TS") VALUES (?, CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP))'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "LAST_CHG_TS" = excluded."LAST_CHG_TS"',
+    mysql: 'INSERT INTO `PERMIT_TABLE` (`PERMIT_ID`, `LAST_CHG_TS`) VALUES (?, CAST(? AS DATETIME(6))) ON DUPLICATE KEY UPDATE `LAST_CHG_TS` = VALUES(`LAST_CHG_TS`)',
+    sqlite: 'INSERT INTO "PERMIT_TABLE" ("PERMIT_ID", "LAST_CHG_TS") VALUES (?, ?) ON CONFLICT ("PERMIT_ID") DO UPDATE SET "LAST_CHG_TS" = excluded."LAST_CHG_TS"',
+    sqlserver: 'MERGE INTO [PERMIT_TABLE] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS varchar(20)), CAST(CAST(? AS VARCHAR(40)) AS DATETIME2(7))))'
+      + ' AS s ([PERMIT_ID], [LAST_CHG_TS]) ON t.[PERMIT_ID] = s.[PERMIT_ID] WHEN MATCHED THEN UPDATE SET [LAST_CHG_TS] = s.[LAST_CHG_TS]'
+      + ' WHEN NOT MATCHED THEN INSERT ([PERMIT_ID], [LAST_CHG_TS]) VALUES (s.[PERMIT_ID], s.[LAST_CHG_TS]);',
+    db2: 'MERGE INTO "PERMIT_TABLE" AS t USING (VALUES (CAST(? AS varchar(20)), CAST(CAST(? AS VARCHAR(40)) AS TIMESTAMP(6))))'
+      + ' AS s ("PERMIT_ID", "LAST_CHG_TS") ON t."PERMIT_ID" = s."PERMIT_ID" WHEN MATCHED THEN UPDATE SET "LAST_CHG_TS" = s."LAST_CHG_TS"'
+      + ' WHEN NOT MATCHED THEN INSERT ("PERMIT_ID", "LAST_CHG_TS") VALUES (s."PERMIT_ID", s."LAST_CHG_TS")',
+  };
+  const writes: Record<ConflictRule, 'row' | 'time'> = { HMS_WINS: 'row', LAST_WRITE_WINS: 'row', DESTINATION_WINS: 'time', MANUAL: 'time' };
+  for (const name of Object.keys(golden) as DialectName[]) {
+    for (const rule of CONFLICT_RULES) {
+      it(`${name}, ${rule}: the write after a clerk's edit`, () => {
+        const state = { version: '2026-03-01 10:00:10.000000', tiebreak: 'x', written: { PERMIT_ID: 'P-1', PERMIT_STAT: 'PEND', LAST_CHG_TS: '2026-03-01 10:00:10.000000' } };
+        const current = { ...state.written, PERMIT_STAT: 'HOLD' };
+        const row = { PERMIT_ID: 'P-1', PERMIT_STAT: 'APPR', LAST_CHG_TS: '2026-03-01 10:00:30.000000' };
+        const decision = decideConflict({ rule, timestampColumn: 'LAST_CHG_TS' }, state, current, { row, keyColumn: 'PERMIT_ID', version: row.LAST_CHG_TS, tiebreak: contentHash(row) });
+        const columns = PERMIT_COLUMNS.filter((c) => Object.hasOwn(decision.columns, c.name));
+        assert.equal(DIALECTS[name].upsert('PERMIT_TABLE', 'PERMIT_ID', columns), writes[rule] === 'row' ? golden[name] : timeOnly[name]);
+      });
+    }
   }
 
   it('writes only the columns the conflict law takes: a partial row leaves the others alone', () => {

@@ -1,0 +1,81 @@
+// Pool hygiene against a real PostgreSQL through psqlODBC: a statement that runs too long is
+// cancelled, a caller that finds no free connection gives up in time, and a connection whose
+// commit failed (or that died mid-transaction) is closed, never handed out again.
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { classifyDbError } from '../../nodes/core/sql/errors';
+import { OdbcPool, connectOdbc } from '../../nodes/core/sql/odbc-pool';
+import { PG_CONN, needService } from '../support/services';
+
+const pidOf = async (pool: OdbcPool) => Number((await pool.withSession((s) => s.run('SELECT pg_backend_pid() AS pid', [])))[0].pid);
+
+describe('OdbcPool on PostgreSQL', () => {
+  it('cancels a statement after the query timeout and closes that connection', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, queryTimeoutSeconds: 1, pingSql: 'SELECT 1' });
+    t.after(() => pool.close());
+    const before = await pidOf(pool);
+    await assert.rejects(pool.withSession((s) => s.run('SELECT pg_sleep(5)', [])), (err: unknown) => {
+      assert.deepEqual([classifyDbError(err).transient, classifyDbError(err).sqlState], [true, '57014']);
+      return true;
+    });
+    assert.deepEqual(pool.stats(), { size: 0, idle: 0, waiting: 0 }, 'the timed-out connection is gone');
+    assert.notEqual(await pidOf(pool), before, 'the next statement runs on a fresh connection');
+  });
+
+  it('fails a caller that waits longer than the acquire timeout for a free connection, as a transient error', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, acquireTimeoutMs: 300 });
+    t.after(() => pool.close());
+    let release!: () => void;
+    const held = pool.withSession(() => new Promise<void>((resolve) => (release = resolve)));
+    await assert.rejects(pool.withSession((s) => s.run('SELECT 1', [])), (err: unknown) => {
+      assert.equal(classifyDbError(err).transient, true);
+      assert.match(String(err), /no free database connection within 0\.3 s \(pool size 1\)/);
+      return true;
+    });
+    assert.equal(pool.stats().waiting, 0, 'the caller that gave up no longer waits');
+    release();
+    await held;
+    assert.equal((await pool.withSession((s) => s.run('SELECT 1 AS one', [])))[0].one, 1, 'the connection serves the next caller');
+  });
+
+  it('closes a connection whose transaction could not commit; the next one is fresh', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 2, pingSql: 'SELECT 1' });
+    const admin = await connectOdbc({ connectionString: PG_CONN });
+    t.after(async () => {
+      await pool.close();
+      await admin.close();
+    });
+    let victim = 0;
+    await assert.rejects(pool.withSession((s) => s.transaction(async () => {
+      victim = Number((await s.run('SELECT pg_backend_pid() AS pid', []))[0].pid);
+      await admin.query('SELECT pg_terminate_backend(?)', [String(victim)]);
+    })), (err: unknown) => classifyDbError(err).transient);
+    assert.deepEqual(pool.stats(), { size: 0, idle: 0, waiting: 0 });
+    const next = await pidOf(pool);
+    assert.notEqual(next, victim);
+  });
+
+  it('tells a connection that died without a diagnostic from a bad statement', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, pingSql: 'SELECT 1' });
+    const admin = await connectOdbc({ connectionString: PG_CONN });
+    t.after(async () => {
+      await pool.close();
+      await admin.close();
+    });
+    // A bad statement stays a permanent error and keeps its (healthy) connection.
+    const first = await pidOf(pool);
+    await assert.rejects(pool.withSession((s) => s.run('SELECT no_such_column FROM pg_class', [])), (err: unknown) => !classifyDbError(err).transient);
+    assert.equal(await pidOf(pool), first);
+    // Killed between two transactions: psqlODBC then reports the next parameterized statement with no SQLSTATE at all.
+    await admin.query('SELECT pg_terminate_backend(?)', [String(first)]);
+    await assert.rejects(pool.withSession((s) => s.transaction(() => s.run('SELECT 1 WHERE 1 = ?', ['1']))), (err: unknown) => {
+      assert.equal(classifyDbError(err).transient, true, String(err));
+      return true;
+    });
+    assert.notEqual(await pidOf(pool), first);
+  });
+});
