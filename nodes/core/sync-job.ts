@@ -8,8 +8,8 @@ import * as path from 'node:path';
 import { ChangeLogStore } from './changelog-store';
 import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
-import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord } from './queue/dispatcher';
-import type { ParkedConflict } from './conflict';
+import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
+import { sourceVersionOf, type ParkedConflict } from './conflict';
 import type { ApplyResult, ChangeLogEntry, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 export interface JobSettings {
@@ -30,8 +30,10 @@ export interface DestinationSchema {
   /** The event field holding the record's key: what held schedules coalesce by. */
   keyField?: string;
   columns: string[];
-  /** Column fed by the event's `updated_at`: what LAST_WRITE_WINS compares. */
+  /** Column fed by the event's version field: what LAST_WRITE_WINS compares. */
   timestampColumn?: string;
+  /** Event field that orders a record's events (`updated_at`): held schedules keep the newest by it. */
+  versionField?: string;
 }
 
 export type JobCounters = Record<SettledOutcome, number>;
@@ -109,7 +111,7 @@ export class SyncJob extends EventEmitter {
       const dispatcher = new SyncDispatcher(this.journal, deliver, {
         retry: this.settings.retry_policy,
         schedule: this.settings.schedule,
-        keyOf: (record) => this.keyOf(record),
+        identify: (record) => this.identify(record),
       });
       dispatcher.on('state', () => this.emit('state'));
       dispatcher.on('paused', () => this.emit('paused'));
@@ -233,13 +235,19 @@ export class SyncJob extends EventEmitter {
     });
   }
 
-  private keyOf(record: JournalRecord): string | undefined {
+  /** The event's record key and version, read as the mapper reads them; undefined when it names no key. */
+  private identify(record: JournalRecord): RecordIdentity | undefined {
     const field = this.schema?.keyField;
     if (!field) return undefined;
     try {
       const event = JSON.parse(record.payload.toString('utf8'));
-      const key = event && typeof event === 'object' && Object.prototype.hasOwnProperty.call(event, field) ? event[field] : undefined;
-      return typeof key === 'string' || typeof key === 'number' ? String(key) : undefined;
+      if (!event || typeof event !== 'object') return undefined;
+      const read = (path: string) => path.split('.').reduce<unknown>(
+        (value, segment) => (value && typeof value === 'object' && Object.hasOwn(value, segment) ? (value as Record<string, unknown>)[segment] : undefined), event);
+      const key = read(field);
+      if (typeof key !== 'string' && typeof key !== 'number') return undefined;
+      // An unreadable version is the mapper's to refuse; here it counts as none.
+      return { key: String(key), version: sourceVersionOf(read(this.schema?.versionField ?? 'updated_at')) ?? null };
     } catch {
       return undefined;
     }
@@ -251,7 +259,7 @@ export class SyncJob extends EventEmitter {
       time: new Date().toISOString(),
       job: this.id,
       seq: record.seq,
-      key: this.keyOf(record) ?? null,
+      key: this.identify(record)?.key ?? null,
       outcome: 'superseded',
       dest_row: 'SUPERSEDED',
       attempts: 0,

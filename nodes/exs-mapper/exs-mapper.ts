@@ -60,6 +60,7 @@ export = function registerExsMapper(RED: RED) {
       columns: rules.map((r) => r.target),
       // LAST_WRITE_WINS compares the legacy row's time with the column fed by the version field.
       timestampColumn: rules.find((r) => r.source === versionField)?.target,
+      versionField,
     });
     this.status({ fill: 'green', shape: 'dot', text: `${rules.length} fields` });
 

@@ -61,6 +61,24 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['P-1:Issued', 'P-2:Denied']);
   });
 
+  it('on flush keeps the newest of each record by its updated_at, not by arrival', async (t) => {
+    if (!(await setUp(t))) return;
+    await loadFlow(queueFlow(dbFile, 'Hourly_Job', { schedule: 'hourly' }));
+    const queue = helper.getNode('queue');
+    const events = [
+      ['P-1', 'Issued', '2026-03-01T10:00:03Z'], ['P-1', 'Pending', '2026-03-01T10:00:01Z'], ['P-1', 'Approved', '2026-03-01T10:00:02Z'],
+      ['P-2', 'Denied', '2026-03-01T10:00:05Z'], ['P-2', 'Pending', '2026-03-01T10:00:04Z'],
+    ];
+    for (const [permit_id, status, updated_at] of events) queue.receive({ payload: { permit_id, status, updated_at } });
+    await new Promise((r) => setTimeout(r, 300));
+    const entries = collectMessages(helper.getNode('entries'), 5);
+    await helper.request().post('/exs/jobs/Hourly_Job/flush').expect(200);
+    const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['P-1:applied', 'P-1:superseded', 'P-1:superseded', 'P-2:applied', 'P-2:superseded']);
+    const rows = await sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE ORDER BY PERMIT_ID');
+    assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['P-1:Issued', 'P-2:Denied'], 'the first to arrive was the newest');
+  });
+
   it('lists dead letters and replays them through the job once the cause is fixed', async (t) => {
     if (!(await setUp(t))) return;
     await loadFlow(queueFlow(dbFile, 'Dlq_Job', { mapping: 'HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR)' }));

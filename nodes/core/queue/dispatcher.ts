@@ -6,6 +6,7 @@
 // each record.
 import { EventEmitter } from 'node:events';
 import type { JournalRecord } from '../journal/sync-journal';
+import { compareVersions, type SourceVersion } from '../conflict';
 import type { RetryPolicy } from '../types';
 import { retryDelayMs } from './backoff';
 import { parseCron, isRealtime, type CronSchedule } from './schedule';
@@ -28,6 +29,17 @@ export interface Delivery {
 
 export type FailureKind = 'transient' | 'data';
 
+export interface RecordIdentity {
+  key: string;
+  version: SourceVersion;
+}
+
+/** A record's winners in a held flush: its newest version, and the events that carry it. */
+interface NewestOfRecord {
+  version: SourceVersion;
+  seqs: number[];
+}
+
 export interface DispatcherOptions {
   retry: RetryPolicy;
   /** `realtime`, `hourly`, `nightly` or a cron expression. */
@@ -35,8 +47,11 @@ export interface DispatcherOptions {
   /** Most events in the flow at once. */
   window?: number;
   maxBackoffSeconds?: number;
-  /** The record key of an event, for coalescing held events; undefined = never coalesced. */
-  keyOf?: (record: JournalRecord) => string | undefined;
+  /**
+   * The record key of an event and its version, for coalescing held events; undefined = never
+   * coalesced. The newest by version is kept (the later arrival among events without one).
+   */
+  identify?: (record: JournalRecord) => RecordIdentity | undefined;
   random?: () => number;
 }
 
@@ -75,8 +90,8 @@ export class SyncDispatcher extends EventEmitter {
   private nextFlush?: number;
   /** During a held flush: deliver events up to this seq, then hold again. */
   private flushLimit = 0;
-  /** During a held flush: each record's newest seq; older events of a record are superseded. */
-  private newestOfRecord?: Map<string, number>;
+  /** During a held flush: each record's newest events; the others of a record are superseded. */
+  private newestOfRecord?: Map<string, NewestOfRecord>;
   private flushing?: Promise<void>;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
@@ -246,10 +261,13 @@ export class SyncDispatcher extends EventEmitter {
     }
   }
 
+  /** The seq of the event that supersedes this one in a held flush, or undefined when it is to be written. */
   private newestSeqOf(record: JournalRecord): number | undefined {
-    if (!this.newestOfRecord || !this.options.keyOf) return undefined;
-    const key = this.options.keyOf(record);
-    return key === undefined ? undefined : this.newestOfRecord.get(key);
+    if (!this.newestOfRecord || !this.options.identify) return undefined;
+    const identity = this.options.identify(record);
+    const newest = identity && this.newestOfRecord.get(identity.key);
+    if (!newest || newest.seqs.includes(record.seq)) return undefined;
+    return newest.seqs[newest.seqs.length - 1];
   }
 
   private armFlush(): void {
@@ -267,17 +285,22 @@ export class SyncDispatcher extends EventEmitter {
   }
 
   /**
-   * Finds each record's newest held event (keys only, so memory grows with the number of
-   * records, not events); the pump then writes those and settles the older ones as superseded.
+   * Finds each record's newest held event by version (keys only, so memory grows with the number
+   * of records, not events); the pump then writes those and settles the older ones as superseded.
    */
   private async runFlush(): Promise<void> {
     const limit = this.journal.lastSeq;
-    const keyOf = this.options.keyOf;
-    if (keyOf) {
-      const newest = new Map<string, number>();
+    const identify = this.options.identify;
+    if (identify) {
+      const newest = new Map<string, NewestOfRecord>();
       await this.scan(limit, (record) => {
-        const key = keyOf(record);
-        if (key !== undefined) newest.set(key, record.seq);
+        const identity = identify(record);
+        if (identity === undefined) return;
+        const known = newest.get(identity.key);
+        const order = known ? compareVersions(identity.version, known.version) : 1;
+        // Equal versions with different content are all written: the conflict law orders them by content.
+        if (order > 0 || (order === 0 && identity.version === null)) newest.set(identity.key, { version: identity.version, seqs: [record.seq] });
+        else if (order === 0) known!.seqs.push(record.seq);
       });
       this.newestOfRecord = newest;
     }
