@@ -319,7 +319,9 @@ async function commandRun(args: ParsedArgs, io: Io): Promise<number> {
 function formatEntry(e: ChangeLogEntry): string {
   const key = e.key === null || e.key === undefined ? '-' : typeof e.key === 'string' ? e.key : JSON.stringify(e.key);
   const detail = e.error ? `  ${e.error}` : e.after ? `  ${JSON.stringify(e.after)}` : '';
-  return `${e.time}  #${e.seq}  ${key}  ${e.outcome} (${e.dest_row})  ${e.latency_ms} ms  attempts ${e.attempts}${detail}`;
+  // Why the law kept, parked or resolved a row; an applied write needs no explaining unless both sides changed it.
+  const why = e.reason && (e.outcome !== 'applied' || e.conflicts) ? `  (${e.reason})` : '';
+  return `${e.time}  #${e.seq}  ${key}  ${e.outcome} (${e.dest_row})  ${e.latency_ms} ms  attempts ${e.attempts}${detail}${why}`;
 }
 
 /** Calls an EXS admin endpoint of a running Node-RED; errors become one readable line. */

@@ -22,7 +22,7 @@ const suites = [
   { name: 'flow (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red-5' } },
   { name: 'integration (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red' }, serial: true },
   // The runtime-level suite again on Node-RED 5; the connector suite does not touch Node-RED.
-  { name: 'integration (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red-5' }, serial: true, only: ['runtime.test.js', 'sdk.test.js', 'credentials.test.js', 'durable-source.test.js'] },
+  { name: 'integration (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red-5' }, serial: true, only: ['runtime.test.js', 'sdk.test.js', 'credentials.test.js', 'durable-source.test.js', 'conflict-flow.test.js'] },
 ];
 
 function testFiles(suite) {
