@@ -6,7 +6,7 @@
 //
 //   npm run build && node bench/backlog-bench.js [events=200000] [keys=1000]
 //
-// Writes bench/results/backlog.md. Needs PostgreSQL on 127.0.0.1:5432 (database test, user
+// Writes bench/results/backlog-<events>.md. Needs PostgreSQL on 127.0.0.1:5432 (database test, user
 // postgres) and the Mosquitto binary; starts its own broker and a TCP proxy, touches no service.
 'use strict';
 const fs = require('fs');
@@ -142,7 +142,7 @@ retry_policy:
     ].join('\n');
     console.log('\n' + report);
     fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
-    fs.writeFileSync(path.join(__dirname, 'results', 'backlog.md'), report);
+    fs.writeFileSync(path.join(__dirname, 'results', `backlog-${EVENTS}.md`), report);
   } finally {
     await cleanup();
   }
