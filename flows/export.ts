@@ -97,6 +97,7 @@ export function flowToContract(flow: FlowNode[], jobNode: FlowNode): Contract {
     mapping: rules,
     ...(Object.keys(fieldRules).length > 0 && { field_rules: fieldRules }),
     version_field: str(mapper.version_field) || String(defaults.version_field),
+    version_type: (str(mapper.version_type) || defaults.version_type) as Contract['version_type'],
     max_clock_skew_seconds: (skew ?? Number(defaults.max_clock_skew_seconds)) as number,
     table,
     state_table: (connector.type === 'exs-connector' && str(connector.state_table)) || String(defaults.state_table),

@@ -184,7 +184,7 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
       id: ids.mapper, type: 'exs-mapper', z: tab, name: '', job: ids.job,
       key: contract.key ? formatKeyRule(contract.key) : '',
       mapping: contract.mapping.map(formatMappingRule).join('\n'),
-      version_field: contract.version_field, max_clock_skew_seconds: contract.max_clock_skew_seconds,
+      version_field: contract.version_field, version_type: contract.version_type, max_clock_skew_seconds: contract.max_clock_skew_seconds,
       ...at(2), wires: [[ids.resolver], [ids.log]],
     },
     {

@@ -38,18 +38,28 @@ export function formatFieldRules(rules: Record<string, ConflictRule> | undefined
 
 /**
  * Where an event stands in its record's history: the event's `updated_at` (or the contract's
- * `version_field`) as canonical UTC text `YYYY-MM-DD HH:MM:SS.ffffff`, or a number's decimal text
- * for a revision counter. Null: the event carries none, which counts as the oldest.
+ * `version_field`) as canonical UTC text `YYYY-MM-DD HH:MM:SS.ffffff` for a time, or a number's
+ * decimal text for a revision counter. Null: the event carries none, which counts as the oldest.
  */
 export type SourceVersion = string | null;
 
+/** How a version field is read: a moment in time (the default), or a revision number. */
+export const VERSION_TYPES = ['time', 'number'] as const;
+export type VersionType = (typeof VERSION_TYPES)[number];
+
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
 /**
- * Reads an event's version field: a number is a revision counter; text or a Date is a time (the
- * forms the `timestamp` transform reads). Undefined when the value is neither: a data error.
+ * Reads an event's version field. As a time, text and numbers are read the way the `timestamp`
+ * transform reads them (ISO-8601, compact YYYYMMDD[HHmm[ss]], epoch milliseconds); as a number,
+ * a number or its digits. Undefined when the value cannot be read: a data error.
  */
-export function sourceVersionOf(value: unknown): SourceVersion | undefined {
+export function sourceVersionOf(value: unknown, type: VersionType = 'time'): SourceVersion | undefined {
   if (value === undefined || value === null || value === '') return null;
-  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
+  if (type === 'number') {
+    const text = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : typeof value === 'string' ? value.trim() : '';
+    return DECIMAL.test(text) ? text.replace(/^(-?)0+(?=\d)/, '$1') : undefined;
+  }
   const instant = parseInstant(value);
   return instant ? formatInstant(instant, CANONICAL_TIMESTAMP) : undefined;
 }
@@ -65,7 +75,8 @@ export function versionMillis(version: SourceVersion): number | undefined {
 
 /**
  * Orders two versions: none < revision numbers < times (a job uses one kind; mixing them must
- * still give one answer). Canonical time text has a fixed width, so it compares as text.
+ * still give one answer). Canonical time text has a fixed width, so it compares as text; whole
+ * revision numbers compare exactly, however many digits they have.
  */
 export function compareVersions(a: SourceVersion, b: SourceVersion): number {
   if (a === b) return 0;
@@ -75,6 +86,10 @@ export function compareVersions(a: SourceVersion, b: SourceVersion): number {
   const bTime = TIME_VERSION.test(b);
   if (aTime !== bTime) return aTime ? 1 : -1;
   if (aTime) return a < b ? -1 : 1;
+  if (/^-?\d+$/.test(a) && /^-?\d+$/.test(b)) {
+    const difference = BigInt(a) - BigInt(b);
+    return difference === 0n ? 0 : difference < 0n ? -1 : 1;
+  }
   return Math.sign(Number(a) - Number(b));
 }
 
@@ -107,22 +122,33 @@ export interface ParkedConflict {
   fields: Record<string, ParkedField>;
 }
 
+/** An event's place in its record's history: its version, and its content hash for ties. */
+export interface Stamp {
+  version: SourceVersion;
+  tiebreak: string;
+}
+
 /** What EXS remembers of a record, in the destination so that every runtime of the job sees it. */
 export interface RecordState {
+  /** The newest event EXS has decided for this record. */
   version: SourceVersion;
-  /** contentHash of the event last accepted, to break ties. */
+  /** contentHash of that event, to break ties. */
   tiebreak: string;
-  /** The mapped columns (contract names) as EXS last wrote them, canonical values. */
+  /** The mapped columns (contract names) as the destination held them after EXS last wrote them. */
   written: Record<string, unknown>;
+  /**
+   * The event each column was last decided by, so that an older event still fills a column the
+   * newer ones did not carry: partial events end the same whatever their order. Absent for a column
+   * means the record's stamp.
+   */
+  columns?: Record<string, Stamp>;
   parked?: ParkedConflict | null;
 }
 
-export interface IncomingRecord {
+export interface IncomingRecord extends Stamp {
   /** Mapped columns, key included, values as they will be bound (canonical). */
   row: Record<string, unknown>;
   keyColumn: string;
-  version: SourceVersion;
-  tiebreak: string;
 }
 
 export type Winner = 'hms' | 'destination' | 'parked';
@@ -155,18 +181,21 @@ const plainSame: SameValue = (_column, a, b) => (a === null || a === undefined ?
 
 /**
  * The law:
- * 1. Source order. An event older than the version EXS last wrote for the record is skipped,
- *    whatever the rule; the same version with the same content is a redelivery (unchanged). Equal
- *    versions with different content are ordered by contentHash, and an event without a version
- *    is the oldest, so any order of the same events, however often redelivered, ends the same.
- *    Events without versions cannot be ordered by their source: among them the later arrival wins.
+ * 1. Source order, per column. A column the event carries is decided only when the event is newer
+ *    than the one that last decided that column: an older event is skipped whatever the rule (it
+ *    still fills columns newer events did not carry), the same event again is a redelivery
+ *    (unchanged). Equal versions with different content are ordered by contentHash, and an event
+ *    without a version is the oldest, so any order of the same versioned events, however often
+ *    redelivered, ends the same. Events without versions cannot be ordered by their source:
+ *    among them the later arrival wins, as in any plain sync.
  * 2. Legacy edits. A column whose destination value differs from what EXS last wrote was changed
  *    on the legacy side (a deleted row counts as changed). A column nobody changed takes the event.
  *    Without a record of what EXS wrote (a row from before EXS) there is no edit to detect.
- * 3. Rules, for columns both sides changed (and, for LAST_WRITE_WINS, any existing row):
+ * 3. Rules, for columns both sides changed (and, for LAST_WRITE_WINS, values EXS never wrote):
  *    HMS_WINS writes the event; DESTINATION_WINS keeps the row's value; MANUAL keeps it and parks
  *    old/new/current for a person; LAST_WRITE_WINS keeps the row's values when its time column
- *    is newer than the event's time, else writes (a tie writes).
+ *    is newer than the event's time, else writes (a tie writes). When any column follows
+ *    LAST_WRITE_WINS, so does the time column itself: it must never step back.
  */
 export function decideConflict(
   policy: ConflictPolicy,
@@ -175,30 +204,42 @@ export function decideConflict(
   incoming: IncomingRecord,
   same: SameValue = plainSame,
 ): ConflictDecision {
-  const order = sourceOrder(state, incoming);
-  if (order < 0) {
-    return { outcome: 'skipped', columns: {}, reason: `older than the version EXS last wrote (${describeVersion(state!.version)})`, conflicts: [] };
-  }
-  if (order === 0) return { outcome: 'unchanged', columns: {}, reason: 'already applied (same version)', conflicts: [] };
-
   const key = incoming.keyColumn;
+  const carried = Object.keys(incoming.row).filter((column) => column !== key);
+  // A column no event has decided yet has no stamp: any event may fill it.
+  const stampOf = (column: string): Stamp | null => (state ? (state.columns ? state.columns[column] ?? null : state) : null);
+  const newer = carried.filter((column) => sourceOrder(stampOf(column), incoming) > 0);
+  if (state && newer.length === 0) {
+    const repeated = carried.length === 0 || carried.some((column) => sourceOrder(stampOf(column), incoming) === 0);
+    return repeated
+      ? { outcome: 'unchanged', columns: {}, reason: 'already applied (same version)', conflicts: [] }
+      : { outcome: 'skipped', columns: {}, reason: `older than the version EXS last wrote (${describeVersion(state.version)})`, conflicts: [] };
+  }
+
   const legacyNewer = lastWriteWinsKeepsRow(policy, current, incoming);
+  const lastWriteWinsInUse = policy.rule === 'LAST_WRITE_WINS' || Object.values(policy.fieldRules ?? {}).includes('LAST_WRITE_WINS');
+  const ruleOf = (column: string): ConflictRule =>
+    (column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS' : policy.fieldRules?.[column] ?? policy.rule);
+  const deleted = current === null && state !== null;
   const taken: Record<string, unknown> = {};
   const agreed: Record<string, unknown> = {};
   const conflicts: FieldConflict[] = [];
   const parkedFields: Record<string, ParkedField> = {};
 
-  for (const [column, value] of Object.entries(incoming.row)) {
-    if (column === key) continue;
-    const rule = policy.fieldRules?.[column] ?? policy.rule;
+  for (const column of newer) {
+    const value = incoming.row[column];
+    const rule = ruleOf(column);
     const currentValue = current?.[column] ?? null;
     if (current !== null && same(column, currentValue, value)) {
-      agreed[column] = value; // both sides hold it: nothing to decide, and it is the new baseline
+      agreed[column] = currentValue; // both sides hold it: nothing to decide, and it is the new baseline
       continue;
     }
-    const editedByLegacy = state !== null && Object.hasOwn(state.written, column)
-      && (current === null || !same(column, currentValue, state.written[column]));
-    const winner = editedByLegacy || (rule === 'LAST_WRITE_WINS' && current !== null) ? winnerOf(rule, legacyNewer) : 'hms';
+    const known = state !== null && Object.hasOwn(state.written, column);
+    const editedByLegacy = known && (current === null || !same(column, currentValue, state!.written[column]));
+    // A value EXS never wrote (a row from before EXS): LAST_WRITE_WINS still judges it by time.
+    const foreignValue = !known && current !== null && currentValue !== null;
+    const contested = editedByLegacy || (rule === 'LAST_WRITE_WINS' && foreignValue);
+    const winner = contested ? winnerOf(rule, legacyNewer) : 'hms';
     if (editedByLegacy || winner !== 'hms') conflicts.push({ column, rule, winner });
     if (winner === 'hms') taken[column] = value;
     else if (winner === 'parked') parkedFields[column] = { old: state?.written[column] ?? null, new: value, current: currentValue };
@@ -206,13 +247,19 @@ export function decideConflict(
 
   const kept = conflicts.filter((c) => c.winner !== 'hms');
   // A row the legacy side deleted is only written again when every column's rule lets HMS win.
-  const keptDeleted = current === null && kept.length > 0;
+  // Under MANUAL the whole event waits, so that taking HMS's side brings the whole row back.
+  const keptDeleted = deleted && kept.length > 0;
+  if (keptDeleted && Object.keys(parkedFields).length > 0) {
+    for (const column of newer) parkedFields[column] ??= { old: state?.written[column] ?? null, new: incoming.row[column], current: null };
+  }
   const columns = keptDeleted ? {} : { [key]: incoming.row[key], ...taken };
   const writes = current === null ? !keptDeleted : Object.keys(taken).length > 0;
+  const stamp: Stamp = { version: incoming.version, tiebreak: incoming.tiebreak };
+  const recordStamp = state && sourceOrder(state, incoming) <= 0 ? { version: state.version, tiebreak: state.tiebreak } : stamp;
   const nextState: RecordState = {
-    version: incoming.version,
-    tiebreak: incoming.tiebreak,
+    ...recordStamp,
     written: { ...state?.written, ...agreed, ...(writes ? columns : {}) },
+    columns: { ...state?.columns, ...Object.fromEntries(newer.map((column) => [column, stamp])) },
     parked: parkedOf(state?.parked, parkedFields, incoming),
   };
 
@@ -225,22 +272,23 @@ export function decideConflict(
     const reason = keptDeleted ? `the legacy row was deleted; kept deleted (${kept[0].rule})` : keptReason(kept, legacyNewer);
     return { outcome: 'skipped', columns: {}, reason, conflicts, state: nextState };
   }
+  const older = carried.filter((column) => !newer.includes(column));
   const reason = current === null
     ? (state ? 'the legacy row was deleted; written again' : 'new record')
     : conflicts.length === 0 ? 'event is newer' : conflictReason(conflicts, legacyNewer);
-  return { outcome: 'write', columns, reason, conflicts, state: nextState };
+  return { outcome: 'write', columns, reason: older.length > 0 ? `${reason}; ${older.join(', ')} already newer` : reason, conflicts, state: nextState };
 }
 
-/** Where the event stands against the version EXS last wrote: older (< 0), the same (0) or newer (> 0). */
-function sourceOrder(state: RecordState | null, incoming: IncomingRecord): number {
-  if (!state) return 1;
-  const byVersion = compareVersions(incoming.version, state.version);
+/** Where an event stands against a stamp: older (< 0), the same event (0) or newer (> 0). */
+function sourceOrder(stamp: Stamp | null, incoming: Stamp): number {
+  if (!stamp) return 1;
+  const byVersion = compareVersions(incoming.version, stamp.version);
   if (byVersion !== 0) return byVersion;
-  if (incoming.tiebreak === state.tiebreak) return 0;
+  if (incoming.tiebreak === stamp.tiebreak) return 0;
   // Neither carries a version: there is no source order to keep, so the later arrival wins, as
   // any plain sync would. With versions, equal ones are ordered by content.
   if (incoming.version === null) return 1;
-  return incoming.tiebreak < state.tiebreak ? -1 : 1;
+  return incoming.tiebreak < stamp.tiebreak ? -1 : 1;
 }
 
 function winnerOf(rule: ConflictRule, legacyNewer: boolean): Winner {

@@ -3,7 +3,7 @@
 
 import { didYouMean } from './did-you-mean';
 import { CANONICAL_TIMESTAMP, formatInstant, parseInstant, TIMESTAMP_FORMS, TIMESTAMP_TOKENS } from './time';
-import { sourceVersionOf, versionMillis, type SourceVersion } from './conflict';
+import { sourceVersionOf, versionMillis, type SourceVersion, type VersionType } from './conflict';
 import type { KeyRule, MappedRecord, MappingRule, Transform } from './types';
 
 /** A mapping line or key rule that cannot be read. */
@@ -481,6 +481,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export interface VersionOptions {
   /** Event field ordering the record's events (default `updated_at`). */
   versionField?: string;
+  /** How that field is read (default `time`). */
+  versionType?: VersionType;
   /** An event time further ahead than this is refused (default 300 s). */
   maxClockSkewSeconds?: number;
   now?: () => number;
@@ -493,16 +495,18 @@ const DEFAULT_MAX_CLOCK_SKEW_SECONDS = 300;
  * Reads the record's version from an event: its time or revision. A time too far in the future is
  * refused: it would win over every real update until the clock caught up with it.
  */
-function compileVersionReader(options: VersionOptions): (event: Record<string, unknown>) => SourceVersion {
+export function compileVersionReader(options: VersionOptions): (event: Record<string, unknown>) => SourceVersion {
   const field = options.versionField || DEFAULT_VERSION_FIELD;
+  const type = options.versionType ?? 'time';
   const read = fieldReader(field);
   const maxSkewMs = (options.maxClockSkewSeconds ?? DEFAULT_MAX_CLOCK_SKEW_SECONDS) * 1000;
   const now = options.now ?? Date.now;
   return (event) => {
     const value = read(event);
-    const version = sourceVersionOf(value);
+    const version = sourceVersionOf(value, type);
     if (version === undefined) {
-      throw new MappingError(field, `version field '${field}' must be a time (${TIMESTAMP_FORMS}) or a revision number (got ${describeValue(value)})`);
+      const expected = type === 'time' ? `a time (${TIMESTAMP_FORMS})` : 'a number';
+      throw new MappingError(field, `version field '${field}' must be ${expected} (got ${describeValue(value)})`);
     }
     const millis = versionMillis(version);
     if (millis !== undefined && millis - now() > maxSkewMs) {
@@ -515,6 +519,25 @@ function compileVersionReader(options: VersionOptions): (event: Record<string, u
 
 function describeValue(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+/**
+ * The record key and version of an event, read as compileMapping reads them, for coalescing held
+ * events; undefined for an event the mapping would refuse (no key, a version it cannot read or flags).
+ */
+export function compileIdentify(key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => { key: string; version: SourceVersion } | undefined {
+  const readKey = fieldReader(key.source);
+  const readVersion = compileVersionReader(versionOptions);
+  return (event) => {
+    if (!isRecord(event)) return undefined;
+    const keyValue = readKey(event);
+    if (typeof keyValue !== 'string' && typeof keyValue !== 'number') return undefined;
+    try {
+      return { key: String(keyValue), version: readVersion(event) };
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 export function compileMapping(rules: readonly MappingRule[], key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => MappedRecord {
@@ -578,7 +601,7 @@ function compileColumn(rule: MappingRule): (event: Record<string, unknown>, row:
 }
 
 /** Reads a dotted path through own properties only, never through a prototype. */
-function fieldReader(path: string): (event: Record<string, unknown>) => unknown {
+export function fieldReader(path: string): (event: Record<string, unknown>) => unknown {
   const segments = path.split('.');
   if (segments.length === 1) return (event) => (Object.hasOwn(event, path) ? event[path] : undefined);
   return (event) => {

@@ -2,6 +2,7 @@
 // importer (which node a key lands in), the exporter, the editor defaults and the README
 // table are all read from here, so a key is added in exactly one place.
 
+import { VERSION_TYPES } from './conflict';
 import { CONFLICT_RULES, SCHEDULES } from './types';
 
 export type FieldType = 'string' | 'integer' | 'enum' | 'mapping' | 'key' | 'object' | 'field-rules';
@@ -77,6 +78,10 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   {
     name: 'version_field', type: 'string', owner: 'exs-mapper', required: false, default: 'updated_at', example: 'updated_at',
     help: 'Event field that orders a record\'s events: a time, or a revision number. An older event never overwrites a newer one; an event without it counts as oldest.',
+  },
+  {
+    name: 'version_type', type: 'enum', owner: 'exs-mapper', required: false, values: VERSION_TYPES, default: 'time', example: 'time',
+    help: 'How the version field is read: `time` (ISO-8601, compact YYYYMMDD[HHmm[ss]] or epoch milliseconds) or `number` (a revision counter).',
   },
   {
     name: 'max_clock_skew_seconds', type: 'integer', owner: 'exs-mapper', required: false, min: 0, default: 300, example: '300',

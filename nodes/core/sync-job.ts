@@ -9,7 +9,7 @@ import { ChangeLogStore } from './changelog-store';
 import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
 import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
-import { sourceVersionOf, type ParkedConflict } from './conflict';
+import type { ParkedConflict } from './conflict';
 import type { ApplyResult, ChangeLogEntry, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 export interface JobSettings {
@@ -27,13 +27,14 @@ export interface JobSettings {
 /** The destination columns a mapper writes, so the connector can check them at deploy. */
 export interface DestinationSchema {
   keyColumn: string;
-  /** The event field holding the record's key: what held schedules coalesce by. */
-  keyField?: string;
+  /**
+   * The record key and version of a raw event, read as the mapper reads them: what held schedules
+   * coalesce by. Undefined for an event the mapper will refuse (no key, a flagged version).
+   */
+  identify?: (event: unknown) => RecordIdentity | undefined;
   columns: string[];
   /** Column fed by the event's version field: what LAST_WRITE_WINS compares. */
   timestampColumn?: string;
-  /** Event field that orders a record's events (`updated_at`): held schedules keep the newest by it. */
-  versionField?: string;
 }
 
 export type JobCounters = Record<SettledOutcome, number>;
@@ -207,6 +208,7 @@ export class SyncJob extends EventEmitter {
       conflicts: result.conflicts,
     };
     await this.changeLog.append(entry);
+    this.counters.parked = Math.max(0, this.counters.parked - 1);
     this.emit('entry', entry);
     this.emit('state');
     return entry;
@@ -235,21 +237,14 @@ export class SyncJob extends EventEmitter {
     });
   }
 
-  /** The event's record key and version, read as the mapper reads them; undefined when it names no key. */
+  /** The event's record key and version, read by the mapper's rules; undefined when the mapper would refuse it. */
   private identify(record: JournalRecord): RecordIdentity | undefined {
-    const field = this.schema?.keyField;
-    if (!field) return undefined;
+    const identify = this.schema?.identify;
+    if (!identify) return undefined;
     try {
-      const event = JSON.parse(record.payload.toString('utf8'));
-      if (!event || typeof event !== 'object') return undefined;
-      const read = (path: string) => path.split('.').reduce<unknown>(
-        (value, segment) => (value && typeof value === 'object' && Object.hasOwn(value, segment) ? (value as Record<string, unknown>)[segment] : undefined), event);
-      const key = read(field);
-      if (typeof key !== 'string' && typeof key !== 'number') return undefined;
-      // An unreadable version is the mapper's to refuse; here it counts as none.
-      return { key: String(key), version: sourceVersionOf(read(this.schema?.versionField ?? 'updated_at')) ?? null };
+      return identify(JSON.parse(record.payload.toString('utf8')));
     } catch {
-      return undefined;
+      return undefined; // not JSON: the queue dead-letters it
     }
   }
 

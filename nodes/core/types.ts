@@ -1,4 +1,4 @@
-import type { ConflictPolicy, FieldConflict, SourceVersion } from './conflict';
+import type { ConflictPolicy, FieldConflict, SourceVersion, VersionType } from './conflict';
 import type { ParkedRecord } from './sync-job';
 
 // Shared vocabulary of the EXS core. Nothing in nodes/core may import Node-RED:
@@ -67,6 +67,8 @@ export interface Contract {
   field_rules?: Record<string, ConflictRule>;
   /** Event field whose value orders a record's events. */
   version_field: string;
+  /** How the version field is read. */
+  version_type: VersionType;
   max_clock_skew_seconds: number;
   retry_policy: RetryPolicy;
   table?: string;

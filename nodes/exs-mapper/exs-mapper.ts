@@ -1,7 +1,7 @@
 // exs-mapper: HMS event -> destination row. The mapping is parsed once at deploy; a broken
 // mapping is reported then, and an event the mapping cannot take goes to the dead-letter
 // output with the reason (missing key, wrong type, unknown value).
-import { compileMapping, keyColumnClash, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
+import { compileIdentify, compileMapping, keyColumnClash, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
 import type { ExsEnvelope, KeyRule, MappingRule } from '../core/types';
 import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
@@ -14,6 +14,8 @@ interface MapperConfig extends JobNodeConfig {
   version_field?: string;
   /** Empty: 300. */
   max_clock_skew_seconds?: number | string;
+  /** `time` (default) or `number`. */
+  version_type?: string;
 }
 
 /** The record's key when the event names one, so a rejected event is still findable in the log. */
@@ -50,17 +52,18 @@ export = function registerExsMapper(RED: RED) {
     const { rules, key } = compiled;
     const versionField = String(config.version_field || 'updated_at').replace(/^HMS:/, '');
     const skew = Number(config.max_clock_skew_seconds);
-    const mapEvent = compileMapping(rules, key, {
+    const versionOptions = {
       versionField,
+      versionType: config.version_type === 'number' ? 'number' as const : 'time' as const,
       maxClockSkewSeconds: config.max_clock_skew_seconds === '' || config.max_clock_skew_seconds === undefined || !Number.isFinite(skew) ? undefined : skew,
-    });
+    };
+    const mapEvent = compileMapping(rules, key, versionOptions);
     job.declareSchema({
       keyColumn: key.target,
-      keyField: key.source,
+      identify: compileIdentify(key, versionOptions),
       columns: rules.map((r) => r.target),
       // LAST_WRITE_WINS compares the legacy row's time with the column fed by the version field.
       timestampColumn: rules.find((r) => r.source === versionField)?.target,
-      versionField,
     });
     this.status({ fill: 'green', shape: 'dot', text: `${rules.length} fields` });
 

@@ -79,6 +79,25 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['P-1:Issued', 'P-2:Denied'], 'the first to arrive was the newest');
   });
 
+  it('on flush leaves out a far-future event: it is flagged, and the record\'s real newest is written', async (t) => {
+    if (!(await setUp(t))) return;
+    await loadFlow(queueFlow(dbFile, 'Skewed_Job', { schedule: 'hourly' }));
+    const queue = helper.getNode('queue');
+    const now = Date.now();
+    const events = [['Pending', now - 2000], ['Approved', now - 1000], ['Marty', now + 86_400_000]] as const;
+    for (const [status, at] of events) queue.receive({ payload: { permit_id: 'P-1', status, updated_at: new Date(at).toISOString() } });
+    await new Promise((r) => setTimeout(r, 300));
+    const entries = collectMessages(helper.getNode('entries'), 3);
+    await helper.request().post('/exs/jobs/Skewed_Job/flush').expect(200);
+    const outcomes = (await entries).map((m) => `${m.payload.outcome}${m.payload.error ? `: ${m.payload.error}` : ''}`).sort();
+    assert.equal(outcomes.length, 3);
+    assert.equal(outcomes[0], 'applied');
+    assert.match(outcomes[1], /^dead_letter: 'updated_at' .* is 86400 s in the future, beyond max_clock_skew_seconds \(300\): flagged/);
+    assert.equal(outcomes[2], 'superseded');
+    const rows = await sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_STAT FROM PERMIT_TABLE');
+    assert.deepEqual(rows.map((r) => r.PERMIT_STAT), ['Approved']);
+  });
+
   it('lists dead letters and replays them through the job once the cause is fixed', async (t) => {
     if (!(await setUp(t))) return;
     await loadFlow(queueFlow(dbFile, 'Dlq_Job', { mapping: 'HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR)' }));

@@ -529,6 +529,32 @@ for (const target of TARGETS) {
       });
     });
 
+    // SQLite stores what it is given: nothing rounds there.
+    if (target.dialect !== 'sqlite') it('a column that rounds what EXS writes is remembered as stored: no clerk\'s edit is imagined', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      const name = `EXS_ROUND_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
+      const db = await connectOdbc({ connectionString: target.connectionString });
+      const wholeSeconds = target.dialect === 'postgresql' ? 'timestamp(0)' : 'datetime';
+      await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(20) PRIMARY KEY, AMOUNT decimal(10,2), LAST_CHG_TS ${wholeSeconds})`);
+      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: ['AMOUNT', 'LAST_CHG_TS'] });
+      try {
+        await connector.open();
+        const apply = (amount: number, ts: string) => connector.apply(
+          { keyColumn: 'PERMIT_ID', keyValue: 'P-1', row: { PERMIT_ID: 'P-1', AMOUNT: amount, LAST_CHG_TS: ts }, version: sourceVersionOf(ts) ?? null },
+          { rule: 'MANUAL', timestampColumn: 'LAST_CHG_TS' });
+        const first = await apply(5.555, '2026-03-01T10:00:00.600Z');
+        assert.equal(first.outcome, 'applied');
+        assert.equal(Number(first.after.AMOUNT), 5.56, 'after is the row as stored');
+        const second = await apply(7.125, '2026-03-01T10:00:05.400Z');
+        assert.deepEqual([second.outcome, second.conflicts], ['applied', undefined], 'nobody edited the row: nothing to park');
+        assert.deepEqual(await connector.listConflicts(), []);
+      } finally {
+        await connector.close();
+        await db.query(`DROP TABLE ${name}`);
+        await db.close();
+      }
+    });
+
     it('refuses a rule for a column the connector does not write, as a data error', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {

@@ -58,6 +58,27 @@ describe('OdbcPool on PostgreSQL', () => {
     assert.notEqual(next, victim);
   });
 
+  it('closes a connection whose commit failed even when the data is at fault (a deferred constraint)', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, pingSql: 'SELECT 1' });
+    const table = `exs_deferred_${process.pid}`;
+    await pool.withSession((s) => s.run(`CREATE TABLE ${table} (id int, code int UNIQUE DEFERRABLE INITIALLY DEFERRED)`, []));
+    t.after(async () => {
+      await pool.withSession((s) => s.run(`DROP TABLE ${table}`, [])).catch(() => undefined);
+      await pool.close();
+    });
+    const first = await pidOf(pool);
+    await assert.rejects(pool.withSession((s) => s.transaction(async () => {
+      await s.run(`INSERT INTO ${table} VALUES (1, 7)`, []);
+      await s.run(`INSERT INTO ${table} VALUES (2, 7)`, []); // accepted until COMMIT checks the constraint
+    })), (err: unknown) => {
+      assert.deepEqual([classifyDbError(err).transient, classifyDbError(err).sqlState], [false, '23505'], String(err));
+      return true;
+    });
+    assert.deepEqual(pool.stats(), { size: 0, idle: 0, waiting: 0 }, 'a connection whose commit failed is not trusted again');
+    assert.notEqual(await pidOf(pool), first);
+  });
+
   it('tells a connection that died without a diagnostic from a bad statement', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, pingSql: 'SELECT 1' });

@@ -47,14 +47,26 @@ class Destination {
 }
 
 describe('source versions', () => {
-  it('reads times in any spelling to one canonical text, numbers as revisions, nothing as null', () => {
-    assert.equal(sourceVersionOf('2026-03-01T12:00:00.5+02:00'), '2026-03-01 10:00:00.500000');
-    assert.equal(sourceVersionOf(Date.parse('2026-03-01T10:00:00.5Z')), String(Date.parse('2026-03-01T10:00:00.5Z')), 'a number is a revision');
-    assert.equal(sourceVersionOf(7), '7');
+  it('reads times in any spelling to one canonical text: ISO, compact stamps and epoch milliseconds, as text or numbers', () => {
+    const canonical = '2026-03-01 10:00:00.500000';
+    assert.equal(sourceVersionOf('2026-03-01T12:00:00.5+02:00'), canonical);
+    assert.equal(sourceVersionOf(Date.parse('2026-03-01T10:00:00.5Z')), canonical, 'epoch milliseconds as a number');
+    assert.equal(sourceVersionOf(String(Date.parse('2026-03-01T10:00:00.5Z'))), canonical, 'and as text: the same');
+    assert.equal(sourceVersionOf('20260301100000'), '2026-03-01 10:00:00.000000');
     assert.equal(sourceVersionOf(undefined), null);
     assert.equal(sourceVersionOf(''), null);
     assert.equal(sourceVersionOf('yesterday'), undefined);
     assert.equal(sourceVersionOf({}), undefined);
+  });
+
+  it('reads revision numbers, as numbers or digits, the same way', () => {
+    assert.equal(sourceVersionOf(42, 'number'), '42');
+    assert.equal(sourceVersionOf('42', 'number'), '42');
+    assert.equal(sourceVersionOf('0042', 'number'), '42');
+    assert.equal(sourceVersionOf('4.5', 'number'), '4.5');
+    assert.equal(sourceVersionOf('v4', 'number'), undefined);
+    assert.ok(compareVersions(sourceVersionOf('43', 'number')!, sourceVersionOf(44, 'number')!) < 0);
+    assert.ok(compareVersions('123456789012345678901', '123456789012345678900') > 0, 'whole numbers compare exactly, past double precision');
   });
 
   it('orders none < revisions < times, microseconds apart, revisions numerically', () => {
@@ -72,9 +84,11 @@ describe('source versions', () => {
     assert.equal(map({ id: 'P-1', status: 'A' }).version, null, 'no version: the oldest');
     assert.throws(() => map({ id: 'P-1', status: 'A', updated_at: '2099-01-01T00:00:00Z' }),
       (err: Error) => err instanceof MappingError && /'updated_at' 2099-01-01T00:00:00Z is \d+ s in the future, beyond max_clock_skew_seconds \(300\): flagged/.test(err.message));
-    assert.throws(() => map({ id: 'P-1', updated_at: 'soon' }), /version field 'updated_at' must be a time .* or a revision number \(got 'soon'\)/);
-    const byRevision = compileMapping([], { source: 'id', target: 'ID' }, { versionField: 'meta.rev' });
+    assert.throws(() => map({ id: 'P-1', updated_at: 'soon' }), /version field 'updated_at' must be a time \(ISO-8601, .*\) \(got 'soon'\)/);
+    assert.throws(() => map({ id: 'P-1', updated_at: now + 86_400_000 }), /is 86400 s in the future/, 'epoch milliseconds are checked too');
+    const byRevision = compileMapping([], { source: 'id', target: 'ID' }, { versionField: 'meta.rev', versionType: 'number' });
     assert.equal(byRevision({ id: 'P-1', meta: { rev: 12 } }).version, '12');
+    assert.throws(() => byRevision({ id: 'P-1', meta: { rev: 'twelve' } }), /version field 'meta.rev' must be a number \(got 'twelve'\)/);
   });
 });
 
@@ -102,6 +116,23 @@ describe('source order: no event regresses a record', () => {
     assert.equal(db.row?.STAT, 'timed');
   });
 
+  it('partial events: an older event still fills a column the newer one did not carry, in either order', () => {
+    const v5 = event({ STAT: 'S5' }, T(5));
+    const v6 = event({ NOTE: 'N6' }, T(6));
+    for (const order of [[v5, v6], [v6, v5], [v6, v5, v6, v5]]) {
+      const db = new Destination({ rule: 'HMS_WINS' });
+      order.forEach((e) => db.apply(e));
+      assert.deepEqual(db.row, { ID: 'P-1', STAT: 'S5', NOTE: 'N6' });
+    }
+    // But not a column a newer event did carry.
+    const db = new Destination({ rule: 'HMS_WINS' });
+    db.apply(event({ STAT: 'S7', NOTE: 'N7' }, T(7)));
+    assert.equal(db.apply(event({ STAT: 'S5', NOTE: 'N5' }, T(5))).outcome, 'skipped');
+    const mixed = db.apply(event({ STAT: 'S6', REMARK: 'R6' }, T(6)));
+    assert.deepEqual([mixed.outcome, mixed.reason], ['write', 'event is newer; STAT already newer']);
+    assert.deepEqual(db.row, { ID: 'P-1', STAT: 'S7', NOTE: 'N7', REMARK: 'R6' });
+  });
+
   it('two different events with the same version: the content hash decides, in either order', () => {
     const a = event({ STAT: 'A' }, T(5));
     const b = event({ STAT: 'B' }, T(5));
@@ -117,14 +148,22 @@ describe('source order: no event regresses a record', () => {
     let seed = 20261127;
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     for (let round = 0; round < 300; round++) {
-      // Versions from a few producers whose clocks disagree by up to ±40 ms, ties included, some missing.
+      // Versions from a few producers whose clocks disagree by up to ±40 ms, ties included, some
+      // missing; some events partial (a field left out). Events without a version carry every field:
+      // among themselves they are applied in arrival order, and a versioned full event outranks them.
       const events: IncomingRecord[] = Array.from({ length: 2 + Math.floor(random() * 6) }, (_, i) => {
-        const version = random() < 0.15 ? null : T(Math.floor(random() * 4) * 10 + Math.floor(random() * 80) - 40);
-        return event({ STAT: `S${i}`, NOTE: random() < 0.5 ? null : `n${i}`, TS: version }, version);
+        const version = i > 0 && random() < 0.15 ? null : T(Math.floor(random() * 4) * 10 + Math.floor(random() * 80) - 40);
+        const fields: Record<string, unknown> = { STAT: `S${i}`, NOTE: random() < 0.3 ? null : `n${i}`, TS: version };
+        if (i > 0 && version !== null && random() < 0.4) delete fields[random() < 0.5 ? 'STAT' : 'NOTE'];
+        return event(fields, version);
       });
-      if (events.every((e) => e.version === null)) events[0] = event({ ...events[0].row, TS: T(0) }, T(0));
-      // The model: the greatest (version, content hash); no version is the least.
-      const expected = [...events].sort((x, y) => compareVersions(x.version, y.version) || (x.tiebreak < y.tiebreak ? -1 : x.tiebreak > y.tiebreak ? 1 : 0)).at(-1)!;
+      // The model, per column: the value of the greatest (version, content hash) among the events carrying it.
+      const byStamp = (x: IncomingRecord, y: IncomingRecord) => compareVersions(x.version, y.version) || (x.tiebreak < y.tiebreak ? -1 : x.tiebreak > y.tiebreak ? 1 : 0);
+      const expectedRow: Record<string, unknown> = { ID: 'P-1' };
+      for (const column of ['STAT', 'NOTE', 'TS']) {
+        const carrier = events.filter((e) => Object.hasOwn(e.row, column)).sort(byStamp).at(-1);
+        if (carrier) expectedRow[column] = carrier.row[column];
+      }
       const rule = (['HMS_WINS', 'LAST_WRITE_WINS', 'DESTINATION_WINS', 'MANUAL'] as const)[round % 4];
       const deliveries = events.flatMap((e) => Array(1 + Math.floor(random() * 3)).fill(e) as IncomingRecord[]);
       for (let i = deliveries.length - 1; i > 0; i--) {
@@ -133,7 +172,9 @@ describe('source order: no event regresses a record', () => {
       }
       const db = new Destination({ rule, timestampColumn: 'TS' });
       deliveries.forEach((e) => db.apply(e));
-      assert.deepEqual(db.row, expected.row, `round ${round} (${rule}): ${JSON.stringify(deliveries.map((d) => d.row))}`);
+      // A table has every column: one no event has written holds NULL.
+      const row = Object.fromEntries(Object.keys(expectedRow).map((column) => [column, db.row?.[column] ?? null]));
+      assert.deepEqual(row, expectedRow, `round ${round} (${rule}): ${JSON.stringify(deliveries.map((d) => d.row))}`);
       assert.equal(db.parked, 0, 'nobody else edited the row: nothing to park');
     }
   });
@@ -204,6 +245,32 @@ describe('both sides changed: a clerk edits the row, then an older and a newer H
     assert.deepEqual(newer.conflicts.map((c) => [c.column, c.rule, c.winner]),
       [['STAT', 'HMS_WINS', 'hms'], ['INSPECTOR', 'DESTINATION_WINS', 'destination'], ['TS', 'HMS_WINS', 'hms']]);
     assert.deepEqual(db.row, { ID: 'P-1', STAT: 'APPR', INSPECTOR: 'Carl', TS: T(30) });
+  });
+
+  it('a column on LAST_WRITE_WINS keeps the time column on it too, so the clerk\'s newer time is never stepped back', () => {
+    const db = new Destination({ rule: 'HMS_WINS', timestampColumn: 'TS', fieldRules: { X: 'LAST_WRITE_WINS' } });
+    db.apply(event({ X: 'hms', TS: T(10) }, T(10)));
+    db.clerk({ X: 'clerk', TS: T(40) });
+    const between = db.apply(event({ X: 'hms 20', TS: T(20) }, T(20)));
+    assert.equal(between.outcome, 'skipped');
+    assert.deepEqual(db.row, { ID: 'P-1', X: 'clerk', TS: T(40) });
+    db.apply(event({ X: 'hms 30', TS: T(30) }, T(30)));
+    assert.equal(db.row?.X, 'clerk', 'the clerk at :40 is still newer than :30');
+    db.apply(event({ X: 'hms 50', TS: T(50) }, T(50)));
+    assert.equal(db.row?.X, 'hms 50');
+  });
+
+  it('MANUAL on a row the clerk deleted parks the whole event, and taking HMS brings the whole row back', () => {
+    const db = new Destination({ rule: 'HMS_WINS', fieldRules: { INSPECTOR: 'MANUAL' } });
+    db.apply(event({ STAT: 'PEND', INSPECTOR: 'Ann' }, T(1)));
+    db.clerk(null);
+    const decision = db.apply(event({ STAT: 'APPR', INSPECTOR: 'Bob' }, T(2)));
+    assert.equal(decision.outcome, 'parked');
+    assert.deepEqual(decision.state?.parked?.fields, {
+      STAT: { old: 'PEND', new: 'APPR', current: null },
+      INSPECTOR: { old: 'Ann', new: 'Bob', current: null },
+    });
+    assert.equal(db.row, null);
   });
 
   it('a row the clerk deleted comes back under HMS_WINS and stays deleted under DESTINATION_WINS', () => {

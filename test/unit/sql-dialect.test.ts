@@ -31,7 +31,7 @@ describe('conflict transaction SQL', () => {
   const state = defaultStateTable('EXS_SYNC_STATE');
   const golden: Record<DialectName, { create: string; claim: string[]; lockRow: string; update: string; parked: string }> = {
     postgresql: {
-      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(200) NOT NULL, "record_key" varchar(400) NOT NULL, "version" varchar(40),'
+      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(100) NOT NULL, "record_key" varchar(300) NOT NULL, "version" varchar(40),'
         + ' "tiebreak" varchar(64) NOT NULL, "fingerprint" varchar(64) NOT NULL, "written" text NOT NULL, "parked" text,'
         + ' "updated_at" varchar(32) NOT NULL, PRIMARY KEY ("job_id", "record_key"))',
       claim: ['INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at") VALUES (?, ?, \'\', \'\', \'{}\', \'\')'
@@ -44,7 +44,7 @@ describe('conflict transaction SQL', () => {
         + ' WHERE "job_id" = ? AND "parked" IS NOT NULL ORDER BY "updated_at", "record_key"',
     },
     mysql: {
-      create: 'CREATE TABLE `EXS_SYNC_STATE` (`job_id` varchar(200) NOT NULL, `record_key` varchar(400) NOT NULL, `version` varchar(40),'
+      create: 'CREATE TABLE `EXS_SYNC_STATE` (`job_id` varchar(100) NOT NULL, `record_key` varchar(300) NOT NULL, `version` varchar(40),'
         + ' `tiebreak` varchar(64) NOT NULL, `fingerprint` varchar(64) NOT NULL, `written` longtext NOT NULL, `parked` longtext,'
         + ' `updated_at` varchar(32) NOT NULL, PRIMARY KEY (`job_id`, `record_key`))',
       claim: [
@@ -59,7 +59,7 @@ describe('conflict transaction SQL', () => {
         + ' WHERE `job_id` = ? AND `parked` IS NOT NULL ORDER BY `updated_at`, `record_key`',
     },
     sqlite: {
-      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(200) NOT NULL, "record_key" varchar(400) NOT NULL, "version" varchar(40),'
+      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(100) NOT NULL, "record_key" varchar(300) NOT NULL, "version" varchar(40),'
         + ' "tiebreak" varchar(64) NOT NULL, "fingerprint" varchar(64) NOT NULL, "written" text NOT NULL, "parked" text,'
         + ' "updated_at" varchar(32) NOT NULL, PRIMARY KEY ("job_id", "record_key"))',
       claim: [
@@ -73,11 +73,11 @@ describe('conflict transaction SQL', () => {
         + ' WHERE "job_id" = ? AND "parked" IS NOT NULL ORDER BY "updated_at", "record_key"',
     },
     sqlserver: {
-      create: 'CREATE TABLE [EXS_SYNC_STATE] ([job_id] nvarchar(200) NOT NULL, [record_key] nvarchar(400) NOT NULL, [version] nvarchar(40),'
+      create: 'CREATE TABLE [EXS_SYNC_STATE] ([job_id] nvarchar(100) NOT NULL, [record_key] nvarchar(300) NOT NULL, [version] nvarchar(40),'
         + ' [tiebreak] nvarchar(64) NOT NULL, [fingerprint] nvarchar(64) NOT NULL, [written] nvarchar(max) NOT NULL, [parked] nvarchar(max),'
         + ' [updated_at] nvarchar(32) NOT NULL, PRIMARY KEY ([job_id], [record_key]))',
       claim: [
-        'MERGE INTO [EXS_SYNC_STATE] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS nvarchar(200)), CAST(? AS nvarchar(400)))) AS s ([job_id], [record_key])'
+        'MERGE INTO [EXS_SYNC_STATE] WITH (HOLDLOCK) AS t USING (VALUES (CAST(? AS nvarchar(100)), CAST(? AS nvarchar(300)))) AS s ([job_id], [record_key])'
           + ' ON t.[job_id] = s.[job_id] AND t.[record_key] = s.[record_key]'
           + ' WHEN NOT MATCHED THEN INSERT ([job_id], [record_key], [tiebreak], [fingerprint], [written], [updated_at]) VALUES (s.[job_id], s.[record_key], \'\', \'\', \'{}\', \'\');',
         'SELECT [version], [tiebreak], [fingerprint], [written], [parked] FROM [EXS_SYNC_STATE] WITH (UPDLOCK, HOLDLOCK) WHERE [job_id] = ? AND [record_key] = ?',
@@ -89,11 +89,11 @@ describe('conflict transaction SQL', () => {
         + ' WHERE [job_id] = ? AND [parked] IS NOT NULL ORDER BY [updated_at], [record_key]',
     },
     db2: {
-      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(200) NOT NULL, "record_key" varchar(400) NOT NULL, "version" varchar(40),'
+      create: 'CREATE TABLE "EXS_SYNC_STATE" ("job_id" varchar(100) NOT NULL, "record_key" varchar(300) NOT NULL, "version" varchar(40),'
         + ' "tiebreak" varchar(64) NOT NULL, "fingerprint" varchar(64) NOT NULL, "written" clob(16M) NOT NULL, "parked" clob(16M),'
         + ' "updated_at" varchar(32) NOT NULL, PRIMARY KEY ("job_id", "record_key"))',
       claim: [
-        'MERGE INTO "EXS_SYNC_STATE" AS t USING (VALUES (CAST(? AS varchar(200)), CAST(? AS varchar(400)))) AS s ("job_id", "record_key")'
+        'MERGE INTO "EXS_SYNC_STATE" AS t USING (VALUES (CAST(? AS varchar(100)), CAST(? AS varchar(300)))) AS s ("job_id", "record_key")'
           + ' ON t."job_id" = s."job_id" AND t."record_key" = s."record_key"'
           + ' WHEN NOT MATCHED THEN INSERT ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at") VALUES (s."job_id", s."record_key", \'\', \'\', \'{}\', \'\')',
         'SELECT "version", "tiebreak", "fingerprint", "written", "parked" FROM "EXS_SYNC_STATE" WHERE "job_id" = ? AND "record_key" = ? WITH RS USE AND KEEP UPDATE LOCKS',
@@ -218,17 +218,17 @@ describe('upsert SQL', () => {
   });
 });
 
-describe('select by key SQL', () => {
+describe('locked select by key SQL', () => {
   const golden: Record<DialectName, string> = {
-    postgresql: 'SELECT "PERMIT_ID", "PERMIT_STAT" FROM "LEGACY"."PERMIT_TABLE" WHERE "PERMIT_ID" = ?',
-    mysql: 'SELECT `PERMIT_ID`, `PERMIT_STAT` FROM `LEGACY`.`PERMIT_TABLE` WHERE `PERMIT_ID` = ?',
+    postgresql: 'SELECT "PERMIT_ID", "PERMIT_STAT" FROM "LEGACY"."PERMIT_TABLE" WHERE "PERMIT_ID" = ? FOR UPDATE',
+    mysql: 'SELECT `PERMIT_ID`, `PERMIT_STAT` FROM `LEGACY`.`PERMIT_TABLE` WHERE `PERMIT_ID` = ? FOR UPDATE',
     sqlite: 'SELECT "PERMIT_ID", "PERMIT_STAT" FROM "LEGACY"."PERMIT_TABLE" WHERE "PERMIT_ID" = ?',
-    sqlserver: 'SELECT [PERMIT_ID], [PERMIT_STAT] FROM [LEGACY].[PERMIT_TABLE] WHERE [PERMIT_ID] = ?',
-    db2: 'SELECT "PERMIT_ID", "PERMIT_STAT" FROM "LEGACY"."PERMIT_TABLE" WHERE "PERMIT_ID" = ?',
+    sqlserver: 'SELECT [PERMIT_ID], [PERMIT_STAT] FROM [LEGACY].[PERMIT_TABLE] WITH (UPDLOCK, HOLDLOCK) WHERE [PERMIT_ID] = ?',
+    db2: 'SELECT "PERMIT_ID", "PERMIT_STAT" FROM "LEGACY"."PERMIT_TABLE" WHERE "PERMIT_ID" = ? WITH RS USE AND KEEP UPDATE LOCKS',
   };
   for (const [name, sql] of Object.entries(golden)) {
     it(name, () => {
-      assert.equal(DIALECTS[name as DialectName].selectByKey('LEGACY.PERMIT_TABLE', 'PERMIT_ID', ['PERMIT_ID', 'PERMIT_STAT']), sql);
+      assert.equal(DIALECTS[name as DialectName].selectByKeyForUpdate('LEGACY.PERMIT_TABLE', 'PERMIT_ID', ['PERMIT_ID', 'PERMIT_STAT']), sql);
     });
   }
 });
@@ -246,7 +246,7 @@ describe('identifiers', () => {
       assert.throws(() => dialect.quoteIdent('x"y'), /invalid SQL identifier/);
       assert.throws(() => dialect.quoteIdent('1ABC'), /invalid SQL identifier/);
       assert.throws(() => dialect.quoteIdent(''), /invalid SQL identifier/);
-      assert.throws(() => dialect.selectByKey('T', 'ID', ['ID', 'X] FROM y; --']), /invalid SQL identifier/);
+      assert.throws(() => dialect.selectByKeyForUpdate('T', 'ID', ['ID', 'X] FROM y; --']), /invalid SQL identifier/);
     }
   });
 

@@ -16,7 +16,7 @@ import {
   type StateColumn,
   type StateTable,
 } from '../sql/dialect';
-import { DbError, classifyDbError, toDbError } from '../sql/errors';
+import { DbError, classifyDbError, isLockConflict, toDbError } from '../sql/errors';
 import {
   OdbcPool,
   connectOdbc,
@@ -34,6 +34,7 @@ import {
   type ConflictPolicy,
   type ParkedConflict,
   type RecordState,
+  type SourceVersion,
 } from '../conflict';
 import type { ParkedRecord } from '../sync-job';
 import type { ApplyResult, ConflictRule, MappedRecord, SyncConnector } from '../types';
@@ -156,10 +157,8 @@ export class OdbcConnector implements SyncConnector {
     const incoming = { row, keyColumn: plan.columns[0].contractName, version: record.version ?? null, tiebreak: contentHash(row) };
 
     return this.inTransaction(context, bound.parameters[0], async (session, state, current) => {
-      const decision = decideConflict(law, state, current, incoming, (column, a, b) => sameValue(columnNamed(plan, column).info, a, b));
-      await writeDecision(plan, session, decision);
-      if (decision.state) await saveState(plan, session, this.options.jobId, String(bound.parameters[0]), decision.state);
-      const after = current === null && Object.keys(decision.columns).length === 0 ? null : { ...current, ...decision.columns };
+      const decision = decideConflict(law, state, current, incoming, (column, a, b) => sameValue(plannedColumn(plan, column).info, a, b));
+      const after = await commitDecision(plan, session, this.options.jobId, bound.parameters[0], decision, current);
       return {
         outcome: decision.outcome === 'write' ? 'applied' : decision.outcome,
         before: current,
@@ -202,9 +201,8 @@ export class OdbcConnector implements SyncConnector {
         conflicts: Object.keys(parked.fields).map((column) => ({ column, rule: 'MANUAL' as ConflictRule, winner: take })),
         state: { ...state, written: { ...state.written, ...baseline }, parked: null },
       };
-      await writeDecision(plan, session, decision);
-      await saveState(plan, session, this.options.jobId, key, decision.state!);
-      return { outcome: take === 'hms' ? 'applied' : 'unchanged', before: current, after: { ...current, ...decision.columns }, reason: decision.reason, conflicts: decision.conflicts };
+      const after = await commitDecision(plan, session, this.options.jobId, key, decision, current);
+      return { outcome: take === 'hms' ? 'applied' : 'unchanged', before: current, after: after ?? {}, reason: decision.reason, conflicts: decision.conflicts };
     });
   }
 
@@ -277,14 +275,8 @@ function upsertFor(plan: WritePlan, bound: BoundRecord): string {
   return sql;
 }
 
-function columnNamed(plan: WritePlan, contractName: string): PlannedColumn {
-  const column = plan.columns.find((c) => c.contractName === contractName);
-  if (!column) throw new Error(`no column '${contractName}' in ${plan.table}`);
-  return column;
-}
-
-/** Finds a column the policy names (time column, per-field rules) among the connector's, by contract spelling. */
-function plannedColumn(plan: WritePlan, wanted: string, what: string): PlannedColumn {
+/** A column among the connector's by contract spelling, else without regard to case. */
+function plannedColumn(plan: WritePlan, wanted: string, what = 'the record'): PlannedColumn {
   const column = plan.columns.find((c) => c.contractName === wanted)
     ?? plan.columns.find((c) => c.contractName.toLowerCase() === wanted.toLowerCase());
   if (!column) {
@@ -295,16 +287,48 @@ function plannedColumn(plan: WritePlan, wanted: string, what: string): PlannedCo
   return column;
 }
 
-/** The policy with its column names spelled as the connector's rows are keyed. */
+/**
+ * The policy with its column names spelled as the connector's rows are keyed. A time column the
+ * connector does not write only matters when a column follows LAST_WRITE_WINS.
+ */
 function lawFor(plan: WritePlan, policy: ConflictPolicy | undefined): ConflictPolicy {
   if (!policy) return { rule: 'HMS_WINS' };
   const law: ConflictPolicy = { rule: policy.rule };
-  if (policy.timestampColumn) law.timestampColumn = plannedColumn(plan, policy.timestampColumn, 'LAST_WRITE_WINS').contractName;
   if (policy.fieldRules) {
     law.fieldRules = Object.fromEntries(Object.entries(policy.fieldRules)
       .map(([column, rule]) => [plannedColumn(plan, column, 'a field rule').contractName, rule]));
   }
+  const lastWriteWins = law.rule === 'LAST_WRITE_WINS' || Object.values(law.fieldRules ?? {}).includes('LAST_WRITE_WINS');
+  if (policy.timestampColumn && lastWriteWins) law.timestampColumn = plannedColumn(plan, policy.timestampColumn, 'LAST_WRITE_WINS').contractName;
   return law;
+}
+
+/**
+ * Writes what the decision takes and stores the record's new state. The baseline of a written
+ * column is what the destination kept, read back in the same transaction: a column that rounds or
+ * truncates (timestamp(0), DECIMAL(10,2)) must not look like a clerk's edit next time.
+ * Returns the row as it now is.
+ */
+async function commitDecision(
+  plan: WritePlan,
+  session: OdbcSession,
+  jobId: string,
+  key: SqlParameter,
+  decision: ConflictDecision,
+  current: Record<string, unknown> | null,
+): Promise<Record<string, unknown> | null> {
+  let after = current;
+  if (Object.keys(decision.columns).length > 0) {
+    await writeDecision(plan, session, decision);
+    const [stored] = await session.run(plan.lockRowSql, [key]);
+    after = stored ? fromDatabaseRow(plan, stored) : null;
+  }
+  if (decision.state) {
+    const written = { ...decision.state.written };
+    if (after) for (const column of Object.keys(decision.columns)) written[column] = after[column] ?? null;
+    await saveState(plan, session, jobId, String(key), { ...decision.state, written });
+  }
+  return after;
 }
 
 /** Writes the columns the decision takes (key first), already bound parameters. */
@@ -329,17 +353,29 @@ async function claimState(plan: WritePlan, session: OdbcSession, jobId: string, 
   if (!row) throw new Error(`the state row for key '${key}' could not be claimed in ${plan.state.table}`);
   if (!row[c.fingerprint]) return null; // claimed just now: nothing written yet
   const version = row[c.version];
+  const { values, stamps } = parseJson(row[c.written]) as StoredWritten;
   return {
     version: version === null || version === undefined ? null : String(version),
     tiebreak: String(row[c.tiebreak] ?? ''),
-    written: parseJson(row[c.written]) as Record<string, unknown>,
+    written: values,
+    columns: Object.fromEntries(Object.entries(stamps ?? {}).map(([column, [v, tiebreak]]) => [column, { version: v, tiebreak }])),
     parked: (parseJson(row[c.parked]) as ParkedConflict | null) ?? null,
   };
 }
 
+/** The state table's `written` text: the values EXS last wrote, and which event decided each column. */
+interface StoredWritten {
+  values: Record<string, unknown>;
+  stamps?: Record<string, [SourceVersion, string]>;
+}
+
 async function saveState(plan: WritePlan, session: OdbcSession, jobId: string, key: string, state: RecordState): Promise<void> {
+  const written: StoredWritten = {
+    values: state.written,
+    stamps: Object.fromEntries(Object.entries(state.columns ?? {}).map(([column, stamp]) => [column, [stamp.version, stamp.tiebreak]])),
+  };
   await session.run(plan.updateStateSql, [
-    state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(state.written),
+    state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(written),
     state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString(), jobId, key,
   ]);
 }
@@ -349,11 +385,6 @@ function parseJson(value: unknown): unknown {
   return JSON.parse(String(value));
 }
 
-/** Two transactions wanted each other's locks, or SQLite's database was busy: try again at once. */
-function isLockConflict(err: unknown): boolean {
-  const { sqlState, message } = classifyDbError(err);
-  return sqlState === '40001' || sqlState === '40P01' || /deadlock|database (table )?is locked|lock wait timeout/i.test(message);
-}
 
 /** Parameters in plan order for the columns the record carries; unknown columns are refused. */
 function recordParameters(plan: WritePlan, record: MappedRecord): BoundRecord {

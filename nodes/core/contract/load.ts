@@ -108,6 +108,7 @@ export function contractDefaults(id: string, sourceTopic: string, env: NodeJS.Pr
     schedule: specDefault('schedule') as Contract['schedule'],
     conflict_rule: specDefault('conflict_rule') as Contract['conflict_rule'],
     version_field: String(specDefault('version_field')),
+    version_type: specDefault('version_type') as Contract['version_type'],
     max_clock_skew_seconds: Number(specDefault('max_clock_skew_seconds')),
     state_table: String(specDefault('state_table')),
     retry_policy: Object.fromEntries(
@@ -177,6 +178,7 @@ class ContractReader {
       conflict_rule: values.conflict_rule ?? defaults.conflict_rule,
       ...(values.field_rules !== undefined && { field_rules: values.field_rules }),
       version_field: (values.version_field ?? defaults.version_field).replace(/^HMS:/, ''),
+      version_type: values.version_type ?? defaults.version_type,
       max_clock_skew_seconds: values.max_clock_skew_seconds ?? defaults.max_clock_skew_seconds,
       retry_policy: { ...defaults.retry_policy, ...values.retry_policy },
       ...(values.table !== undefined && { table: values.table }),

@@ -22,9 +22,10 @@ export interface SqlDialect {
   quoteIdent(name: string): string;
   /** `TABLE` or `SCHEMA.TABLE`, each part validated and quoted. */
   quoteTable(table: string): string;
-  /** `SELECT <columns> FROM <table> WHERE <key> = ?`. */
-  selectByKey(table: string, keyColumn: string, columns: string[]): string;
-  /** selectByKey that also locks the row until the transaction ends, so a clerk's edit waits for the write. */
+  /**
+   * `SELECT <columns> FROM <table> WHERE <key> = ?`, locking the row until the transaction ends, so
+   * a clerk's edit waits for the write.
+   */
   selectByKeyForUpdate(table: string, keyColumn: string, columns: string[]): string;
   /** The record-state table (what EXS last wrote per record), created at open() when it is missing. */
   createStateTable(table: string): string;
@@ -169,6 +170,10 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
   };
   const quoteTable = (table: string): string => splitTableName(table).map(quoteIdent).join('.');
 
+  // HOLDLOCK: without it two concurrent MERGEs on a new key can both take the insert branch.
+  // SQL Server also wants a MERGE ended with a semicolon.
+  const mergeParts = syntax.name === 'sqlserver' ? { hint: ' WITH (HOLDLOCK)', end: ';' } : { hint: '', end: '' };
+
   function upsert(table: string, keyColumn: string, columns: ColumnInfo[]): string {
     const key = quoteIdent(keyColumn);
     if (!columns.some((c) => c.name === keyColumn)) {
@@ -197,9 +202,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         return `INSERT INTO ${target} (${names.join(', ')}) VALUES (${parameters})`
           + ` ON DUPLICATE KEY UPDATE ${updated.map((c) => `${c} = VALUES(${c})`).join(', ')}`;
       case 'merge': {
-        // HOLDLOCK: without it two concurrent MERGEs on a new key can both take the insert branch.
-        const hint = syntax.name === 'sqlserver' ? ' WITH (HOLDLOCK)' : '';
-        const end = syntax.name === 'sqlserver' ? ';' : '';
+        const { hint, end } = mergeParts;
         const matched = updated.length > 0 ? ` WHEN MATCHED THEN UPDATE SET ${updated.map((c) => `${c} = s.${c}`).join(', ')}` : '';
         return `MERGE INTO ${target}${hint} AS t USING (VALUES (${parameters})) AS s (${names.join(', ')})`
           + ` ON t.${key} = s.${key}${matched}`
@@ -208,11 +211,9 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
     }
   }
 
-  const selectByKey = (table: string, keyColumn: string, columns: string[], lock = false) => {
-    const hint = lock ? syntax.lockRows.tableHint ?? '' : '';
-    const suffix = lock ? syntax.lockRows.suffix ?? '' : '';
-    return `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table)}${hint} WHERE ${quoteIdent(keyColumn)} = ?${suffix}`;
-  };
+  const selectByKeyForUpdate = (table: string, keyColumn: string, columns: string[]) =>
+    `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table)}${syntax.lockRows.tableHint ?? ''}`
+    + ` WHERE ${quoteIdent(keyColumn)} = ?${syntax.lockRows.suffix ?? ''}`;
 
   const stateParts = (state: StateTable) => {
     const c = Object.fromEntries(STATE_COLUMNS.map((role) => [role, quoteIdent(state.columns[role])])) as Record<StateColumn, string>;
@@ -222,7 +223,8 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
   function createStateTable(table: string): string {
     const { c } = stateParts(defaultStateTable(table));
     const { text, long } = syntax.stateTypes;
-    return `CREATE TABLE ${quoteTable(table)} (${c.job_id} ${text(200)} NOT NULL, ${c.record_key} ${text(400)} NOT NULL,`
+    // Key parts 100 + 300 characters: within SQL Server's 900-byte clustered key as nvarchar.
+    return `CREATE TABLE ${quoteTable(table)} (${c.job_id} ${text(100)} NOT NULL, ${c.record_key} ${text(300)} NOT NULL,`
       + ` ${c.version} ${text(40)}, ${c.tiebreak} ${text(64)} NOT NULL, ${c.fingerprint} ${text(64)} NOT NULL,`
       + ` ${c.written} ${long} NOT NULL, ${c.parked} ${long}, ${c.updated_at} ${text(32)} NOT NULL,`
       + ` PRIMARY KEY (${c.job_id}, ${c.record_key}))`;
@@ -247,10 +249,9 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
       case 'insert-or-ignore':
         return [`INSERT OR IGNORE INTO ${table} ${insertColumns} VALUES (?, ?, '', '', '{}', '')`, select];
       case 'merge': {
-        const hint = syntax.name === 'sqlserver' ? ' WITH (HOLDLOCK)' : '';
-        const end = syntax.name === 'sqlserver' ? ';' : '';
+        const { hint, end } = mergeParts;
         const { text } = syntax.stateTypes;
-        return [`MERGE INTO ${table}${hint} AS t USING (VALUES (CAST(? AS ${text(200)}), CAST(? AS ${text(400)}))) AS s (${c.job_id}, ${c.record_key})`
+        return [`MERGE INTO ${table}${hint} AS t USING (VALUES (CAST(? AS ${text(100)}), CAST(? AS ${text(300)}))) AS s (${c.job_id}, ${c.record_key})`
           + ` ON t.${c.job_id} = s.${c.job_id} AND t.${c.record_key} = s.${c.record_key}`
           + ` WHEN NOT MATCHED THEN INSERT ${insertColumns} VALUES (s.${c.job_id}, s.${c.record_key}, '', '', '{}', '')${end}`, select];
       }
@@ -273,8 +274,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
     name: syntax.name,
     quoteIdent,
     quoteTable,
-    selectByKey: (table, keyColumn, columns) => selectByKey(table, keyColumn, columns),
-    selectByKeyForUpdate: (table, keyColumn, columns) => selectByKey(table, keyColumn, columns, true),
+    selectByKeyForUpdate,
     createStateTable,
     claimState,
     updateState,

@@ -75,3 +75,20 @@ export function classifyDbError(err: unknown): ClassifiedDbError {
     : (sqlState !== undefined && TRANSIENT_STATES.test(sqlState)) || TRANSIENT_MESSAGES.test(rawMessage);
   return { transient, sqlState, message };
 }
+
+/**
+ * Two transactions wanted each other's locks, SQLite's database was busy, or two runtimes' MERGEs
+ * both inserted a new record's state row (Db2 and SQL Server can, where no lock serialises them):
+ * worth trying again at once, on the same connection. A lock wait timeout is not among them: it
+ * already waited, and says a lock is held for long (the job pauses and retries later).
+ */
+export function isLockConflict(err: unknown): boolean {
+  const { sqlState, message } = classifyDbError(err);
+  return sqlState === '40001' || sqlState === '40P01' || sqlState === '23505'
+    || /deadlock|database (table )?is locked|Violation of PRIMARY KEY constraint/i.test(message);
+}
+
+/** SQLSTATE classes that say the data or the statement is at fault, never the connection. */
+export function isDataState(sqlState: string | undefined): boolean {
+  return sqlState !== undefined && PERMANENT_STATES.test(sqlState);
+}

@@ -5,7 +5,7 @@
 // - it hands connections back without a health check, so a dropped one keeps failing with 08S01.
 // - a prepared statement keeps each parameter's NULL indicator: bind null once, and every later
 //   number or boolean bound at that position is written as NULL. Values are bound as text here.
-import { DbError, classifyDbError } from './errors';
+import { DbError, classifyDbError, isDataState, isLockConflict } from './errors';
 
 /** What EXS binds; numbers reach the driver as text (see above). */
 export type SqlParameter = string | number | null;
@@ -130,25 +130,31 @@ export class OdbcPool {
       return result;
     } catch (err) {
       // A lost connection (SQLSTATE 08), a timeout or a failed commit: closed, not handed out again.
+      // A deadlock says nothing against the connection: it stays.
       const failure = await this.diagnose(session, err);
-      this.release(session, !classifyDbError(failure).transient);
+      this.release(session, !classifyDbError(failure).transient || isLockConflict(failure));
       throw failure;
     }
   }
 
   /**
-   * node-odbc reports some failures on a dropped connection without any diagnostic (psqlODBC inside
-   * a transaction: "Error getting information about parameters", no SQLSTATE). A ping on the same
-   * connection tells a dead connection (transient: pause and retry) from a bad statement.
+   * Drivers report some failures on a dropped connection as a general error: psqlODBC inside a
+   * transaction says "Error getting information about parameters" (no SQLSTATE) or "internal
+   * SAVEPOINT failed" (HY000). Unless the SQLSTATE blames the data or the statement, a ping on the
+   * same connection tells a dead connection (transient: pause and retry) from a bad event; a
+   * connection whose commit or rollback failed counts as dead.
    */
   private async diagnose(session: OdbcSession, err: unknown): Promise<unknown> {
     const classified = classifyDbError(err);
-    if (classified.transient || classified.sqlState || !this.options.pingSql || session.broken) return err;
+    if (classified.transient || isDataState(classified.sqlState)) return err;
+    const lost = () => new DbError({ transient: true, message: `connection lost (${classified.message})`, sqlState: classified.sqlState }, undefined, err);
+    if (session.broken) return lost();
+    if (!this.options.pingSql) return err;
     try {
       await session.connection.query(this.options.pingSql);
       return err;
     } catch {
-      return new DbError({ transient: true, message: `connection lost (${classified.message})` }, undefined, err);
+      return lost();
     }
   }
 
