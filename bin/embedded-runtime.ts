@@ -239,6 +239,8 @@ async function launch(options: RuntimeOptions, serverCreated: (server: http.Serv
     functionExternalModules: false,
     externalModules: { autoInstall: false, palette: { allowInstall: false } },
     editorTheme: { projects: { enabled: false }, tours: false },
+    // A sync runtime is often on a closed network: no update check, and no prompt asking for one.
+    telemetry: { enabled: false },
     logging: { console: { level: options.quiet ? 'warn' : 'info', metrics: false, audit: false } },
     ...options.settings,
   };

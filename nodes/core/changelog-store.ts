@@ -5,12 +5,14 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { EventEmitter } from 'node:events';
 import type { ChangeLogEntry } from './types';
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const TAIL_CHUNK = 64 * 1024;
 
 interface PendingAppend {
+  entry: ChangeLogEntry;
   line: string;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -25,7 +27,8 @@ function safeJobDir(jobId: string): string {
   return jobId.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_');
 }
 
-export class ChangeLogStore {
+/** Emits `entry` with each entry once it is on disk (the editor's sidebar follows the log this way). */
+export class ChangeLogStore extends EventEmitter {
   readonly file: string;
   private readonly maxBytes: number;
   private fd: number | undefined;
@@ -34,6 +37,7 @@ export class ChangeLogStore {
   private writing = false;
 
   constructor(baseDir: string, readonly jobId: string, options: { maxBytes?: number } = {}) {
+    super();
     this.file = changeLogPath(baseDir, jobId);
     this.maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   }
@@ -41,7 +45,7 @@ export class ChangeLogStore {
   /** Resolves once the entry is on disk. */
   append(entry: ChangeLogEntry): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ line: JSON.stringify(entry) + '\n', resolve, reject });
+      this.pending.push({ entry, line: JSON.stringify(entry) + '\n', resolve, reject });
       if (!this.writing) void this.writeLoop();
     });
   }
@@ -54,7 +58,10 @@ export class ChangeLogStore {
         this.pending = [];
         try {
           await this.writeBatch(batch.map((p) => p.line).join(''));
-          for (const p of batch) p.resolve();
+          for (const p of batch) {
+            p.resolve();
+            this.emit('entry', p.entry);
+          }
         } catch (err) {
           for (const p of batch) p.reject(err as Error);
         }

@@ -3,6 +3,7 @@
 // serves the job's admin endpoints.
 import { DbError } from '../core/sql/errors';
 import { SyncJob } from '../core/sync-job';
+import { feedEditor } from '../shared/editor-feed';
 import { registerJob, runningJob, unregisterJob } from '../shared/job-registry';
 import { exsDataDir, jobSettingsFromConfig, type ExsJobConfig, type ExsJobNode } from '../shared/job-node';
 import type { RED } from '../shared/red';
@@ -33,7 +34,9 @@ export = function registerExsJob(RED: RED) {
     job.ready.catch((err: Error) => this.error(`job ${job.id}: cannot open its journal: ${err.message}`));
     job.on('error', (err: Error) => this.error(`job ${job.id}: ${err.message}`));
     registerJob(job);
+    const stopFeed = feedEditor(RED, job);
     this.on('close', (_removed, done) => {
+      stopFeed();
       unregisterJob(job);
       job.close().then(done, (err) => {
         this.error(err);

@@ -15,3 +15,8 @@ export function unregisterJob(job: SyncJob): void {
 export function runningJob(id: string): SyncJob | undefined {
   return running.get(id);
 }
+
+/** Every running job, by id. */
+export function runningJobs(): SyncJob[] {
+  return [...running.values()].sort((a, b) => a.id.localeCompare(b.id));
+}

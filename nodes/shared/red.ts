@@ -37,6 +37,12 @@ export interface ExpressLike {
 }
 
 export interface RED {
+  /** Editor plugins (Node-RED 1.3+). */
+  plugins?: { registerPlugin(id: string, definition: object): void };
+  /** Pushes a message to every open editor (RED.comms.subscribe there). */
+  comms?: { publish(topic: string, data: unknown, retain?: boolean): void };
+  /** The HTTP server Node-RED listens on. */
+  server?: { address(): { address: string; family: string; port: number } | string | null };
   nodes: {
     createNode(node: object, config: object): void;
     registerType(type: string, constructor: Function, options?: object): void;
