@@ -3,6 +3,7 @@
 //   unit         pure logic (Node 20)
 //   flow         node-red-node-test-helper on Node-RED 4.1 / Node 20, and on Node-RED 5 / Node 22
 //   integration  real Mosquitto, PostgreSQL, MariaDB and SQLite via ODBC, real `exs` processes
+//   e2e          the editor in Debian's Chromium (playwright-core) against `exs run`
 // Prints one closing line `N passed, N failed, N skipped` over all of them.
 'use strict';
 const { spawnSync } = require('child_process');
@@ -22,6 +23,8 @@ const suites = [
   { name: 'flow (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red-5' } },
   { name: 'integration (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red' }, serial: true },
   // The runtime-level suite again on Node-RED 5; the connector suite does not touch Node-RED.
+  { name: 'e2e (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/e2e', env: { EXS_NODE_RED: 'node-red' }, serial: true },
+  { name: 'e2e (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/e2e', env: { EXS_NODE_RED: 'node-red-5' }, serial: true },
   { name: 'integration (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red-5' }, serial: true, only: ['runtime.test.js', 'sdk.test.js', 'credentials.test.js', 'durable-source.test.js', 'conflict-flow.test.js'] },
 ];
 

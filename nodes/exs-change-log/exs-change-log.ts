@@ -11,21 +11,54 @@ import type { JobNodeConfig, NodeMessage, RED, RedNode } from '../shared/red';
 const DEFAULT_LOG_TAIL = 10;
 const MAX_LOG_TAIL = 10_000;
 
+const STATUS_INTERVAL_MS = 250;
+const STATUS_KEY_CHARS = 10;
+
+/** `applied P-123 · dlq 2`: what happened last, and the dead letters waiting for a replay. */
+function statusText(last: ChangeLogEntry | undefined, deadLetters: number, parked: number): string {
+  const parts: string[] = [];
+  if (last) {
+    const key = last.key === undefined || last.key === null ? '' : typeof last.key === 'string' ? last.key : JSON.stringify(last.key);
+    const shortKey = key.length > STATUS_KEY_CHARS ? `${key.slice(0, STATUS_KEY_CHARS - 1)}…` : key;
+    parts.push(`${last.outcome.replace('_', ' ')} ${shortKey}`.trim());
+  }
+  parts.push(`dlq ${deadLetters}`);
+  if (parked > 0) parts.push(`parked ${parked}`);
+  return parts.join(' · ');
+}
+
 export = function registerExsChangeLog(RED: RED) {
   function ExsChangeLog(this: RedNode, config: JobNodeConfig) {
     RED.nodes.createNode(this, config);
     const job = jobOf(RED, this, config.job);
     if (!job) return;
-    const showCounts = () => {
-      const c = job.counters;
-      const parked = c.parked > 0 ? ` · parked ${c.parked}` : '';
-      this.status({ fill: c.dead_letter + c.parked > 0 ? 'yellow' : 'green', shape: 'dot', text: `ok ${c.applied + c.unchanged + c.skipped} · dlq ${c.dead_letter}${parked}` });
+    // The last outcome and the dead letters waiting, refreshed a few times a second at most.
+    let last: ChangeLogEntry | undefined;
+    let statusTimer: NodeJS.Timeout | undefined;
+    const render = () => {
+      const { deadLetters, counters } = job.state();
+      const fill = deadLetters + counters.parked > 0 ? 'yellow' : 'green';
+      this.status({ fill, shape: 'dot', text: statusText(last, deadLetters, counters.parked) });
     };
-    showCounts();
+    const showStatus = () => {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        render();
+      }, STATUS_INTERVAL_MS);
+    };
+    render();
+    job.ready.then(render, () => undefined);
+    job.on('state', showStatus);
     // Entries the job writes itself (held events coalesced into a newer one) are published too.
-    const publishJobEntry = (entry: ChangeLogEntry) => this.send([{ topic: job.settings.changelog, payload: entry }, null]);
+    const publishJobEntry = (entry: ChangeLogEntry) => {
+      last = entry;
+      showStatus();
+      this.send([{ topic: job.settings.changelog, payload: entry }, null]);
+    };
     job.on('entry', publishJobEntry);
     this.on('close', (_removed, done) => {
+      if (statusTimer) clearTimeout(statusTimer);
+      job.removeListener('state', showStatus);
       job.removeListener('entry', publishJobEntry);
       done();
     });
@@ -52,7 +85,8 @@ export = function registerExsChangeLog(RED: RED) {
             const deadLetter: NodeMessage | null = letter ? { topic: job.settings.dead_letter, payload: letter, exs: envelope } : null;
             send([published, deadLetter]);
             job.settle(envelope.seq, entry.outcome);
-            showCounts();
+            last = entry;
+            showStatus();
             done();
           },
           // Not settled: the event stays in the journal and comes again, so nothing is lost unlogged.

@@ -34,14 +34,14 @@ export = function registerExsConflictResolver(RED: RED) {
     if (!job) return;
     const rule = config.rule || job.settings.conflict_rule;
     if (!isConflictRule(rule)) {
-      refuseInput(this, 'bad rule', `conflict rule must be one of ${CONFLICT_RULES.join(', ')} (got '${rule}')`);
+      refuseInput(this, 'exs-conflict-resolver.status.badRule', `conflict rule must be one of ${CONFLICT_RULES.join(', ')} (got '${rule}')`);
       return;
     }
     let fieldRules: Record<string, ConflictRule>;
     try {
       fieldRules = parseFieldRules(String(config.field_rules ?? ''));
     } catch (err) {
-      refuseInput(this, 'bad field rule', (err as Error).message);
+      refuseInput(this, 'exs-conflict-resolver.status.badFieldRule', (err as Error).message);
       return;
     }
     const split = Object.keys(fieldRules).length > 0;
@@ -54,7 +54,7 @@ export = function registerExsConflictResolver(RED: RED) {
       if (!policy.timestampColumn && schema.timestampColumn) policy = { ...policy, timestampColumn: schema.timestampColumn };
       misconfigured = policyProblem(policy, schema.columns);
       if (misconfigured) {
-        this.status({ fill: 'red', shape: 'ring', text: 'bad rule' });
+        this.status({ fill: 'red', shape: 'ring', text: 'exs-conflict-resolver.status.badRule' });
         this.error(misconfigured);
       }
     });

@@ -1,7 +1,11 @@
 // exs-mapper: HMS event -> destination row. The mapping is parsed once at deploy; a broken
 // mapping is reported then, and an event the mapping cannot take goes to the dead-letter
-// output with the reason (missing key, wrong type, unknown value).
-import { compileIdentify, compileMapping, keyColumnClash, MappingError, parseKeyRule, parseMapping } from '../core/mapping';
+// output with the reason (missing key, wrong type, unknown value). The editor's mapping
+// table reads and checks its lines through POST /exs/mapping/check, with the same parser.
+import {
+  compileIdentify, compileMapping, formatMappingRule, keyColumnClash, MappingError, MappingSyntaxError, parseKeyRule,
+  parseMapping, parseMappingLine,
+} from '../core/mapping';
 import type { ExsEnvelope, KeyRule, MappingRule } from '../core/types';
 import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
@@ -37,7 +41,84 @@ function compile(config: MapperConfig): { rules: MappingRule[]; key: KeyRule } {
   return { rules, key };
 }
 
+/** One mapping line as the editor's table shows it: field, column, and the transforms as one text. */
+interface TableRule {
+  source: string;
+  target: string;
+  /** `upper | pad(8)`, in canonical spelling; empty when there are none. */
+  transforms: string;
+}
+
+interface MappingCheck {
+  /** Per line: how it reads, or null when it cannot be read. */
+  rules: Array<TableRule | null>;
+  /** `line` is the index in the request's `lines`; null for a problem of the whole mapping. */
+  errors: Array<{ line: number | null; message: string }>;
+  /** Why the key rule cannot be used; null when it can (or none was sent). */
+  keyError: string | null;
+}
+
+function tableRule(line: string): TableRule | null {
+  let rule: MappingRule;
+  try {
+    rule = parseMappingLine(line);
+  } catch (err) {
+    if (err instanceof MappingSyntaxError) return null;
+    throw err;
+  }
+  const withoutTransforms = formatMappingRule({ ...rule, transforms: [] });
+  return { source: rule.source, target: rule.target, transforms: formatMappingRule(rule).slice(withoutTransforms.length).replace(/^ \| /, '') };
+}
+
+/**
+ * The editor's table, line by line, with the messages a contract with these lines gets from
+ * the YAML validator (the parser's, and the key column mapped twice) and the key's own.
+ */
+function checkMapping(lines: string[], keyText: string | undefined): MappingCheck {
+  const { rules, errors, targets } = parseMapping(lines);
+  const result: MappingCheck = {
+    rules: lines.map(tableRule),
+    errors: errors.map((issue) => ({ line: typeof issue.item === 'number' ? issue.item : null, message: issue.message })),
+    keyError: null,
+  };
+  if (keyText === undefined) return result;
+  if (keyText.trim() === '') {
+    result.keyError = 'key is required, e.g. HMS:permit_id -> COBOL:PERMIT_ID';
+    return result;
+  }
+  let key: KeyRule;
+  try {
+    key = parseKeyRule(keyText);
+  } catch (err) {
+    if (!(err instanceof MappingSyntaxError)) throw err;
+    result.keyError = err.message;
+    return result;
+  }
+  const clash = keyColumnClash(rules, key);
+  if (clash) {
+    const item = targets[rules.indexOf(clash)]?.item;
+    const spelling = clash.target === key.target ? '' : ` as '${clash.target}'`;
+    result.errors.push({
+      line: typeof item === 'number' ? item : null,
+      message: `key column '${key.target}' is also mapped${spelling} from '${clash.source}'; a column gets one value`,
+    });
+  }
+  return result;
+}
+
 export = function registerExsMapper(RED: RED) {
+  RED.httpAdmin.post('/exs/mapping/check', RED.auth.needsPermission('exs.read'), (req, res) => {
+    const lines: unknown = req.body?.lines;
+    const key: unknown = req.body?.key;
+    if (!Array.isArray(lines) || !lines.every((line) => typeof line === 'string')) {
+      return res.status(400).json({ error: 'send {"lines": ["HMS:status -> COBOL:PERMIT_STAT | upper", ...], "key": "HMS:permit_id -> COBOL:PERMIT_ID"}' });
+    }
+    if (key !== undefined && key !== null && typeof key !== 'string') {
+      return res.status(400).json({ error: 'key must be a line like HMS:permit_id -> COBOL:PERMIT_ID' });
+    }
+    res.json(checkMapping(lines, key ?? undefined));
+  });
+
   function ExsMapper(this: RedNode, config: MapperConfig) {
     RED.nodes.createNode(this, config);
     const job = jobOf(RED, this, config.job);
@@ -65,7 +146,7 @@ export = function registerExsMapper(RED: RED) {
       // LAST_WRITE_WINS compares the legacy row's time with the column fed by the version field.
       timestampColumn: rules.find((r) => r.source === versionField)?.target,
     });
-    this.status({ fill: 'green', shape: 'dot', text: `${rules.length} fields` });
+    this.status({ fill: 'green', shape: 'dot', text: RED._('exs-mapper.status.fields', { count: rules.length }) });
 
     this.on('input', (msg, send, done) => {
       const envelope = msg.exs as ExsEnvelope;

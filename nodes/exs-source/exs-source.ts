@@ -3,10 +3,10 @@
 // over is never lost to a crash, a redeploy or a restart (Node-RED's own mqtt-in acknowledges
 // first). Its output only shows the flow: the sync queue delivers from the journal.
 import * as os from 'node:os';
-import { DEFAULT_SESSION_EXPIRY_SECONDS, DurableMqttSource } from '../core/connectors/durable-mqtt-source';
+import { DEFAULT_SESSION_EXPIRY_SECONDS, DurableMqttSource, type DurableSourceOptions } from '../core/connectors/durable-mqtt-source';
 import { substituteEnv } from '../core/env';
 import { jobOf, refuseInput } from '../shared/job-node';
-import type { JobNodeConfig, RED, RedNode } from '../shared/red';
+import type { JobNodeConfig, NodeStatus, RED, RedNode } from '../shared/red';
 
 interface SourceConfig extends JobNodeConfig {
   broker: string;
@@ -26,6 +26,15 @@ function resolved(text: string, what: string): string {
   if (missing.length > 0) throw new Error(`${what}: environment variable ${missing.join(', ')} is not set`);
   return value;
 }
+
+/** Status texts are message ids (locales/en-US/exs-source.json): the editor shows them translated. */
+type SourceStatus = Parameters<NonNullable<DurableSourceOptions['onStatus']>>[0];
+const SOURCE_STATUS: Record<SourceStatus, NodeStatus> = {
+  connecting: { fill: 'yellow', shape: 'ring', text: 'exs-source.status.connecting' },
+  connected: { fill: 'green', shape: 'dot', text: 'exs-source.status.connected' },
+  offline: { fill: 'red', shape: 'ring', text: 'exs-source.status.offline' },
+  error: { fill: 'red', shape: 'dot', text: 'exs-source.status.error' },
+};
 
 export = function registerExsSource(RED: RED) {
   function ExsSource(this: RedNode, config: SourceConfig) {
@@ -49,14 +58,12 @@ export = function registerExsSource(RED: RED) {
           this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
         },
         onStatus: (status, detail) => {
-          const look = { connecting: ['yellow', 'ring'], connected: ['green', 'dot'], offline: ['red', 'ring'], error: ['red', 'dot'] } as const;
-          const [fill, shape] = look[status];
-          this.status({ fill, shape, text: status });
+          this.status(SOURCE_STATUS[status]);
           if (status === 'error' && detail) this.warn(detail);
         },
       });
     } catch (err) {
-      refuseInput(this, 'bad config', (err as Error).message);
+      refuseInput(this, 'exs-source.status.badConfig', (err as Error).message);
       return;
     }
     // Start only once the journal is open: an event acknowledged before that could not be stored.
@@ -65,7 +72,10 @@ export = function registerExsSource(RED: RED) {
       () => {
         if (!closed) source.start();
       },
-      (err: Error) => this.error(`journal: ${err.message}`),
+      (err: Error) => {
+        this.status({ fill: 'red', shape: 'ring', text: 'exs-source.status.journalFailed' });
+        this.error(`journal: ${err.message}`);
+      },
     );
     this.on('close', (_removed, done) => {
       closed = true;

@@ -50,7 +50,7 @@ export = function registerExsSyncQueue(RED: RED) {
       }, STATUS_INTERVAL_MS);
     };
     job.on('state', showState);
-    job.ready.then(() => render(job.state()), () => this.status({ fill: 'red', shape: 'ring', text: 'journal failed' }));
+    job.ready.then(() => render(job.state()), () => this.status({ fill: 'red', shape: 'ring', text: 'exs-sync-queue.status.journalFailed' }));
 
     const deliver = ({ record, attempt }: Delivery) => {
       const envelope: ExsEnvelope = { job: job.id, seq: record.seq, attempt, receivedAt: record.receivedAt, topic: record.topic };

@@ -37,12 +37,15 @@ export interface ExsRunOptions {
   readyStatus?: number;
   /** Added to the child's environment (EXS_INSTANCE, say); a value of undefined removes a variable. */
   env?: NodeJS.ProcessEnv;
+  /** Serve the editor too (browser tests); by default only the admin API. */
+  editor?: boolean;
 }
 
 /** Starts `exs run` and resolves once its admin API answers. */
 export async function startExsRun(files: string[], userDir: string, extraArgs: string[] = [], options: ExsRunOptions = {}): Promise<ExsRun> {
   const port = await freePort();
-  const child = spawn(process.execPath, [EXS_BIN, 'run', ...files, '--no-editor', '--port', String(port), '--user-dir', userDir, ...extraArgs], {
+  const editorArgs = options.editor ? [] : ['--no-editor'];
+  const child = spawn(process.execPath, [EXS_BIN, 'run', ...files, ...editorArgs, '--port', String(port), '--user-dir', userDir, ...extraArgs], {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
