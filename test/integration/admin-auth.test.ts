@@ -172,4 +172,51 @@ describe('exs run with Node-RED adminAuth', () => {
 
     assert.equal(await run.stop(), 0);
   });
+
+  it('imports a sync.yaml for ops through POST /exs/contracts under a moved root: the tab is deployed next to the others', { timeout: 120_000 }, async (t) => {
+    if (!(await needService(t, 'mosquitto'))) return;
+    const { run, jobId } = await startWithAdminAuth(t, { httpAdminRoot: '/admin' });
+    const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    const newJob = `OPS_${suffix}`;
+    const yaml = `id: ${newJob}
+source_topic: permits.status
+mqtt_topic: exs-test/${suffix}/permits
+destination: SMS_Tracker
+connector: ${MQTT_URL}/exs-test/${suffix}/sms/{key}
+key: HMS:permit_id -> SMS:PERMIT_ID
+mapping:
+  HMS:status -> SMS:STATUS_CODE
+broker: ${MQTT_URL}
+`;
+    const post = (headers: Record<string, string>, body: string) => fetch(`${run.adminUrl}/exs/contracts`, { method: 'POST', headers, body });
+    assert.equal((await post({ 'content-type': 'text/yaml' }, yaml)).status, 401, 'no token: refused');
+    const viewer = await tokenFor(run.adminUrl, VIEWER);
+    const asViewer = await post({ 'content-type': 'text/yaml', Authorization: `Bearer ${viewer}` }, yaml);
+    assert.ok(asViewer.status === 401 || asViewer.status === 403, `a read-only user may not deploy (HTTP ${asViewer.status})`);
+
+    const token = await tokenFor(run.adminUrl, ADMIN);
+    const headers = { Authorization: `Bearer ${token}` };
+    const broken = await post({ ...headers, 'content-type': 'text/yaml' }, yaml.replace('mapping:', 'mapping:\n  HMS:x -> SMS:Y | uppr'));
+    assert.equal(broken.status, 400);
+    const brokenBody = (await broken.json()) as { diagnostics: Array<{ text: string }> };
+    assert.deepEqual(brokenBody.diagnostics.map((d) => d.text), ["sync.yaml:8:20: unknown transform 'uppr' (did you mean 'upper'?)"]);
+
+    const deployed = await post({ ...headers, 'content-type': 'text/yaml' }, yaml);
+    assert.equal(deployed.status, 200, await deployed.clone().text());
+    assert.deepEqual(((await deployed.json()) as { deployed: string[] }).deployed, [newJob]);
+    const jobs = await waitFor('the imported job to run', async () => {
+      const list = (await (await fetch(`${run.adminUrl}/exs/jobs`, { headers })).json()) as Array<{ id: string }>;
+      return list.some((j) => j.id === newJob) ? list : undefined;
+    });
+    assert.ok(jobs.some((j) => j.id === jobId), 'the job that was there runs on');
+    const flows = (await (await fetch(`${run.adminUrl}/flows`, { headers })).json()) as Array<{ type: string; label?: string }>;
+    assert.deepEqual(flows.filter((n) => n.type === 'tab').map((n) => n.label).sort(), [jobId, newJob].sort());
+
+    // Importing it again replaces its tab rather than adding one.
+    assert.equal((await post({ ...headers, 'content-type': 'application/json' }, JSON.stringify({ yaml: yaml.replace('SMS_Tracker', 'SMS_Tracker_2') }))).status, 200);
+    const again = (await (await fetch(`${run.adminUrl}/flows`, { headers })).json()) as Array<{ type: string; label?: string; destination?: string }>;
+    assert.equal(again.filter((n) => n.type === 'tab').length, 2);
+    assert.ok(again.some((n) => n.type === 'exs-job' && n.destination === 'SMS_Tracker_2'));
+    assert.equal(await run.stop(), 0);
+  });
 });
