@@ -125,8 +125,9 @@ describe('the EXS editor in Chromium', () => {
     const s = await ready(t);
     if (!s) return;
     const page = await editor(t, s);
-    await page.evaluate(() => (globalThis as any).RED.sidebar.show('exs'));
-    await page.click('#exs-sidebar-import');
+    // From the main menu the first time, from the sidebar after.
+    await page.click('#red-ui-header-button-sidemenu');
+    await page.click('#exs-menu-import');
     await page.fill('#exs-import-yaml', [
       `id: Broken_${suffix}`, 'source_topic: permits.status', 'destination: COBOL_Mainframe', 'connector: odbc://MAINFRAME',
       'mapping:', '  - HMS:status -> COBOL:PERMIT_STAT | uppr', 'schedul: nightly', '',
@@ -173,6 +174,7 @@ describe('the EXS editor in Chromium', () => {
     }
 
     // Importing the same job again replaces its tab instead of adding a second one.
+    await page.evaluate(() => (globalThis as any).RED.sidebar.show('exs'));
     await page.click('#exs-sidebar-import');
     await page.fill('#exs-import-yaml', contract(jobId, `exs-e2e/${suffix}/imported`, s.db, 'conflict_rule: LAST_WRITE_WINS\n'));
     await page.click('#exs-import-button');
@@ -240,7 +242,19 @@ describe('the EXS editor in Chromium', () => {
     assert.match(await entry.innerText(), /applied/);
     const rows = await sqlQuery(sqliteConn(s.db), `SELECT PERMIT_ID FROM PERMIT_TABLE WHERE PERMIT_ID = '${key}'`);
     assert.equal(rows.length, 1, 'the event reached the database');
+
+    // A malformed event lands among the dead letters, with its reason and a Replay button.
+    const client = await mqtt.connectAsync(MQTT_URL);
+    t.after(() => client.endAsync());
+    await client.publishAsync(s.topic, `permit ${key} approved, not JSON`, { qos: 1 });
+    const letter = page.locator('#exs-sidebar-dlq .exs-dlq-letter', { hasText: `permit ${key} approved` }).first();
+    await letter.waitFor({ timeout: 15_000 });
+    assert.match(await letter.innerText(), /not JSON/);
     await screenshot(page, 'sidebar.png');
+    const replayed = page.waitForResponse((response) => response.url().endsWith('/dlq/replay') && response.status() === 200);
+    await letter.locator('button', { hasText: 'Replay' }).click();
+    const body = await (await replayed).json() as { replayed: number[] };
+    assert.equal(body.replayed.length, 1, 'the letter went through the job again');
   });
 });
 
