@@ -122,6 +122,12 @@ export interface SyncConnector {
   open(): Promise<void>;
   /** Writes the record unless `policy` decides the destination's row wins. */
   apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult>;
+  /**
+   * Writes records of different keys together, where the destination can do that cheaper than
+   * one by one; a result or an error per record, in order. Optional: without it, records are
+   * applied one by one, in parallel.
+   */
+  applyBatch?(items: Array<{ record: MappedRecord; policy?: ConflictPolicy }>): Promise<Array<{ result?: ApplyResult; error?: Error }>>;
   close(): Promise<void>;
   /** Records whose conflict waits for a person (MANUAL), for connectors that keep them. */
   listConflicts?(): Promise<ParkedRecord[]>;

@@ -5,14 +5,46 @@
 // letter), and drain writes in flight before closing on redeploy. A developer adds a
 // destination by implementing SyncConnector and calling this.
 import type { DestinationSchema, JobSettings } from '../core/sync-job';
-import type { ExsEnvelope, SyncConnector } from '../core/types';
+import type { ApplyResult, ExsEnvelope, SyncConnector } from '../core/types';
 import { jobOf } from './job-node';
-import type { JobNodeConfig, NodeMessage, RED, RedNode } from './red';
+import type { DoneFunction, JobNodeConfig, NodeMessage, RED, RedNode, SendFunction } from './red';
 
 /** How long a connector waits at deploy for its job's mapper to declare the columns. */
 const SCHEMA_WAIT_MS = 5_000;
 /** Node-RED gives a closing node 15 s; writes in flight get most of it. */
 const DRAIN_MS = 10_000;
+
+/** Most records written in one batch. */
+const MAX_BATCH = 500;
+
+interface PendingWrite {
+  msg: NodeMessage;
+  envelope: ExsEnvelope;
+  send: SendFunction;
+  done: DoneFunction;
+}
+
+/**
+ * The next batch: the oldest waiting event of each record, up to MAX_BATCH, taken out of the
+ * queue; a record's later events stay queued, in order, for the batches after. Keys are compared
+ * as lower-case text, as a case-insensitive collation would.
+ */
+function takeBatch(queue: PendingWrite[]): PendingWrite[] {
+  const batch: PendingWrite[] = [];
+  const keys = new Set<string>();
+  const rest: PendingWrite[] = [];
+  for (const write of queue) {
+    const key = String(write.envelope.record!.keyValue).toLowerCase();
+    if (batch.length < MAX_BATCH && !keys.has(key)) {
+      keys.add(key);
+      batch.push(write);
+    } else {
+      rest.push(write);
+    }
+  }
+  queue.splice(0, queue.length, ...rest);
+  return batch;
+}
 
 export type ConnectorFactory = (schema: DestinationSchema | undefined, job: JobSettings) => SyncConnector;
 
@@ -76,15 +108,16 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   };
   connected().catch(() => undefined);
 
-  // Events of one record are written in the order they arrived; different records in parallel.
-  // Keys are compared as lower-case text, as a case-insensitive collation would.
-  const writesInFlight = new Map<string, Promise<void>>();
-  const inRecordOrder = (key: unknown, write: () => Promise<void>): void => {
-    const id = String(key).toLowerCase();
-    const next = (writesInFlight.get(id) ?? Promise.resolve()).then(write);
-    writesInFlight.set(id, next);
-    void next.finally(() => {
-      if (writesInFlight.get(id) === next) writesInFlight.delete(id);
+  // Adaptive micro-batching: when the destination is idle an event is written at once; events
+  // that arrive while a write is under way are written together next, up to MAX_BATCH of them,
+  // one per record, so each record's events are written in the order they arrived.
+  const queue: PendingWrite[] = [];
+  let draining: Promise<void> | undefined;
+  const kick = (): void => {
+    draining ??= (async () => {
+      while (queue.length > 0) await writeBatch(takeBatch(queue));
+    })().finally(() => {
+      draining = undefined;
     });
   };
 
@@ -93,6 +126,39 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     { ...msg, exs: { ...envelope, outcome: 'dead_letter', error } },
   ];
 
+  const settle = (write: PendingWrite, outcome: { result?: ApplyResult; error?: unknown }): void => {
+    const { msg, envelope, send, done } = write;
+    if (outcome.result) {
+      send([{ ...msg, exs: { ...envelope, result: outcome.result, outcome: outcome.result.outcome } }, null]);
+    } else {
+      const transient = isTransient(outcome.error);
+      if (job.fail(envelope.seq, transient ? 'transient' : 'data') === 'dead_letter') send(deadLetter(msg, envelope, errorText(outcome.error)));
+    }
+    done();
+  };
+
+  const writeBatch = async (batch: PendingWrite[]): Promise<void> => {
+    let connector: SyncConnector;
+    try {
+      connector = await connected();
+    } catch (err) {
+      const notReady = new DestinationNotReady(`destination not ready: ${errorText(err)}`);
+      for (const write of batch) settle(write, { error: notReady });
+      return;
+    }
+    const items = batch.map((w) => ({ record: w.envelope.record!, policy: w.envelope.conflict }));
+    type Outcome = { result?: ApplyResult; error?: unknown };
+    const outcomes: Outcome[] = connector.applyBatch
+      ? await connector.applyBatch(items).catch((error: unknown) => items.map(() => ({ error })))
+      // Records of different keys, in parallel on the connector's own pool.
+      : await Promise.all(items.map((item) => connector.apply(item.record, item.policy).then((result): Outcome => ({ result }), (error: unknown): Outcome => ({ error }))));
+    outcomes.forEach((outcome, i) => settle(batch[i], outcome));
+    const last = batch[batch.length - 1];
+    const failed = outcomes.find((o) => o.error);
+    if (failed) node.status({ fill: 'red', shape: 'ring', text: isTransient(failed.error) ? 'destination down' : 'write failed' });
+    else node.status({ fill: 'green', shape: 'dot', text: `${outcomes[outcomes.length - 1].result?.outcome} ${String(last.envelope.key)}`.slice(0, 32) });
+  };
+
   node.on('input', (msg, send, done) => {
     const envelope = msg.exs as ExsEnvelope;
     if (!envelope?.record) {
@@ -100,28 +166,13 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
       return done();
     }
     if (closing) return done(new Error('connector is closing; the event stays in the journal'));
-    inRecordOrder(envelope.record.keyValue, async () => {
-      try {
-        const connector = await connected().catch((err) => {
-          throw new DestinationNotReady(`destination not ready: ${errorText(err)}`);
-        });
-        const result = await connector.apply(envelope.record!, envelope.conflict);
-        node.status({ fill: 'green', shape: 'dot', text: `${result.outcome} ${String(envelope.key)}`.slice(0, 32) });
-        send([{ ...msg, exs: { ...envelope, result, outcome: result.outcome } }, null]);
-      } catch (err) {
-        const transient = isTransient(err);
-        node.status({ fill: 'red', shape: 'ring', text: transient ? 'destination down' : 'write failed' });
-        if (job.fail(envelope.seq, transient ? 'transient' : 'data') === 'dead_letter') {
-          send(deadLetter(msg, envelope, errorText(err)));
-        }
-      }
-      done();
-    });
+    queue.push({ msg, envelope, send, done });
+    kick();
   });
 
   node.on('close', (_removed, done) => {
     closing = true;
-    const drained = Promise.allSettled([...writesInFlight.values()]);
+    const drained = draining ?? Promise.resolve();
     const timeout = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
     Promise.race([drained, timeout])
       .then(() => opening?.catch(() => undefined))

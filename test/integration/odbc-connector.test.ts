@@ -564,6 +564,70 @@ for (const target of TARGETS) {
       });
     });
 
+    it('batches: shuffled, duplicated events written in batches by two runtimes end at the model\'s rows', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        const other = new OdbcConnector({
+          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2,
+        });
+        await Promise.all([table.connector.open(), other.open()]);
+        const outcomes: Record<string, number> = {};
+        try {
+          for (let round = 0; round < 4; round++) {
+            const seed = SEED_BASE + 100 + round;
+            const random = seededRandom(seed);
+            const policy = round % 2 === 0 ? LWW : { rule: 'HMS_WINS' as const };
+            const keys = Array.from({ length: 12 }, (_, k) => `B${round}-${k}`);
+            const order = shuffled(keys.flatMap((key) => eventsForKey(key, random)), random);
+            // Batches of up to 40 records, one event per key in each, as the connector node forms them.
+            const batches: MappedRecord[][] = [];
+            let pending = order;
+            while (pending.length > 0) {
+              const batch: MappedRecord[] = [];
+              const rest: MappedRecord[] = [];
+              for (const event of pending) {
+                if (batch.length < 40 && !batch.some((b) => b.keyValue === event.keyValue)) batch.push(event);
+                else rest.push(event);
+              }
+              batches.push(batch);
+              pending = rest;
+            }
+            // Two runtimes, each writing every other batch, at the same time.
+            const runtimes = [table.connector, other];
+            const lanes = runtimes.map(async (connector, lane) => {
+              for (const batch of batches.filter((_, i) => i % 2 === lane)) {
+                const results = await connector.applyBatch(batch.map((record) => ({ record, policy })));
+                for (const r of results) {
+                  assert.ok(r.result, `seed ${seed}: ${String(r.error)}`);
+                  outcomes[r.result.outcome] = (outcomes[r.result.outcome] ?? 0) + 1;
+                }
+              }
+            });
+            await Promise.all(lanes);
+            const expected = modelFinalRows(order);
+            for (const key of keys) assert.deepEqual(comparable(await table.row(key)), comparable(expected.get(key)), `seed ${seed}, key ${key}`);
+          }
+        } finally {
+          await other.close();
+        }
+        t.diagnostic(`outcomes ${JSON.stringify(outcomes)}`);
+        assert.ok((outcomes.skipped ?? 0) > 0 && (outcomes.applied ?? 0) > 0 && (outcomes.unchanged ?? 0) > 0, JSON.stringify(outcomes));
+      }, { poolSize: 2 });
+    });
+
+    it('a record the database refuses fails alone; its batch neighbours are written', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        await table.connector.open();
+        const records = ['P-1', 'P-2', 'P-3', 'P-4'].map((id) => versioned(id, { PERMIT_STAT: id === 'P-3' ? 'X'.repeat(40) : 'OK', LAST_CHG_TS: '2026-03-01T10:00:00Z' }));
+        const results = await table.connector.applyBatch(records.map((record) => ({ record, policy: LWW })));
+        assert.deepEqual(results.map((r) => r.result?.outcome ?? 'error'), ['applied', 'applied', 'error', 'applied']);
+        assert.equal(classifyDbError(results[2].error).transient, false);
+        assert.equal(await table.count(), 3);
+        assert.equal((await table.row('P-4'))?.PERMIT_STAT, 'OK');
+      });
+    });
+
     it('two runtimes applying shuffled, duplicated events for the same keys end at the model\'s rows', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {

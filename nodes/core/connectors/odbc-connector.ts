@@ -12,6 +12,7 @@ import {
   toSqlTimestampText,
   type ColumnInfo,
   type DialectName,
+  type BatchSql,
   type SqlDialect,
   type StateColumn,
   type StateTable,
@@ -32,6 +33,7 @@ import {
   fingerprintOf,
   type ConflictDecision,
   type ConflictPolicy,
+  type IncomingRecord,
   type ParkedConflict,
   type RecordState,
   type SourceVersion,
@@ -102,6 +104,23 @@ interface WritePlan {
   upserts: Map<string, string>;
 }
 
+/** One record of a batch and the law it is written under. */
+export interface BatchItem {
+  record: MappedRecord;
+  policy?: ConflictPolicy;
+}
+
+/** What became of one record of a batch. */
+export type BatchOutcome = { result: ApplyResult; error?: undefined } | { error: Error; result?: undefined };
+
+/** A record of a batch, bound and ready for the law. */
+interface PreparedRecord {
+  index: number;
+  key: SqlParameter;
+  law: ConflictPolicy;
+  incoming: IncomingRecord;
+}
+
 const DEFAULT_POOL_SIZE = 4;
 const DEFAULT_STATE_TABLE = 'EXS_SYNC_STATE';
 const DEFAULT_QUERY_TIMEOUT_SECONDS = 30;
@@ -169,6 +188,69 @@ export class OdbcConnector implements SyncConnector {
     });
   }
 
+  /**
+   * Writes many records (of different keys) in one transaction: the same law and locks as apply(),
+   * with multi-row statements, so a backlog costs a few statements per batch instead of per event.
+   * A record the batch cannot take (a value too long, say) is found by applying the records one
+   * by one, so it never fails its neighbours. Results are in the order of `items`.
+   */
+  async applyBatch(items: BatchItem[]): Promise<BatchOutcome[]> {
+    const plan = this.openPlan();
+    const batch = plan.dialect.batch;
+    if (!batch || items.length < 2) return this.oneByOne(items);
+    const keyText = (record: MappedRecord) => String(record.keyValue).toLowerCase();
+    if (new Set(items.map((item) => keyText(item.record))).size !== items.length) {
+      throw new Error('applyBatch needs records of different keys: two events of one record are applied in turn');
+    }
+
+    const outcomes: BatchOutcome[] = new Array(items.length);
+    const prepared: PreparedRecord[] = [];
+    items.forEach((item, index) => {
+      try {
+        const bound = recordParameters(plan, item.record);
+        const row = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
+        prepared.push({
+          index,
+          key: bound.parameters[0],
+          law: lawFor(plan, item.policy),
+          incoming: { row, keyColumn: plan.columns[0].contractName, version: item.record.version ?? null, tiebreak: contentHash(row) },
+        });
+      } catch (err) {
+        outcomes[index] = { error: new DbError({ transient: false, message: (err as Error).message }, `${this.describe()}, key ${JSON.stringify(item.record.keyValue)}`, err) };
+      }
+    });
+    // Every runtime locks a batch's rows in the same (key) order, so two batches cannot deadlock.
+    prepared.sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
+    if (prepared.length === 0) return outcomes;
+
+    try {
+      const results = await this.withLockRetries(`${this.describe()}, ${prepared.length} records`, () =>
+        this.pool!.withSession((session) => session.transaction(() => applyPrepared(plan, batch, session, this.options.jobId, prepared))));
+      prepared.forEach((p, i) => { outcomes[p.index] = { result: results[i] }; });
+    } catch (err) {
+      if (classifyDbError(err).transient) {
+        for (const p of prepared) outcomes[p.index] = { error: err instanceof DbError ? err : toDbError(err, this.describe()) };
+        return outcomes;
+      }
+      // A record the database refused: find it by writing them one by one.
+      const single = await this.oneByOne(prepared.map((p) => items[p.index]));
+      prepared.forEach((p, i) => { outcomes[p.index] = single[i]; });
+    }
+    return outcomes;
+  }
+
+  private async oneByOne(items: BatchItem[]): Promise<BatchOutcome[]> {
+    const outcomes: BatchOutcome[] = [];
+    for (const item of items) {
+      try {
+        outcomes.push({ result: await this.apply(item.record, item.policy) });
+      } catch (err) {
+        outcomes.push({ error: err as Error });
+      }
+    }
+    return outcomes;
+  }
+
   /** The job's records whose conflict waits for a person (MANUAL). */
   async listConflicts(): Promise<ParkedRecord[]> {
     const plan = this.openPlan();
@@ -222,13 +304,18 @@ export class OdbcConnector implements SyncConnector {
     work: (session: OdbcSession, state: RecordState | null, current: Record<string, unknown> | null) => Promise<T>,
   ): Promise<T> {
     const plan = this.openPlan();
+    return this.withLockRetries(context, () => this.pool!.withSession((session) => session.transaction(async () => {
+      const state = await claimState(plan, session, this.options.jobId, String(key));
+      const [found] = await session.run(plan.lockRowSql, [key]);
+      return work(session, state, found ? fromDatabaseRow(plan, found) : null);
+    })));
+  }
+
+  /** Deadlocks and serialization failures say nothing about the destination: the transaction runs again. */
+  private async withLockRetries<T>(context: string, transaction: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.pool!.withSession((session) => session.transaction(async () => {
-          const state = await claimState(plan, session, this.options.jobId, String(key));
-          const [found] = await session.run(plan.lockRowSql, [key]);
-          return work(session, state, found ? fromDatabaseRow(plan, found) : null);
-        }));
+        return await transaction();
       } catch (err) {
         if (attempt < LOCK_RETRIES && isLockConflict(err)) {
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
@@ -304,6 +391,74 @@ function lawFor(plan: WritePlan, policy: ConflictPolicy | undefined): ConflictPo
 }
 
 /**
+ * The conflict transaction for many records: claim and lock their state rows and their rows,
+ * decide each, write each shape of row in one statement, read the written rows back (the
+ * baseline), store the new states in one statement. `prepared` is in key order.
+ */
+async function applyPrepared(plan: WritePlan, batch: BatchSql, session: OdbcSession, jobId: string, prepared: PreparedRecord[]): Promise<ApplyResult[]> {
+  const keys = prepared.map((p) => p.key);
+  const byKey = (rows: OdbcRow[], column: string) => new Map(rows.map((row) => [String(row[column]).toLowerCase(), row]));
+  const claim = batch.claimStates(plan.state, keys.length);
+  let claimed = await session.run(claim.insert, keys.flatMap((key) => [jobId, key]));
+  if (claim.select) claimed = await session.run(claim.select, [jobId, ...keys]);
+  const states = byKey(claimed, plan.state.columns.record_key);
+  const columnNames = plan.columns.map((c) => c.info.name);
+  const keyName = plan.columns[0].info.name;
+  const currentRows = byKey(await session.run(batch.lockRows(plan.table, keyName, columnNames, keys.length), keys), keyName);
+
+  const decided = prepared.map((p) => {
+    const stateRow = states.get(String(p.key).toLowerCase());
+    if (!stateRow) throw new Error(`the state row for key '${String(p.key)}' could not be claimed in ${plan.state.table}`);
+    const found = currentRows.get(String(p.key).toLowerCase());
+    const current = found ? fromDatabaseRow(plan, found) : null;
+    const decision = decideConflict(p.law, stateFromRow(plan, stateRow), current, p.incoming, (column, a, b) => sameValue(plannedColumn(plan, column).info, a, b));
+    return { p, current, decision };
+  });
+
+  // Rows of one shape (the same columns written) go in one statement.
+  const shapes = new Map<string, Array<typeof decided[number]>>();
+  for (const d of decided) {
+    const names = Object.keys(d.decision.columns);
+    if (names.length === 0) continue;
+    const shape = plan.columns.filter((c) => names.includes(c.contractName)).map((c) => plan.columns.indexOf(c)).join(',');
+    shapes.set(shape, [...(shapes.get(shape) ?? []), d]);
+  }
+  for (const [shape, group] of shapes) {
+    const columns = shape.split(',').map((i) => plan.columns[Number(i)]);
+    const sql = batch.upsertRows(plan.table, keyName, columns.map((c) => c.info), group.length);
+    await session.run(sql, group.flatMap((d) => columns.map((c) => d.decision.columns[c.contractName] as SqlParameter)));
+  }
+  const writtenKeys = decided.filter((d) => Object.keys(d.decision.columns).length > 0).map((d) => d.p.key);
+  const stored = writtenKeys.length > 0 ? byKey(await session.run(batch.lockRows(plan.table, keyName, columnNames, writtenKeys.length), writtenKeys), keyName) : new Map();
+
+  const results: ApplyResult[] = [];
+  const stateParams: SqlParameter[] = [];
+  let stateCount = 0;
+  for (const { p, current, decision } of decided) {
+    let after = current;
+    if (Object.keys(decision.columns).length > 0) {
+      const row = stored.get(String(p.key).toLowerCase());
+      after = row ? fromDatabaseRow(plan, row) : null;
+    }
+    if (decision.state) {
+      const written = { ...decision.state.written };
+      if (after) for (const column of Object.keys(decision.columns)) written[column] = after[column] ?? null;
+      stateParams.push(jobId, p.key, ...stateParameters({ ...decision.state, written }));
+      stateCount++;
+    }
+    results.push({
+      outcome: decision.outcome === 'write' ? 'applied' : decision.outcome,
+      before: current,
+      after: after ?? {},
+      reason: decision.reason,
+      ...(decision.conflicts.length > 0 && { conflicts: decision.conflicts }),
+    });
+  }
+  if (stateCount > 0) await session.run(batch.saveStates(plan.state, stateCount), stateParams);
+  return results;
+}
+
+/**
  * Writes what the decision takes and stores the record's new state. The baseline of a written
  * column is what the destination kept, read back in the same transaction: a column that rounds or
  * truncates (timestamp(0), DECIMAL(10,2)) must not look like a clerk's edit next time.
@@ -349,8 +504,13 @@ async function claimState(plan: WritePlan, session: OdbcSession, jobId: string, 
   let rows: OdbcRow[] = [];
   for (const sql of plan.claimStateSql) rows = await session.run(sql, [jobId, key]);
   const [row] = rows;
-  const c = plan.state.columns;
   if (!row) throw new Error(`the state row for key '${key}' could not be claimed in ${plan.state.table}`);
+  return stateFromRow(plan, row);
+}
+
+/** A claimed state row as the law reads it; null when EXS has not written the record yet. */
+function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
+  const c = plan.state.columns;
   if (!row[c.fingerprint]) return null; // claimed just now: nothing written yet
   const version = row[c.version];
   const { values, stamps } = parseJson(row[c.written]) as StoredWritten;
@@ -369,15 +529,18 @@ interface StoredWritten {
   stamps?: Record<string, [SourceVersion, string]>;
 }
 
-async function saveState(plan: WritePlan, session: OdbcSession, jobId: string, key: string, state: RecordState): Promise<void> {
+/** version, tiebreak, fingerprint, written, parked, updated_at: the state's columns as bound. */
+function stateParameters(state: RecordState): SqlParameter[] {
   const written: StoredWritten = {
     values: state.written,
     stamps: Object.fromEntries(Object.entries(state.columns ?? {}).map(([column, stamp]) => [column, [stamp.version, stamp.tiebreak]])),
   };
-  await session.run(plan.updateStateSql, [
-    state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(written),
-    state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString(), jobId, key,
-  ]);
+  return [state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(written),
+    state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString()];
+}
+
+async function saveState(plan: WritePlan, session: OdbcSession, jobId: string, key: string, state: RecordState): Promise<void> {
+  await session.run(plan.updateStateSql, [...stateParameters(state), jobId, key]);
 }
 
 function parseJson(value: unknown): unknown {

@@ -40,6 +40,11 @@ export interface SqlDialect {
   /** The job's records with a parked conflict. Parameter: job id. */
   listParked(state: StateTable): string;
   /**
+   * The same transaction for many records at once (multi-row statements), where the dialect has
+   * multi-row upserts; SQL Server and Db2 (MERGE) write record by record.
+   */
+  readonly batch?: BatchSql;
+  /**
    * Insert-or-update of one row; parameters in the order of `columns`, which must include the key.
    * The decision whether to write was taken before, under the record's lock (nodes/core/conflict.ts).
    */
@@ -53,6 +58,22 @@ export interface SqlDialect {
   readonly currentSchemaQuery?: string;
   /** MySQL calls its databases catalogs in ODBC and has no schemas: `SCHEMA.TABLE` means database.table. */
   readonly schemaIsCatalog: boolean;
+}
+
+/** Statements of the conflict transaction over `n` records; keys are bound in the order given. */
+export interface BatchSql {
+  /**
+   * Claims and locks `n` state rows. `insert` takes (job id, key) pairs; `select`, when present,
+   * takes the job id then the keys and returns the rows (else `insert` returns them). Both return
+   * `record_key` first, then the state columns.
+   */
+  claimStates(state: StateTable, n: number): { insert: string; select?: string };
+  /** The rows of `n` keys, locked. Parameters: the keys. */
+  lockRows(table: string, keyColumn: string, columns: string[], n: number): string;
+  /** Multi-row insert-or-update of rows of one shape; parameters row after row in `columns` order. */
+  upsertRows(table: string, keyColumn: string, columns: ColumnInfo[], n: number): string;
+  /** Writes `n` states. Parameters per row: job id, key, version, tiebreak, fingerprint, written, parked, updated_at. */
+  saveStates(state: StateTable, n: number): string;
 }
 
 /** The state table's columns, by role; the catalog's spelling is looked up at open(). */
@@ -270,6 +291,49 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
       + ` WHERE ${c.job_id} = ? AND ${c.parked} IS NOT NULL ORDER BY ${c.updated_at}, ${c.record_key}`;
   }
 
+  const placeholders = (n: number, row: string) => Array.from({ length: n }, () => row).join(', ');
+
+  function batchSql(): BatchSql | undefined {
+    if (syntax.upsert === 'merge') return undefined;
+    const lockSuffix = syntax.lockRows.suffix ?? '';
+    return {
+      claimStates(state, n) {
+        const { c, table } = stateParts(state);
+        const read = [c.record_key, c.version, c.tiebreak, c.fingerprint, c.written, c.parked].join(', ');
+        const insertColumns = `(${c.job_id}, ${c.record_key}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`;
+        const values = placeholders(n, "(?, ?, '', '', '{}', '')");
+        const select = `SELECT ${read} FROM ${table} WHERE ${c.job_id} = ? AND ${c.record_key} IN (${placeholders(n, '?')})${lockSuffix}`;
+        switch (syntax.ensureRow) {
+          case 'on-conflict-returning':
+            return { insert: `INSERT INTO ${table} ${insertColumns} VALUES ${values} ON CONFLICT (${c.job_id}, ${c.record_key})`
+              + ` DO UPDATE SET ${c.job_id} = excluded.${c.job_id} RETURNING ${read}` };
+          case 'on-duplicate-key':
+            return { insert: `INSERT INTO ${table} ${insertColumns} VALUES ${values} ON DUPLICATE KEY UPDATE ${c.job_id} = ${c.job_id}`, select };
+          default:
+            return { insert: `INSERT OR IGNORE INTO ${table} ${insertColumns} VALUES ${values}`, select };
+        }
+      },
+      lockRows: (table, keyColumn, columns, n) =>
+        `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table)} WHERE ${quoteIdent(keyColumn)} IN (${placeholders(n, '?')})${lockSuffix}`,
+      upsertRows(table, keyColumn, columns, n) {
+        const single = upsert(table, keyColumn, columns);
+        const row = `(${columns.map(syntax.parameter).join(', ')})`;
+        // The one-row statement with its VALUES row repeated: the same conflict clause applies to every row.
+        return single.replace(`VALUES ${row}`, `VALUES ${placeholders(n, row)}`);
+      },
+      saveStates(state, n) {
+        const { c, table } = stateParts(state);
+        const columns = [c.job_id, c.record_key, c.version, c.tiebreak, c.fingerprint, c.written, c.parked, c.updated_at];
+        const updated = columns.slice(2);
+        const values = placeholders(n, `(${columns.map(() => '?').join(', ')})`);
+        const insert = `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}`;
+        return syntax.upsert === 'on-duplicate-key'
+          ? `${insert} ON DUPLICATE KEY UPDATE ${updated.map((col) => `${col} = VALUES(${col})`).join(', ')}`
+          : `${insert} ON CONFLICT (${c.job_id}, ${c.record_key}) DO UPDATE SET ${updated.map((col) => `${col} = excluded.${col}`).join(', ')}`;
+      },
+    };
+  }
+
   return {
     name: syntax.name,
     quoteIdent,
@@ -279,6 +343,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
     claimState,
     updateState,
     listParked,
+    batch: batchSql(),
     upsert,
     sessionSetup: syntax.sessionSetup,
     currentSchemaQuery: syntax.currentSchemaQuery,
