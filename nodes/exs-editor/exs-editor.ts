@@ -72,7 +72,7 @@ async function adminApi(red: RED, req: any, method: 'GET' | 'POST', path: string
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await response.text();
-  if (!response.ok) throw Object.assign(new Error(`${method} /${path}: ${response.status} ${text}`), { status: response.status === 401 || response.status === 403 ? response.status : 502 });
+  if (!response.ok) throw Object.assign(new Error(`${method} /${path}: ${response.status} ${text}`), { status: [401, 403, 409].includes(response.status) ? response.status : 502 });
   return text ? JSON.parse(text) : undefined;
 }
 

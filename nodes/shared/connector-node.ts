@@ -115,8 +115,8 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   let draining: Promise<void> | undefined;
   const kick = (): void => {
     draining ??= (async () => {
-      while (queue.length > 0) await writeBatch(takeBatch(queue));
-    })().finally(() => {
+      while (queue.length > 0 && !closing) await writeBatch(takeBatch(queue));
+    })().catch((err) => node.error(`write loop: ${errorText(err)}`)).finally(() => {
       draining = undefined;
     });
   };
@@ -152,7 +152,13 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
       ? await connector.applyBatch(items).catch((error: unknown) => items.map(() => ({ error })))
       // Records of different keys, in parallel on the connector's own pool.
       : await Promise.all(items.map((item) => connector.apply(item.record, item.policy).then((result): Outcome => ({ result }), (error: unknown): Outcome => ({ error }))));
-    outcomes.forEach((outcome, i) => settle(batch[i], outcome));
+    batch.forEach((write, i) => {
+      try {
+        settle(write, outcomes[i] ?? { error: new DestinationNotReady('the connector gave no result for this record') });
+      } catch (err) {
+        node.error(`settling ${String(write.envelope.key)}: ${errorText(err)}`);
+      }
+    });
     const last = batch[batch.length - 1];
     const failed = outcomes.find((o) => o.error);
     if (failed) node.status({ fill: 'red', shape: 'ring', text: isTransient(failed.error) ? 'destination down' : 'write failed' });
@@ -172,6 +178,8 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
 
   node.on('close', (_removed, done) => {
     closing = true;
+    // What is still queued is left in the journal, unsettled: it is delivered again after the redeploy.
+    for (const write of queue.splice(0)) write.done();
     const drained = draining ?? Promise.resolve();
     const timeout = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
     Promise.race([drained, timeout])

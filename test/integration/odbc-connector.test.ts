@@ -615,6 +615,63 @@ for (const target of TARGETS) {
       }, { poolSize: 2 });
     });
 
+    it('batches match rows as the database compares keys: CHAR keys pad, INTEGER keys read \'007\' as 7', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      const db = await connectOdbc({ connectionString: target.connectionString });
+      const name = `EXS_KEYS_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
+      await db.query(`CREATE TABLE ${name}_C (PERMIT_ID char(8) PRIMARY KEY, PERMIT_STAT varchar(8))`);
+      await db.query(`CREATE TABLE ${name}_I (PERMIT_ID integer PRIMARY KEY, PERMIT_STAT varchar(8))`);
+      try {
+        for (const [table, keys] of [[`${name}_C`, ['K1', 'K2']], [`${name}_I`, ['007', '8']]] as const) {
+          const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'] });
+          await connector.open();
+          try {
+            const batchOf = (stat: string, at: string) => keys.map((key) => ({
+              record: { keyColumn: 'PERMIT_ID', keyValue: key, row: { PERMIT_ID: key, PERMIT_STAT: stat }, version: sourceVersionOf(at) ?? null },
+              policy: { rule: 'DESTINATION_WINS' as const },
+            }));
+            const first = await connector.applyBatch(batchOf('PEND', '2026-03-01T10:00:01Z'));
+            assert.deepEqual(first.map((r) => r.result?.outcome), ['applied', 'applied'], `${table}: ${first.map((r) => r.error).join()}`);
+            const second = await connector.applyBatch(batchOf('APPR', '2026-03-01T10:00:02Z'));
+            assert.deepEqual(second.map((r) => [r.result?.outcome, r.result?.reason]), [['applied', 'event is newer'], ['applied', 'event is newer']],
+              `${table}: nobody edited the rows, so HMS's update is written`);
+            const [row] = await db.query(`SELECT COUNT(*) AS N FROM ${table} WHERE PERMIT_STAT = 'APPR'`);
+            assert.equal(Number(Object.values(row)[0]), 2);
+          } finally {
+            await connector.close();
+          }
+        }
+      } finally {
+        await db.query(`DROP TABLE ${name}_C`);
+        await db.query(`DROP TABLE ${name}_I`);
+        await db.close();
+      }
+    });
+
+    it('a batch wider than one statement may bind is written in parts', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      const db = await connectOdbc({ connectionString: target.connectionString });
+      const name = `EXS_WIDE_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
+      const columns = Array.from({ length: 99 }, (_, i) => `C${i}`);
+      await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(20) PRIMARY KEY, ${columns.map((c) => `${c} varchar(8)`).join(', ')})`);
+      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns, poolSize: 1 });
+      try {
+        await connector.open();
+        // 400 records x 100 columns = 40,000 parameters: past what node-odbc survives in one statement.
+        const items = Array.from({ length: 400 }, (_, i) => ({
+          record: { keyColumn: 'PERMIT_ID', keyValue: `W-${i}`, row: { PERMIT_ID: `W-${i}`, ...Object.fromEntries(columns.map((c) => [c, `v${i}`])) }, version: null },
+        }));
+        const results = await connector.applyBatch(items);
+        assert.equal(results.filter((r) => r.result?.outcome === 'applied').length, 400);
+        const [row] = await db.query(`SELECT COUNT(*) AS N FROM ${name}`);
+        assert.equal(Number(Object.values(row)[0]), 400);
+      } finally {
+        await connector.close();
+        await db.query(`DROP TABLE ${name}`);
+        await db.close();
+      }
+    });
+
     it('a record the database refuses fails alone; its batch neighbours are written', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {

@@ -124,6 +124,9 @@ interface PreparedRecord {
 const DEFAULT_POOL_SIZE = 4;
 const DEFAULT_STATE_TABLE = 'EXS_SYNC_STATE';
 const DEFAULT_QUERY_TIMEOUT_SECONDS = 30;
+/** Most parameters in one statement (node-odbc 2.6 aborts beyond 32,767), and a state row's. */
+const MAX_PARAMETERS = 30_000;
+const STATE_PARAMETERS = 8;
 /** Deadlocks and serialization failures are retried at once this many times before the job hears of them. */
 const LOCK_RETRIES = 5;
 
@@ -197,7 +200,16 @@ export class OdbcConnector implements SyncConnector {
   async applyBatch(items: BatchItem[]): Promise<BatchOutcome[]> {
     const plan = this.openPlan();
     const batch = plan.dialect.batch;
-    if (!batch || items.length < 2) return this.oneByOne(items);
+    // Records of different keys: where the dialect has no multi-row statements, in parallel.
+    if (!batch) return Promise.all(items.map((item) => this.apply(item.record, item.policy).then((result) => ({ result }), (error: Error) => ({ error }))));
+    if (items.length < 2) return this.oneByOne(items);
+    // node-odbc 2.6 aborts the process (not an error) beyond ~32,767 parameters in one statement.
+    const perStatement = Math.max(1, Math.floor(MAX_PARAMETERS / Math.max(plan.columns.length + 1, STATE_PARAMETERS)));
+    if (items.length > perStatement) {
+      const outcomes: BatchOutcome[] = [];
+      for (let at = 0; at < items.length; at += perStatement) outcomes.push(...await this.applyBatch(items.slice(at, at + perStatement)));
+      return outcomes;
+    }
     const keyText = (record: MappedRecord) => String(record.keyValue).toLowerCase();
     if (new Set(items.map((item) => keyText(item.record))).size !== items.length) {
       throw new Error('applyBatch needs records of different keys: two events of one record are applied in turn');
@@ -232,20 +244,28 @@ export class OdbcConnector implements SyncConnector {
         for (const p of prepared) outcomes[p.index] = { error: err instanceof DbError ? err : toDbError(err, this.describe()) };
         return outcomes;
       }
-      // A record the database refused: find it by writing them one by one.
-      const single = await this.oneByOne(prepared.map((p) => items[p.index]));
-      prepared.forEach((p, i) => { outcomes[p.index] = single[i]; });
+      // A record the database refused: find it by writing them one by one, in arrival order.
+      const inOrder = [...prepared].sort((a, b) => a.index - b.index);
+      const single = await this.oneByOne(inOrder.map((p) => items[p.index]));
+      inOrder.forEach((p, i) => { outcomes[p.index] = single[i]; });
     }
     return outcomes;
   }
 
+  /** Record after record; once the destination is down, the rest fail with that error untried. */
   private async oneByOne(items: BatchItem[]): Promise<BatchOutcome[]> {
     const outcomes: BatchOutcome[] = [];
+    let down: Error | undefined;
     for (const item of items) {
+      if (down) {
+        outcomes.push({ error: down });
+        continue;
+      }
       try {
         outcomes.push({ result: await this.apply(item.record, item.policy) });
       } catch (err) {
         outcomes.push({ error: err as Error });
+        if (classifyDbError(err).transient) down = err as Error;
       }
     }
     return outcomes;
@@ -289,7 +309,8 @@ export class OdbcConnector implements SyncConnector {
   }
 
   private openPlan(): WritePlan {
-    if (!this.plan || !this.pool) throw new Error(`${this.describe()} is not open`);
+    // Transient: a write racing a close (a redeploy) must not burn the event into the dead letter.
+    if (!this.plan || !this.pool) throw new DbError({ transient: true, message: `${this.describe()} is not open` });
     return this.plan;
   }
 
@@ -397,19 +418,26 @@ function lawFor(plan: WritePlan, policy: ConflictPolicy | undefined): ConflictPo
  */
 async function applyPrepared(plan: WritePlan, batch: BatchSql, session: OdbcSession, jobId: string, prepared: PreparedRecord[]): Promise<ApplyResult[]> {
   const keys = prepared.map((p) => p.key);
-  const byKey = (rows: OdbcRow[], column: string) => new Map(rows.map((row) => [String(row[column]).toLowerCase(), row]));
+  // The state table keys records by their text, as apply() does; its own column is text, so the
+  // rows come back in the spelling bound (a case-insensitive collation may return another case).
+  const stateKeys = keys.map((key) => String(key));
   const claim = batch.claimStates(plan.state, keys.length);
-  let claimed = await session.run(claim.insert, keys.flatMap((key) => [jobId, key]));
-  if (claim.select) claimed = await session.run(claim.select, [jobId, ...keys]);
-  const states = byKey(claimed, plan.state.columns.record_key);
+  let claimed = await session.run(claim.insert, stateKeys.flatMap((key) => [jobId, key]));
+  if (claim.select) claimed = await session.run(claim.select, [jobId, ...stateKeys]);
+  const states = new Map(claimed.map((row) => [String(row[plan.state.columns.record_key]).toLowerCase(), row]));
   const columnNames = plan.columns.map((c) => c.info.name);
-  const keyName = plan.columns[0].info.name;
-  const currentRows = byKey(await session.run(batch.lockRows(plan.table, keyName, columnNames, keys.length), keys), keyName);
+  const keyColumn = plan.columns[0].info;
+  /** Destination rows by the position of the key they matched, as the database compared them. */
+  const rowsOf = async (wanted: SqlParameter[]) => {
+    const rows = await session.run(batch.lockRows(plan.table, keyColumn, columnNames, wanted.length), wanted);
+    return new Map(rows.map((row) => [Number(row.exs_ord ?? row.EXS_ORD) - 1, row]));
+  };
+  const currentRows = await rowsOf(keys);
 
-  const decided = prepared.map((p) => {
-    const stateRow = states.get(String(p.key).toLowerCase());
+  const decided = prepared.map((p, i) => {
+    const stateRow = states.get(stateKeys[i].toLowerCase());
     if (!stateRow) throw new Error(`the state row for key '${String(p.key)}' could not be claimed in ${plan.state.table}`);
-    const found = currentRows.get(String(p.key).toLowerCase());
+    const found = currentRows.get(i);
     const current = found ? fromDatabaseRow(plan, found) : null;
     const decision = decideConflict(p.law, stateFromRow(plan, stateRow), current, p.incoming, (column, a, b) => sameValue(plannedColumn(plan, column).info, a, b));
     return { p, current, decision };
@@ -425,25 +453,26 @@ async function applyPrepared(plan: WritePlan, batch: BatchSql, session: OdbcSess
   }
   for (const [shape, group] of shapes) {
     const columns = shape.split(',').map((i) => plan.columns[Number(i)]);
-    const sql = batch.upsertRows(plan.table, keyName, columns.map((c) => c.info), group.length);
+    const sql = batch.upsertRows(plan.table, keyColumn.name, columns.map((c) => c.info), group.length);
     await session.run(sql, group.flatMap((d) => columns.map((c) => d.decision.columns[c.contractName] as SqlParameter)));
   }
-  const writtenKeys = decided.filter((d) => Object.keys(d.decision.columns).length > 0).map((d) => d.p.key);
-  const stored = writtenKeys.length > 0 ? byKey(await session.run(batch.lockRows(plan.table, keyName, columnNames, writtenKeys.length), writtenKeys), keyName) : new Map();
+  const writtenAt = decided.flatMap((d, i) => (Object.keys(d.decision.columns).length > 0 ? [i] : []));
+  const readBack = writtenAt.length > 0 ? await rowsOf(writtenAt.map((i) => keys[i])) : new Map<number, OdbcRow>();
+  const stored = new Map(writtenAt.map((at, j) => [at, readBack.get(j)]));
 
   const results: ApplyResult[] = [];
   const stateParams: SqlParameter[] = [];
   let stateCount = 0;
-  for (const { p, current, decision } of decided) {
+  for (const [i, { current, decision }] of decided.entries()) {
     let after = current;
     if (Object.keys(decision.columns).length > 0) {
-      const row = stored.get(String(p.key).toLowerCase());
+      const row = stored.get(i);
       after = row ? fromDatabaseRow(plan, row) : null;
     }
     if (decision.state) {
       const written = { ...decision.state.written };
       if (after) for (const column of Object.keys(decision.columns)) written[column] = after[column] ?? null;
-      stateParams.push(jobId, p.key, ...stateParameters({ ...decision.state, written }));
+      stateParams.push(jobId, stateKeys[i], ...stateParameters({ ...decision.state, written }));
       stateCount++;
     }
     results.push({
@@ -597,7 +626,9 @@ function toParameter(column: PlannedColumn, value: unknown): SqlParameter {
 
 function fromDatabaseRow(plan: WritePlan, row: OdbcRow): Record<string, unknown> {
   return Object.fromEntries(plan.columns.map((c) => {
-    const value = row[c.info.name] ?? null;
+    const raw = row[c.info.name] ?? null;
+    // BIGINT columns come back as BigInt, which JSON (the change log, the state) cannot hold.
+    const value = typeof raw === 'bigint' ? (Number.isSafeInteger(Number(raw)) ? Number(raw) : raw.toString()) : raw;
     return [c.contractName, c.info.kind === 'timestamp' && value !== null ? canonicalTimestamp(value) : value];
   }));
 }

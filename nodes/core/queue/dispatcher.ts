@@ -174,7 +174,8 @@ export class SyncDispatcher extends EventEmitter {
    */
   failed(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
     const entry = this.inFlight.get(seq);
-    if (!entry) return 'dead_letter';
+    // Stopped (a redeploy): the event is still unsettled in the journal and comes again.
+    if (!entry) return this.stopped ? 'retry' : 'dead_letter';
     if (kind === 'transient') {
       entry.waitingForDestination = true;
       if (!this.paused) {

@@ -68,8 +68,12 @@ export interface BatchSql {
    * `record_key` first, then the state columns.
    */
   claimStates(state: StateTable, n: number): { insert: string; select?: string };
-  /** The rows of `n` keys, locked. Parameters: the keys. */
-  lockRows(table: string, keyColumn: string, columns: string[], n: number): string;
+  /**
+   * The rows of `n` keys, locked, each with `exs_ord` (1-based) naming the key it matched: the
+   * database compares the keys, by the key column's own type and collation (a CHAR key pads, an
+   * INTEGER key reads '007' as 7). Parameters: the keys.
+   */
+  lockRows(table: string, key: ColumnInfo, columns: string[], n: number): string;
   /** Multi-row insert-or-update of rows of one shape; parameters row after row in `columns` order. */
   upsertRows(table: string, keyColumn: string, columns: ColumnInfo[], n: number): string;
   /** Writes `n` states. Parameters per row: job id, key, version, tiebreak, fingerprint, written, parked, updated_at. */
@@ -125,6 +129,12 @@ interface DialectSyntax {
 // converts them: psqlODBC turns `2026-03-01T10:00:00.123Z` into midnight and ignores offsets, and
 // FIELD-NOTES saw it drop fractions.
 const castTimestampText = (type: string) => `CAST(CAST(? AS VARCHAR(40)) AS ${type})`;
+
+/** The key column's declared type, checked before it is spliced into a CAST. */
+function sqlTypeOf(column: ColumnInfo): string {
+  if (!SQL_TYPE.test(column.sqlType)) throw new Error(`column '${column.name}' has a type EXS cannot cast to: '${column.sqlType}'`);
+  return column.sqlType;
+}
 
 function castToDeclaredType(column: ColumnInfo, timestampType: string): string {
   if (column.kind === 'timestamp') return castTimestampText(timestampType);
@@ -313,8 +323,14 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
             return { insert: `INSERT OR IGNORE INTO ${table} ${insertColumns} VALUES ${values}`, select };
         }
       },
-      lockRows: (table, keyColumn, columns, n) =>
-        `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table)} WHERE ${quoteIdent(keyColumn)} IN (${placeholders(n, '?')})${lockSuffix}`,
+      lockRows(table, key, columns, n) {
+        // PostgreSQL types an untyped parameter of a UNION as text: cast it to the key's own type.
+        const parameter = syntax.name === 'postgresql' ? `CAST(? AS ${sqlTypeOf(key)})` : '?';
+        const keys = Array.from({ length: n }, (_, i) => `SELECT ${i + 1} AS exs_ord, ${parameter} AS exs_key`).join(' UNION ALL ');
+        const lock = syntax.name === 'postgresql' ? ' FOR UPDATE OF t' : lockSuffix;
+        return `SELECT k.exs_ord, ${columns.map((c) => `t.${quoteIdent(c)}`).join(', ')} FROM (${keys}) k`
+          + ` JOIN ${quoteTable(table)} t ON t.${quoteIdent(key.name)} = k.exs_key${lock}`;
+      },
       upsertRows(table, keyColumn, columns, n) {
         const single = upsert(table, keyColumn, columns);
         const row = `(${columns.map(syntax.parameter).join(', ')})`;
