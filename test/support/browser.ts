@@ -2,14 +2,20 @@
 // downloaded one) driven by playwright-core. Without Chromium the browser tests skip on a laptop
 // and fail under CI=true, like every other missing service.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.EXS_CHROMIUM ?? '/usr/bin/chromium';
 
-/** Where the README's screenshots are written (docs/ in the repository). */
-export const DOCS_DIR = path.resolve(__dirname, '..', '..', '..', 'docs');
+/**
+ * Where screenshots go: docs/ in the repository (README shows them) when EXS_WRITE_SCREENSHOTS=1,
+ * else a temporary folder, so a test run leaves the checkout as it was.
+ */
+export const DOCS_DIR = process.env.EXS_WRITE_SCREENSHOTS === '1'
+  ? path.resolve(__dirname, '..', '..', '..', 'docs')
+  : path.join(os.tmpdir(), 'exs-screenshots');
 
 export async function needChromium(t: TestContext): Promise<boolean> {
   if (fs.existsSync(CHROMIUM)) return true;
