@@ -36,6 +36,7 @@ import {
   type IncomingRecord,
   type ParkedConflict,
   type RecordState,
+  type SameValue,
   type SourceVersion,
 } from '../conflict';
 import type { ParkedRecord } from '../sync-job';
@@ -102,6 +103,8 @@ interface WritePlan {
    * common full record costs one build per deploy.
    */
   upserts: Map<string, string>;
+  /** How the law compares a stored and a written value of a column (by contract name), per column kind. */
+  same: SameValue;
 }
 
 /** One record of a batch and the law it is written under. */
@@ -167,27 +170,16 @@ export class OdbcConnector implements SyncConnector {
   async apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult> {
     const plan = this.openPlan();
     const context = `${this.describe()}, key ${JSON.stringify(record.keyValue)}`;
-    let bound: BoundRecord;
-    let law: ConflictPolicy;
+    let prepared: PreparedRecord;
     try {
-      bound = recordParameters(plan, record);
-      law = lawFor(plan, policy);
+      prepared = prepareRecord(plan, record, policy, 0);
     } catch (err) {
       throw new DbError({ transient: false, message: (err as Error).message }, context, err);
     }
-    const row = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
-    const incoming = { row, keyColumn: plan.columns[0].contractName, version: record.version ?? null, tiebreak: contentHash(row) };
-
-    return this.inTransaction(context, bound.parameters[0], async (session, state, current) => {
-      const decision = decideConflict(law, state, current, incoming, (column, a, b) => sameValue(plannedColumn(plan, column).info, a, b));
-      const after = await commitDecision(plan, session, this.options.jobId, bound.parameters[0], decision, current);
-      return {
-        outcome: decision.outcome === 'write' ? 'applied' : decision.outcome,
-        before: current,
-        after: after ?? {},
-        reason: decision.reason,
-        ...(decision.conflicts.length > 0 && { conflicts: decision.conflicts }),
-      };
+    return this.inTransaction(context, prepared.key, async (session, state, current) => {
+      const decision = decideConflict(prepared.law, state, current, prepared.incoming, plan.same);
+      const after = await commitDecision(plan, session, this.options.jobId, prepared.key, decision, current);
+      return resultOf(decision, current, after);
     });
   }
 
@@ -219,14 +211,7 @@ export class OdbcConnector implements SyncConnector {
     const prepared: PreparedRecord[] = [];
     items.forEach((item, index) => {
       try {
-        const bound = recordParameters(plan, item.record);
-        const row = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
-        prepared.push({
-          index,
-          key: bound.parameters[0],
-          law: lawFor(plan, item.policy),
-          incoming: { row, keyColumn: plan.columns[0].contractName, version: item.record.version ?? null, tiebreak: contentHash(row) },
-        });
+        prepared.push(prepareRecord(plan, item.record, item.policy, index));
       } catch (err) {
         outcomes[index] = { error: new DbError({ transient: false, message: (err as Error).message }, `${this.describe()}, key ${JSON.stringify(item.record.keyValue)}`, err) };
       }
@@ -384,7 +369,7 @@ function upsertFor(plan: WritePlan, bound: BoundRecord): string {
 }
 
 /** A column among the connector's by contract spelling, else without regard to case. */
-function plannedColumn(plan: WritePlan, wanted: string, what = 'the record'): PlannedColumn {
+function plannedColumn(plan: WritePlan, wanted: string, what: string): PlannedColumn {
   const column = plan.columns.find((c) => c.contractName === wanted)
     ?? plan.columns.find((c) => c.contractName.toLowerCase() === wanted.toLowerCase());
   if (!column) {
@@ -439,7 +424,7 @@ async function applyPrepared(plan: WritePlan, batch: BatchSql, session: OdbcSess
     if (!stateRow) throw new Error(`the state row for key '${String(p.key)}' could not be claimed in ${plan.state.table}`);
     const found = currentRows.get(i);
     const current = found ? fromDatabaseRow(plan, found) : null;
-    const decision = decideConflict(p.law, stateFromRow(plan, stateRow), current, p.incoming, (column, a, b) => sameValue(plannedColumn(plan, column).info, a, b));
+    const decision = decideConflict(p.law, stateFromRow(plan, stateRow), current, p.incoming, plan.same);
     return { p, current, decision };
   });
 
@@ -469,19 +454,12 @@ async function applyPrepared(plan: WritePlan, batch: BatchSql, session: OdbcSess
       const row = stored.get(i);
       after = row ? fromDatabaseRow(plan, row) : null;
     }
-    if (decision.state) {
-      const written = { ...decision.state.written };
-      if (after) for (const column of Object.keys(decision.columns)) written[column] = after[column] ?? null;
-      stateParams.push(jobId, stateKeys[i], ...stateParameters({ ...decision.state, written }));
+    const state = stateAsStored(decision, after);
+    if (state) {
+      stateParams.push(jobId, stateKeys[i], ...stateParameters(state));
       stateCount++;
     }
-    results.push({
-      outcome: decision.outcome === 'write' ? 'applied' : decision.outcome,
-      before: current,
-      after: after ?? {},
-      reason: decision.reason,
-      ...(decision.conflicts.length > 0 && { conflicts: decision.conflicts }),
-    });
+    results.push(resultOf(decision, current, after));
   }
   if (stateCount > 0) await session.run(batch.saveStates(plan.state, stateCount), stateParams);
   return results;
@@ -507,12 +485,39 @@ async function commitDecision(
     const [stored] = await session.run(plan.lockRowSql, [key]);
     after = stored ? fromDatabaseRow(plan, stored) : null;
   }
-  if (decision.state) {
-    const written = { ...decision.state.written };
-    if (after) for (const column of Object.keys(decision.columns)) written[column] = after[column] ?? null;
-    await saveState(plan, session, jobId, String(key), { ...decision.state, written });
-  }
+  const state = stateAsStored(decision, after);
+  if (state) await saveState(plan, session, jobId, String(key), state);
   return after;
+}
+
+/** The decision's new state, with each written column as the destination stored it (`after`). */
+function stateAsStored(decision: ConflictDecision, after: Record<string, unknown> | null): RecordState | undefined {
+  if (!decision.state) return undefined;
+  const written = { ...decision.state.written };
+  if (after) for (const column of Object.keys(decision.columns)) written[column] = after[column] ?? null;
+  return { ...decision.state, written };
+}
+
+function resultOf(decision: ConflictDecision, before: Record<string, unknown> | null, after: Record<string, unknown> | null): ApplyResult {
+  return {
+    outcome: decision.outcome === 'write' ? 'applied' : decision.outcome,
+    before,
+    after: after ?? {},
+    reason: decision.reason,
+    ...(decision.conflicts.length > 0 && { conflicts: decision.conflicts }),
+  };
+}
+
+/** A record bound for the destination and put in the shape the law reads; throws what is wrong with it. */
+function prepareRecord(plan: WritePlan, record: MappedRecord, policy: ConflictPolicy | undefined, index: number): PreparedRecord {
+  const bound = recordParameters(plan, record);
+  const row = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
+  return {
+    index,
+    key: bound.parameters[0],
+    law: lawFor(plan, policy),
+    incoming: { row, keyColumn: plan.columns[0].contractName, version: record.version ?? null, tiebreak: contentHash(row) },
+  };
 }
 
 /** Writes the columns the decision takes (key first), already bound parameters. */
@@ -642,6 +647,16 @@ function canonicalTimestamp(value: unknown): unknown {
   }
 }
 
+/** The law's SameValue over the plan's columns, looked up by contract name once, not per comparison. */
+function sameValueIn(columns: PlannedColumn[]): SameValue {
+  const kinds = new Map(columns.map((c) => [c.contractName, c.info]));
+  return (column, stored, written) => {
+    const info = kinds.get(column);
+    if (!info) throw new Error(`no column '${column}' among the connector's`);
+    return sameValue(info, stored, written);
+  };
+}
+
 function sameValue(column: ColumnInfo, stored: unknown, written: unknown): boolean {
   if (stored === null || written === null) return stored === written;
   switch (column.kind) {
@@ -764,6 +779,7 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
     updateStateSql: dialect.updateState(state),
     listParkedSql: dialect.listParked(state),
     upserts: new Map(),
+    same: sameValueIn(columns),
   };
 }
 
