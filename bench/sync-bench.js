@@ -135,8 +135,15 @@ mapping:
 conflict_rule: LAST_WRITE_WINS
 broker: ${ctx.brokerUrl}
 `);
-  const exsRun = await startExsRun([contract], path.join(ctx.dir, `exs-userdir-${ctx.table}`), [], { env: { EXS_INSTANCE: 'bench', EXS_DATA_DIR: undefined } });
-  return async () => { await exsRun.stop(); };
+  const exsRun = await startExsRun([contract], path.join(ctx.dir, `exs-userdir-${ctx.table}`), [], {
+    env: { EXS_INSTANCE: 'bench', EXS_DATA_DIR: undefined },
+    // EXS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the EXS runtime only.
+    nodeArgs: process.env.EXS_BENCH_NODE_ARGS?.split(' ').filter(Boolean),
+  });
+  return async () => {
+    await exsRun.stop();
+    if (process.env.EXS_BENCH_DEBUG) fs.writeFileSync(path.join(os.tmpdir(), `exs-bench-${ctx.table}.log`), exsRun.output());
+  };
 }
 
 const PIPELINES = [
@@ -145,6 +152,8 @@ const PIPELINES = [
   ['stock Node-RED', stockNodeRed],
   ['EXS', exs],
 ];
+// EXS_BENCH_ONLY="EXS" (comma-separated names) runs some pipelines only, for profiling; RESULTS.md is then not written.
+const ONLY = process.env.EXS_BENCH_ONLY?.split(',').map((name) => name.trim());
 
 // ------------------------------------------------------------------ measuring
 
@@ -277,13 +286,16 @@ async function main() {
   const ctx = { dir, brokerUrl: broker.url };
   const results = [];
   try {
-    for (const [name, start] of PIPELINES) results.push(await measure(name, start, ctx, db, publisher));
+    for (const [name, start] of PIPELINES) {
+      if (!ONLY || ONLY.includes(name)) results.push(await measure(name, start, ctx, db, publisher));
+    }
+    if (ONLY) return;
     const text = report(results);
     console.log(`\n${text}`);
     fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), text);
   } finally {
     // EXS's record states of the benchmark's jobs.
-    await db.query(`DELETE FROM EXS_SYNC_STATE WHERE job_id LIKE 'Bench_bench_${run}%'`).catch(() => undefined);
+    await db.query(`DELETE FROM "EXS_SYNC_STATE" WHERE job_id LIKE 'Bench_bench_${run}%'`).catch(() => undefined);
     await publisher.endAsync().catch(() => undefined);
     await db.close().catch(() => undefined);
     await broker.stop();

@@ -39,13 +39,15 @@ export interface ExsRunOptions {
   env?: NodeJS.ProcessEnv;
   /** Serve the editor too (browser tests); by default only the admin API. */
   editor?: boolean;
+  /** Options for node itself, before the script (`--cpu-prof` for the benchmark's profiles). */
+  nodeArgs?: string[];
 }
 
 /** Starts `exs run` and resolves once its admin API answers. */
 export async function startExsRun(files: string[], userDir: string, extraArgs: string[] = [], options: ExsRunOptions = {}): Promise<ExsRun> {
   const port = await freePort();
   const editorArgs = options.editor ? [] : ['--no-editor'];
-  const child = spawn(process.execPath, [EXS_BIN, 'run', ...files, ...editorArgs, '--port', String(port), '--user-dir', userDir, ...extraArgs], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), EXS_BIN, 'run', ...files, ...editorArgs, '--port', String(port), '--user-dir', userDir, ...extraArgs], {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
   DIALECTS,
+  arrayLiteral,
   columnKind,
   declaredSqlType,
   defaultStateTable,
@@ -124,6 +125,70 @@ describe('conflict transaction SQL', () => {
 
   it('MariaDB sessions read committed: no gap locks for two runtimes inserting new keys to deadlock on', () => {
     assert.deepEqual(DIALECTS.mysql.sessionSetup, ["SET time_zone = '+00:00'", 'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED']);
+  });
+});
+
+// The same transaction over many records at once. PostgreSQL binds each column's values as one
+// array, so its statements read the same for one record or five hundred; MariaDB and SQLite repeat
+// a VALUES row per record.
+describe('batch conflict transaction SQL', () => {
+  const state = defaultStateTable('EXS_SYNC_STATE');
+  const pg = DIALECTS.postgresql.batch;
+  if (pg?.binding !== 'arrays') throw new Error('PostgreSQL batches bind arrays');
+
+  it('postgresql: claim and lock state rows in key order, then the rows, in one statement answering JSON', () => {
+    assert.equal(pg.lock(state, 'PERMIT_TABLE', PERMIT_COLUMNS[0], PERMIT_COLUMNS),
+      'WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),'
+      + ' exs_c AS (INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at")'
+      + ' SELECT CAST(? AS text), exs_key, \'\', \'\', \'{}\', \'\' FROM exs_k ORDER BY exs_key'
+      + ' ON CONFLICT ("job_id", "record_key") DO UPDATE SET "job_id" = excluded."job_id"'
+      + ' RETURNING "record_key" AS exs_key, "version", "tiebreak", "fingerprint", "written", "parked"),'
+      + ' exs_r AS (SELECT s.exs_key, t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2'
+      + ' FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS varchar) FOR UPDATE OF t)'
+      + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(s."version" AS text), CAST(s."tiebreak" AS text), CAST(s."fingerprint" AS text),'
+      + ' CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL,'
+      + ' CAST(ARRAY[CAST(r.exs_v0 AS text), CAST(r.exs_v1 AS text), CAST(r.exs_v2 AS text)] AS text[])) ORDER BY k.exs_ord) AS exs_rows'
+      + ' FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key');
+  });
+
+  it('postgresql: upsert from arrays cast to each column\'s type without its length, answering the rows as stored', () => {
+    assert.equal(pg.upsertRows('PERMIT_TABLE', PERMIT_COLUMNS, PERMIT_COLUMNS),
+      'WITH exs_w AS (INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS")'
+      + ' SELECT * FROM ROWS FROM (unnest(CAST(? AS varchar[])), unnest(CAST(? AS varchar[])), unnest(CAST(? AS timestamp[])))'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS"'
+      + ' RETURNING t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2)'
+      + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(ARRAY[CAST(w.exs_v0 AS text), CAST(w.exs_v1 AS text), CAST(w.exs_v2 AS text)] AS text[]))) AS exs_rows'
+      + ' FROM exs_w w JOIN unnest(CAST(? AS varchar[])) WITH ORDINALITY AS k (exs_key, exs_ord) ON w.exs_v0 = k.exs_key');
+    assert.match(pg.upsertRows('PERMIT_TABLE', [PERMIT_COLUMNS[0]], PERMIT_COLUMNS), /ON CONFLICT \("PERMIT_ID"\) DO NOTHING RETURNING/);
+  });
+
+  it('postgresql: states saved from arrays', () => {
+    assert.equal(pg.saveStates(state),
+      'INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "version", "tiebreak", "fingerprint", "written", "parked", "updated_at")'
+      + ' SELECT CAST(? AS text), * FROM ROWS FROM (unnest(CAST(? AS text[])), unnest(CAST(? AS text[])), unnest(CAST(? AS text[])),'
+      + ' unnest(CAST(? AS text[])), unnest(CAST(? AS text[])), unnest(CAST(? AS text[])), unnest(CAST(? AS text[])))'
+      + ' ON CONFLICT ("job_id", "record_key") DO UPDATE SET "version" = excluded."version", "tiebreak" = excluded."tiebreak",'
+      + ' "fingerprint" = excluded."fingerprint", "written" = excluded."written", "parked" = excluded."parked", "updated_at" = excluded."updated_at"');
+  });
+
+  it('postgresql: array literals quote every element, so commas, braces, quotes and the word NULL stay data', () => {
+    assert.equal(arrayLiteral(['P-1', 'a,b', '{x}', 'say "hi"', 'back\\slash', 'NULL', null, 7, '']),
+      '{"P-1","a,b","{x}","say \\"hi\\"","back\\\\slash","NULL",NULL,"7",""}');
+    assert.equal(arrayLiteral([]), '{}');
+  });
+
+  it('mariadb and sqlite: a VALUES row per record, rows matched to keys by position', () => {
+    const mysql = DIALECTS.mysql.batch;
+    if (mysql?.binding !== 'rows') throw new Error('MariaDB batches bind rows');
+    assert.equal(mysql.lockRows('PERMIT_TABLE', PERMIT_COLUMNS[0], PERMIT_COLUMNS.map((c) => c.name), 2),
+      'SELECT k.exs_ord, t.`PERMIT_ID`, t.`PERMIT_STAT`, t.`LAST_CHG_TS` FROM (SELECT 1 AS exs_ord, ? AS exs_key UNION ALL SELECT 2 AS exs_ord, ? AS exs_key) k'
+      + ' JOIN `PERMIT_TABLE` t ON t.`PERMIT_ID` = k.exs_key FOR UPDATE');
+    assert.equal(mysql.upsertRows('PERMIT_TABLE', 'PERMIT_ID', PERMIT_COLUMNS, 2),
+      'INSERT INTO `PERMIT_TABLE` (`PERMIT_ID`, `PERMIT_STAT`, `LAST_CHG_TS`) VALUES (?, ?, CAST(? AS DATETIME(6))), (?, ?, CAST(? AS DATETIME(6)))'
+      + ' ON DUPLICATE KEY UPDATE `PERMIT_STAT` = VALUES(`PERMIT_STAT`), `LAST_CHG_TS` = VALUES(`LAST_CHG_TS`)');
+    assert.equal(DIALECTS.sqlite.batch?.binding, 'rows');
+    assert.equal(DIALECTS.sqlserver.batch, undefined);
+    assert.equal(DIALECTS.db2.batch, undefined);
   });
 });
 

@@ -4,6 +4,7 @@
 import {
   DIALECTS,
   DIALECT_NAMES,
+  arrayLiteral,
   STATE_COLUMNS,
   columnKind,
   declaredSqlType,
@@ -12,7 +13,8 @@ import {
   toSqlTimestampText,
   type ColumnInfo,
   type DialectName,
-  type BatchSql,
+  type ArrayBatchSql,
+  type RowBatchSql,
   type SqlDialect,
   type StateColumn,
   type StateTable,
@@ -91,18 +93,8 @@ interface WritePlan {
   table: string;
   /** Key first: parameter 0 of the upsert is also the one parameter of the select. */
   columns: PlannedColumn[];
-  /** The mapped columns of the record's row, locked until the transaction ends. */
-  lockRowSql: string;
   state: StateTable;
-  claimStateSql: string[];
-  updateStateSql: string;
   listParkedSql: string;
-  /**
-   * Upsert text per set of columns a write carries: a field the event omits (or the conflict law
-   * keeps) leaves its column alone rather than writing NULL over it. Built on first use, so the
-   * common full record costs one build per deploy.
-   */
-  upserts: Map<string, string>;
   /** How the law compares a stored and a written value of a column (by contract name), per column kind. */
   same: SameValue;
 }
@@ -115,6 +107,9 @@ export interface BatchItem {
 
 /** What became of one record of a batch. */
 export type BatchOutcome = { result: ApplyResult; error?: undefined } | { error: Error; result?: undefined };
+
+/** A record's outcome in a transaction with others; `refusedAlone` when its failure was its own, not the transaction's. */
+type TogetherOutcome = BatchOutcome & { refusedAlone?: boolean };
 
 /** A record of a batch, bound and ready for the law. */
 interface PreparedRecord {
@@ -136,6 +131,7 @@ const LOCK_RETRIES = 5;
 export class OdbcConnector implements SyncConnector {
   readonly kind = 'odbc';
   private plan?: WritePlan;
+  private steps?: TransactionSteps;
   private pool?: OdbcPool;
 
   constructor(private readonly options: OdbcConnectorOptions) {}
@@ -148,6 +144,7 @@ export class OdbcConnector implements SyncConnector {
     try {
       const dialectName = this.options.dialect ?? (await this.detectDialectOf(connection));
       this.plan = await buildWritePlan(connection, DIALECTS[dialectName], this.options);
+      this.steps = transactionSteps(this.plan, this.options.jobId);
     } finally {
       await connection.close().catch(() => undefined);
     }
@@ -168,19 +165,9 @@ export class OdbcConnector implements SyncConnector {
    * write and the new state commit together.
    */
   async apply(record: MappedRecord, policy?: ConflictPolicy): Promise<ApplyResult> {
-    const plan = this.openPlan();
-    const context = `${this.describe()}, key ${JSON.stringify(record.keyValue)}`;
-    let prepared: PreparedRecord;
-    try {
-      prepared = prepareRecord(plan, record, policy, 0);
-    } catch (err) {
-      throw new DbError({ transient: false, message: (err as Error).message }, context, err);
-    }
-    return this.inTransaction(context, prepared.key, async (session, state, current) => {
-      const decision = decideConflict(prepared.law, state, current, prepared.incoming, plan.same);
-      const after = await commitDecision(plan, session, this.options.jobId, prepared.key, decision, current);
-      return resultOf(decision, current, after);
-    });
+    const [outcome] = await this.applyTogether([{ record, policy }]);
+    if (outcome.error) throw outcome.error;
+    return outcome.result;
   }
 
   /**
@@ -194,9 +181,9 @@ export class OdbcConnector implements SyncConnector {
     const batch = plan.dialect.batch;
     // Records of different keys: where the dialect has no multi-row statements, in parallel.
     if (!batch) return Promise.all(items.map((item) => this.apply(item.record, item.policy).then((result) => ({ result }), (error: Error) => ({ error }))));
-    if (items.length < 2) return this.oneByOne(items);
     // node-odbc 2.6 aborts the process (not an error) beyond ~32,767 parameters in one statement.
-    const perStatement = Math.max(1, Math.floor(MAX_PARAMETERS / Math.max(plan.columns.length + 1, STATE_PARAMETERS)));
+    const perStatement = batch.binding === 'arrays' ? items.length
+      : Math.max(1, Math.floor(MAX_PARAMETERS / Math.max(plan.columns.length + 1, STATE_PARAMETERS)));
     if (items.length > perStatement) {
       const outcomes: BatchOutcome[] = [];
       for (let at = 0; at < items.length; at += perStatement) outcomes.push(...await this.applyBatch(items.slice(at, at + perStatement)));
@@ -206,52 +193,60 @@ export class OdbcConnector implements SyncConnector {
     if (new Set(items.map((item) => keyText(item.record))).size !== items.length) {
       throw new Error('applyBatch needs records of different keys: two events of one record are applied in turn');
     }
+    let outcomes = await this.applyTogether(items);
+    const refused = outcomes.find((o) => o.error && !o.refusedAlone);
+    // A record the database refused: find it by writing them one by one, in arrival order.
+    if (refused && !classifyDbError(refused.error).transient) outcomes = await this.oneByOne(items, outcomes);
+    return outcomes.map(({ result, error }) => (error ? { error } : { result: result! }));
+  }
 
-    const outcomes: BatchOutcome[] = new Array(items.length);
+  /** Record after record (those not already refused on their own); once the destination is down, the rest fail with that error untried. */
+  private async oneByOne(items: BatchItem[], outcomes: TogetherOutcome[]): Promise<TogetherOutcome[]> {
+    let down: Error | undefined;
+    for (const [i, item] of items.entries()) {
+      if (outcomes[i].refusedAlone) continue;
+      if (down) {
+        outcomes[i] = { error: down };
+        continue;
+      }
+      [outcomes[i]] = await this.applyTogether([item]);
+      const { error } = outcomes[i];
+      if (error && classifyDbError(error).transient) down = error;
+    }
+    return outcomes;
+  }
+
+  /**
+   * The records in one transaction. A record that cannot even be bound (a value that is no
+   * timestamp, say) is refused alone, before the transaction; a failed transaction fails all the
+   * others with its error.
+   */
+  private async applyTogether(items: BatchItem[]): Promise<TogetherOutcome[]> {
+    const plan = this.openPlan();
+    const outcomes: TogetherOutcome[] = new Array(items.length);
     const prepared: PreparedRecord[] = [];
     items.forEach((item, index) => {
       try {
         prepared.push(prepareRecord(plan, item.record, item.policy, index));
       } catch (err) {
-        outcomes[index] = { error: new DbError({ transient: false, message: (err as Error).message }, `${this.describe()}, key ${JSON.stringify(item.record.keyValue)}`, err) };
+        const context = `${this.describe()}, key ${JSON.stringify(item.record.keyValue)}`;
+        outcomes[index] = { error: new DbError({ transient: false, message: (err as Error).message }, context, err), refusedAlone: true };
       }
     });
+    if (prepared.length === 0) return outcomes;
     // Every runtime locks a batch's rows in the same (key) order, so two batches cannot deadlock.
     prepared.sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
-    if (prepared.length === 0) return outcomes;
-
+    const context = prepared.length === 1 ? `${this.describe()}, key ${JSON.stringify(items[prepared[0].index].record.keyValue)}`
+      : `${this.describe()}, ${prepared.length} records`;
     try {
-      const results = await this.withLockRetries(`${this.describe()}, ${prepared.length} records`, () =>
-        this.pool!.withSession((session) => session.transaction(() => applyPrepared(plan, batch, session, this.options.jobId, prepared))));
-      prepared.forEach((p, i) => { outcomes[p.index] = { result: results[i] }; });
+      const committed = await this.transact(context, prepared.map((p) => p.key),
+        ({ state, current }, i) => decideConflict(prepared[i].law, state, current, prepared[i].incoming, plan.same));
+      prepared.forEach((p, i) => {
+        const { decision, current, after } = committed[i];
+        outcomes[p.index] = { result: resultOf(decision, current, after) };
+      });
     } catch (err) {
-      if (classifyDbError(err).transient) {
-        for (const p of prepared) outcomes[p.index] = { error: err instanceof DbError ? err : toDbError(err, this.describe()) };
-        return outcomes;
-      }
-      // A record the database refused: find it by writing them one by one, in arrival order.
-      const inOrder = [...prepared].sort((a, b) => a.index - b.index);
-      const single = await this.oneByOne(inOrder.map((p) => items[p.index]));
-      inOrder.forEach((p, i) => { outcomes[p.index] = single[i]; });
-    }
-    return outcomes;
-  }
-
-  /** Record after record; once the destination is down, the rest fail with that error untried. */
-  private async oneByOne(items: BatchItem[]): Promise<BatchOutcome[]> {
-    const outcomes: BatchOutcome[] = [];
-    let down: Error | undefined;
-    for (const item of items) {
-      if (down) {
-        outcomes.push({ error: down });
-        continue;
-      }
-      try {
-        outcomes.push({ result: await this.apply(item.record, item.policy) });
-      } catch (err) {
-        outcomes.push({ error: err as Error });
-        if (classifyDbError(err).transient) down = err as Error;
-      }
+      for (const p of prepared) outcomes[p.index] = { error: err as Error, refusedAlone: prepared.length === 1 };
     }
     return outcomes;
   }
@@ -272,7 +267,7 @@ export class OdbcConnector implements SyncConnector {
   async resolveParked(key: string, take: 'hms' | 'destination'): Promise<ApplyResult> {
     const plan = this.openPlan();
     const context = `${this.describe()}, key ${JSON.stringify(key)}`;
-    return this.inTransaction(context, key, async (session, state, current) => {
+    const [{ decision, current, after }] = await this.transact(context, [key], ({ state, current }) => {
       const parked = state?.parked;
       if (!state || !parked) throw new DbError({ transient: false, message: `no parked conflict for key '${key}'` }, context);
       const columns: Record<string, unknown> = { [plan.columns[0].contractName]: key };
@@ -281,16 +276,15 @@ export class OdbcConnector implements SyncConnector {
         if (take === 'hms') columns[column] = field.new;
         baseline[column] = take === 'hms' ? field.new : current?.[column] ?? null;
       }
-      const decision: ConflictDecision = {
+      return {
         outcome: take === 'hms' ? 'write' : 'skipped',
         columns: take === 'hms' ? columns : {},
         reason: `MANUAL: resolved, ${take === 'hms' ? 'HMS' : 'destination'} taken for ${Object.keys(parked.fields).join(', ')}`,
         conflicts: Object.keys(parked.fields).map((column) => ({ column, rule: 'MANUAL' as ConflictRule, winner: take })),
         state: { ...state, written: { ...state.written, ...baseline }, parked: null },
       };
-      const after = await commitDecision(plan, session, this.options.jobId, key, decision, current);
-      return { outcome: take === 'hms' ? 'applied' : 'unchanged', before: current, after: after ?? {}, reason: decision.reason, conflicts: decision.conflicts };
     });
+    return { outcome: take === 'hms' ? 'applied' : 'unchanged', before: current, after: after ?? {}, reason: decision.reason, conflicts: decision.conflicts };
   }
 
   private openPlan(): WritePlan {
@@ -299,21 +293,28 @@ export class OdbcConnector implements SyncConnector {
     return this.plan;
   }
 
+  private openSteps(): TransactionSteps {
+    this.openPlan();
+    return this.steps!;
+  }
+
   /**
-   * One transaction on the record: its state row claimed and locked, its destination row read
-   * with a lock, then `work`. Deadlocks and serialization failures are retried here a few times,
-   * since they say nothing about the destination's health.
+   * One transaction over records of different keys, given in key order: their state rows and
+   * destination rows locked, `decide` asked for each one's decision, the decisions committed.
+   * Deadlocks and serialization failures are retried here a few times, since they say nothing
+   * about the destination's health.
    */
-  private async inTransaction<T>(
+  private async transact(
     context: string,
-    key: SqlParameter,
-    work: (session: OdbcSession, state: RecordState | null, current: Record<string, unknown> | null) => Promise<T>,
-  ): Promise<T> {
-    const plan = this.openPlan();
+    keys: SqlParameter[],
+    decide: (locked: LockedRecord, index: number) => ConflictDecision,
+  ): Promise<CommittedRecord[]> {
+    const steps = this.openSteps();
     return this.withLockRetries(context, () => this.pool!.withSession((session) => session.transaction(async () => {
-      const state = await claimState(plan, session, this.options.jobId, String(key));
-      const [found] = await session.run(plan.lockRowSql, [key]);
-      return work(session, state, found ? fromDatabaseRow(plan, found) : null);
+      const locked = await steps.lock(session, keys);
+      const decided = locked.map((record, i) => ({ key: keys[i], current: record.current, decision: decide(record, i) }));
+      const after = await steps.commit(session, decided);
+      return decided.map((record, i) => ({ ...record, after: after[i] }));
     })));
   }
 
@@ -355,17 +356,6 @@ interface BoundRecord {
   /** Key first, then the mapped columns the record carries, in plan order. */
   columns: PlannedColumn[];
   parameters: SqlParameter[];
-  /** Which of the plan's columns are present (their indexes), for the upsert cache. */
-  shape: string;
-}
-
-function upsertFor(plan: WritePlan, bound: BoundRecord): string {
-  let sql = plan.upserts.get(bound.shape);
-  if (sql === undefined) {
-    sql = plan.dialect.upsert(plan.table, bound.columns[0].info.name, bound.columns.map((c) => c.info));
-    plan.upserts.set(bound.shape, sql);
-  }
-  return sql;
 }
 
 /** A column among the connector's by contract spelling, else without regard to case. */
@@ -394,100 +384,6 @@ function lawFor(plan: WritePlan, policy: ConflictPolicy | undefined): ConflictPo
   const lastWriteWins = law.rule === 'LAST_WRITE_WINS' || Object.values(law.fieldRules ?? {}).includes('LAST_WRITE_WINS');
   if (policy.timestampColumn && lastWriteWins) law.timestampColumn = plannedColumn(plan, policy.timestampColumn, 'LAST_WRITE_WINS').contractName;
   return law;
-}
-
-/**
- * The conflict transaction for many records: claim and lock their state rows and their rows,
- * decide each, write each shape of row in one statement, read the written rows back (the
- * baseline), store the new states in one statement. `prepared` is in key order.
- */
-async function applyPrepared(plan: WritePlan, batch: BatchSql, session: OdbcSession, jobId: string, prepared: PreparedRecord[]): Promise<ApplyResult[]> {
-  const keys = prepared.map((p) => p.key);
-  // The state table keys records by their text, as apply() does; its own column is text, so the
-  // rows come back in the spelling bound (a case-insensitive collation may return another case).
-  const stateKeys = keys.map((key) => String(key));
-  const claim = batch.claimStates(plan.state, keys.length);
-  let claimed = await session.run(claim.insert, stateKeys.flatMap((key) => [jobId, key]));
-  if (claim.select) claimed = await session.run(claim.select, [jobId, ...stateKeys]);
-  const states = new Map(claimed.map((row) => [String(row[plan.state.columns.record_key]).toLowerCase(), row]));
-  const columnNames = plan.columns.map((c) => c.info.name);
-  const keyColumn = plan.columns[0].info;
-  /** Destination rows by the position of the key they matched, as the database compared them. */
-  const rowsOf = async (wanted: SqlParameter[]) => {
-    const rows = await session.run(batch.lockRows(plan.table, keyColumn, columnNames, wanted.length), wanted);
-    return new Map(rows.map((row) => [Number(row.exs_ord ?? row.EXS_ORD) - 1, row]));
-  };
-  const currentRows = await rowsOf(keys);
-
-  const decided = prepared.map((p, i) => {
-    const stateRow = states.get(stateKeys[i].toLowerCase());
-    if (!stateRow) throw new Error(`the state row for key '${String(p.key)}' could not be claimed in ${plan.state.table}`);
-    const found = currentRows.get(i);
-    const current = found ? fromDatabaseRow(plan, found) : null;
-    const decision = decideConflict(p.law, stateFromRow(plan, stateRow), current, p.incoming, plan.same);
-    return { p, current, decision };
-  });
-
-  // Rows of one shape (the same columns written) go in one statement.
-  const shapes = new Map<string, Array<typeof decided[number]>>();
-  for (const d of decided) {
-    const names = Object.keys(d.decision.columns);
-    if (names.length === 0) continue;
-    const shape = plan.columns.filter((c) => names.includes(c.contractName)).map((c) => plan.columns.indexOf(c)).join(',');
-    shapes.set(shape, [...(shapes.get(shape) ?? []), d]);
-  }
-  for (const [shape, group] of shapes) {
-    const columns = shape.split(',').map((i) => plan.columns[Number(i)]);
-    const sql = batch.upsertRows(plan.table, keyColumn.name, columns.map((c) => c.info), group.length);
-    await session.run(sql, group.flatMap((d) => columns.map((c) => d.decision.columns[c.contractName] as SqlParameter)));
-  }
-  const writtenAt = decided.flatMap((d, i) => (Object.keys(d.decision.columns).length > 0 ? [i] : []));
-  const readBack = writtenAt.length > 0 ? await rowsOf(writtenAt.map((i) => keys[i])) : new Map<number, OdbcRow>();
-  const stored = new Map(writtenAt.map((at, j) => [at, readBack.get(j)]));
-
-  const results: ApplyResult[] = [];
-  const stateParams: SqlParameter[] = [];
-  let stateCount = 0;
-  for (const [i, { current, decision }] of decided.entries()) {
-    let after = current;
-    if (Object.keys(decision.columns).length > 0) {
-      const row = stored.get(i);
-      after = row ? fromDatabaseRow(plan, row) : null;
-    }
-    const state = stateAsStored(decision, after);
-    if (state) {
-      stateParams.push(jobId, stateKeys[i], ...stateParameters(state));
-      stateCount++;
-    }
-    results.push(resultOf(decision, current, after));
-  }
-  if (stateCount > 0) await session.run(batch.saveStates(plan.state, stateCount), stateParams);
-  return results;
-}
-
-/**
- * Writes what the decision takes and stores the record's new state. The baseline of a written
- * column is what the destination kept, read back in the same transaction: a column that rounds or
- * truncates (timestamp(0), DECIMAL(10,2)) must not look like a clerk's edit next time.
- * Returns the row as it now is.
- */
-async function commitDecision(
-  plan: WritePlan,
-  session: OdbcSession,
-  jobId: string,
-  key: SqlParameter,
-  decision: ConflictDecision,
-  current: Record<string, unknown> | null,
-): Promise<Record<string, unknown> | null> {
-  let after = current;
-  if (Object.keys(decision.columns).length > 0) {
-    await writeDecision(plan, session, decision);
-    const [stored] = await session.run(plan.lockRowSql, [key]);
-    after = stored ? fromDatabaseRow(plan, stored) : null;
-  }
-  const state = stateAsStored(decision, after);
-  if (state) await saveState(plan, session, jobId, String(key), state);
-  return after;
 }
 
 /** The decision's new state, with each written column as the destination stored it (`after`). */
@@ -520,41 +416,242 @@ function prepareRecord(plan: WritePlan, record: MappedRecord, policy: ConflictPo
   };
 }
 
-/** Writes the columns the decision takes (key first), already bound parameters. */
-async function writeDecision(plan: WritePlan, session: OdbcSession, decision: ConflictDecision): Promise<void> {
-  const names = Object.keys(decision.columns);
-  if (names.length === 0) return;
-  const columns = plan.columns.filter((c) => names.includes(c.contractName));
-  const bound: BoundRecord = {
-    columns,
-    parameters: columns.map((c) => decision.columns[c.contractName] as SqlParameter),
-    shape: columns.map((c) => plan.columns.indexOf(c)).join(','),
-  };
-  await session.run(upsertFor(plan, bound), bound.parameters);
-}
-
-/** Locks the record's state row (creating it if new) and reads it; null when EXS never wrote the record. */
-async function claimState(plan: WritePlan, session: OdbcSession, jobId: string, key: string): Promise<RecordState | null> {
-  let rows: OdbcRow[] = [];
-  for (const sql of plan.claimStateSql) rows = await session.run(sql, [jobId, key]);
-  const [row] = rows;
-  if (!row) throw new Error(`the state row for key '${key}' could not be claimed in ${plan.state.table}`);
-  return stateFromRow(plan, row);
-}
+/** A state row's columns, by role, as any of the statements read them. */
+type StateFields = Record<'version' | 'tiebreak' | 'fingerprint' | 'written' | 'parked', unknown>;
 
 /** A claimed state row as the law reads it; null when EXS has not written the record yet. */
-function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
-  const c = plan.state.columns;
-  if (!row[c.fingerprint]) return null; // claimed just now: nothing written yet
-  const version = row[c.version];
-  const { values, stamps } = parseJson(row[c.written]) as StoredWritten;
+function stateOf(fields: StateFields): RecordState | null {
+  if (!fields.fingerprint) return null; // claimed just now: nothing written yet
+  const { values, stamps } = parseJson(fields.written) as StoredWritten;
   return {
-    version: version === null || version === undefined ? null : String(version),
-    tiebreak: String(row[c.tiebreak] ?? ''),
+    version: fields.version === null || fields.version === undefined ? null : String(fields.version),
+    tiebreak: String(fields.tiebreak ?? ''),
     written: values,
     columns: Object.fromEntries(Object.entries(stamps ?? {}).map(([column, [v, tiebreak]]) => [column, { version: v, tiebreak }])),
-    parked: (parseJson(row[c.parked]) as ParkedConflict | null) ?? null,
+    parked: (parseJson(fields.parked) as ParkedConflict | null) ?? null,
   };
+}
+
+function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
+  const c = plan.state.columns;
+  return stateOf({ version: row[c.version], tiebreak: row[c.tiebreak], fingerprint: row[c.fingerprint], written: row[c.written], parked: row[c.parked] });
+}
+
+// ----- the conflict transaction's statements, per dialect family -----
+
+/** A record's state and destination row, locked for the transaction. */
+interface LockedRecord {
+  state: RecordState | null;
+  current: Record<string, unknown> | null;
+}
+
+/** What the law decided for a locked record. */
+interface DecidedRecord {
+  key: SqlParameter;
+  decision: ConflictDecision;
+  current: Record<string, unknown> | null;
+}
+
+interface CommittedRecord extends DecidedRecord {
+  /** The row as it now is. */
+  after: Record<string, unknown> | null;
+}
+
+/**
+ * The statements of the conflict transaction for records of different keys, given in key order:
+ * `lock` claims and locks their state rows, then their destination rows; `commit` writes what each
+ * decision takes and stores each new state, and returns each row as it now is. The baseline of a
+ * written column is what the table stored, read back in the same transaction: a column that
+ * rounds or truncates (timestamp(0), DECIMAL(10,2)) must not look like a clerk's edit next time.
+ */
+interface TransactionSteps {
+  lock(session: OdbcSession, keys: SqlParameter[]): Promise<LockedRecord[]>;
+  commit(session: OdbcSession, records: DecidedRecord[]): Promise<Array<Record<string, unknown> | null>>;
+}
+
+function transactionSteps(plan: WritePlan, jobId: string): TransactionSteps {
+  const batch = plan.dialect.batch;
+  if (!batch) return statementSteps(plan, jobId);
+  return batch.binding === 'arrays' ? arraySteps(plan, batch, jobId) : rowSteps(plan, batch, jobId);
+}
+
+/** The decisions that write something, grouped by the columns they write (key first, plan order): one statement per group. */
+function writeGroups(plan: WritePlan, records: DecidedRecord[]): Array<{ columns: PlannedColumn[]; at: number[] }> {
+  const groups = new Map<string, { columns: PlannedColumn[]; at: number[] }>();
+  records.forEach(({ decision }, i) => {
+    const columns = plan.columns.filter((c) => decision.columns[c.contractName] !== undefined);
+    if (columns.length === 0) return;
+    const shape = columns.map((c) => c.contractName).join('\u0000');
+    const group = groups.get(shape);
+    if (group) group.at.push(i);
+    else groups.set(shape, { columns, at: [i] });
+  });
+  return [...groups.values()];
+}
+
+const written = (decision: ConflictDecision) => Object.keys(decision.columns).length > 0;
+
+/** The new state of each record that has one: its key and its state's parameters. */
+function statesToSave(records: DecidedRecord[], after: Array<Record<string, unknown> | null>): Array<{ key: string; parameters: SqlParameter[] }> {
+  const states: Array<{ key: string; parameters: SqlParameter[] }> = [];
+  records.forEach(({ key, decision }, i) => {
+    const state = stateAsStored(decision, after[i]);
+    if (state) states.push({ key: String(key), parameters: stateParameters(state) });
+  });
+  return states;
+}
+
+/** SQL Server and Db2 (MERGE): statement by statement, record by record. */
+function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
+  const { dialect } = plan;
+  const lockRowSql = dialect.selectByKeyForUpdate(plan.table, plan.columns[0].info.name, plan.columns.map((c) => c.info.name));
+  const claimStateSql = dialect.claimState(plan.state);
+  const updateStateSql = dialect.updateState(plan.state);
+  const readRow = async (session: OdbcSession, key: SqlParameter) => {
+    const [row] = await session.run(lockRowSql, [key]);
+    return row ? fromDatabaseRow(plan, row) : null;
+  };
+  return {
+    async lock(session, keys) {
+      const locked: LockedRecord[] = [];
+      for (const key of keys) {
+        let rows: OdbcRow[] = [];
+        for (const sql of claimStateSql) rows = await session.run(sql, [jobId, String(key)]);
+        if (!rows[0]) throw new Error(`the state row for key '${String(key)}' could not be claimed in ${plan.state.table}`);
+        locked.push({ state: stateFromRow(plan, rows[0]), current: await readRow(session, key) });
+      }
+      return locked;
+    },
+    async commit(session, records) {
+      const after: Array<Record<string, unknown> | null> = [];
+      for (const { key, decision, current } of records) {
+        let row = current;
+        if (written(decision)) {
+          const columns = plan.columns.filter((c) => decision.columns[c.contractName] !== undefined);
+          await session.run(dialect.upsert(plan.table, columns[0].info.name, columns.map((c) => c.info)),
+            columns.map((c) => decision.columns[c.contractName] as SqlParameter));
+          row = await readRow(session, key);
+        }
+        after.push(row);
+        const state = stateAsStored(decision, row);
+        if (state) await session.run(updateStateSql, [...stateParameters(state), jobId, String(key)]);
+      }
+      return after;
+    },
+  };
+}
+
+/** MariaDB/MySQL and SQLite: multi-row statements, one row of parameters per record. */
+function rowSteps(plan: WritePlan, batch: RowBatchSql, jobId: string): TransactionSteps {
+  const columnNames = plan.columns.map((c) => c.info.name);
+  const keyColumn = plan.columns[0].info;
+  /** Destination rows by the position of the key they matched, as the database compared them. */
+  const rowsOf = async (session: OdbcSession, keys: SqlParameter[]) => {
+    const rows = await session.run(batch.lockRows(plan.table, keyColumn, columnNames, keys.length), keys);
+    return new Map(rows.map((row) => [Number(row.exs_ord ?? row.EXS_ORD) - 1, fromDatabaseRow(plan, row)]));
+  };
+  return {
+    async lock(session, keys) {
+      // The state table keys records by their text; its own column is text, so the rows come back
+      // in the spelling bound (a case-insensitive collation may return another case).
+      const stateKeys = keys.map((key) => String(key));
+      const claim = batch.claimStates(plan.state, keys.length);
+      let claimed = await session.run(claim.insert, stateKeys.flatMap((key) => [jobId, key]));
+      if (claim.select) claimed = await session.run(claim.select, [jobId, ...stateKeys]);
+      const states = new Map(claimed.map((row) => [String(row[plan.state.columns.record_key]).toLowerCase(), row]));
+      const current = await rowsOf(session, keys);
+      return stateKeys.map((key, i) => {
+        const stateRow = states.get(key.toLowerCase());
+        if (!stateRow) throw new Error(`the state row for key '${key}' could not be claimed in ${plan.state.table}`);
+        return { state: stateFromRow(plan, stateRow), current: current.get(i) ?? null };
+      });
+    },
+    async commit(session, records) {
+      for (const { columns, at } of writeGroups(plan, records)) {
+        const sql = batch.upsertRows(plan.table, keyColumn.name, columns.map((c) => c.info), at.length);
+        await session.run(sql, at.flatMap((i) => columns.map((c) => records[i].decision.columns[c.contractName] as SqlParameter)));
+      }
+      const writtenAt = records.flatMap((r, i) => (written(r.decision) ? [i] : []));
+      const stored = writtenAt.length > 0 ? await rowsOf(session, writtenAt.map((i) => records[i].key)) : new Map();
+      const after = records.map((r) => r.current);
+      writtenAt.forEach((at, j) => { after[at] = stored.get(j) ?? null; });
+      const states = statesToSave(records, after);
+      if (states.length > 0) {
+        await session.run(batch.saveStates(plan.state, states.length), states.flatMap((s) => [jobId, s.key, ...s.parameters]));
+      }
+      return after;
+    },
+  };
+}
+
+/** PostgreSQL: three statements whatever the number of records, values bound as arrays, answers as JSON. */
+function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): TransactionSteps {
+  const infos = plan.columns.map((c) => c.info);
+  const lockSql = batch.lock(plan.state, plan.table, infos[0], infos);
+  const saveSql = batch.saveStates(plan.state);
+  const upserts = new Map<string, string>();
+  const upsertSql = (columns: PlannedColumn[]) => {
+    const shape = columns.map((c) => c.contractName).join('\u0000');
+    let sql = upserts.get(shape);
+    if (sql === undefined) upserts.set(shape, (sql = batch.upsertRows(plan.table, columns.map((c) => c.info), infos)));
+    return sql;
+  };
+  /** The row a statement printed: the plan's columns, as text, typed back. */
+  const rowFrom = (printed: Array<string | null>) =>
+    Object.fromEntries(plan.columns.map((c, i) => [c.contractName, fromPrinted(c.info, printed[i])]));
+  return {
+    async lock(session, keys) {
+      const entries = jsonRows(await session.run(lockSql, [arrayLiteral(keys.map(String)), jobId]));
+      const locked: LockedRecord[] = new Array(keys.length);
+      for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values] of entries) {
+        locked[Number(ord) - 1] = {
+          state: stateOf({ version, tiebreak, fingerprint, written: writtenText, parked }),
+          current: found ? rowFrom(values as Array<string | null>) : null,
+        };
+      }
+      keys.forEach((key, i) => {
+        if (!locked[i]) throw new Error(`the state row for key '${String(key)}' could not be claimed in ${plan.state.table}`);
+      });
+      return locked;
+    },
+    async commit(session, records) {
+      const after = records.map((r) => r.current);
+      for (const { columns, at } of writeGroups(plan, records)) {
+        const arrays = columns.map((c) => arrayLiteral(at.map((i) => records[i].decision.columns[c.contractName] as SqlParameter)));
+        const stored = jsonRows(await session.run(upsertSql(columns), [...arrays, arrays[0]]));
+        // A key-only write of an existing row changes nothing and returns nothing: the row stays as read.
+        for (const [ord, values] of stored) after[at[Number(ord) - 1]] = rowFrom(values as Array<string | null>);
+      }
+      const states = statesToSave(records, after);
+      if (states.length > 0) {
+        const column = (k: number) => arrayLiteral(states.map((s) => s.parameters[k]));
+        await session.run(saveSql, [jobId, arrayLiteral(states.map((s) => s.key)), ...STATE_SAVED.map((_, k) => column(k))]);
+      }
+      return after;
+    },
+  };
+}
+
+/** What stateParameters() returns, in order. */
+const STATE_SAVED = ['version', 'tiebreak', 'fingerprint', 'written', 'parked', 'updated_at'] as const;
+
+/** The one JSON cell (`exs_rows`) an array statement answers with; null when it touched no row. */
+function jsonRows(rows: OdbcRow[]): unknown[][] {
+  const cell = rows[0]?.exs_rows;
+  return cell === null || cell === undefined ? [] : JSON.parse(String(cell)) as unknown[][];
+}
+
+/**
+ * A value PostgreSQL printed as text, typed as the other dialects' rows are: whole numbers and
+ * floats as numbers, DECIMAL as its text ('5.50'), a BIGINT beyond 2^53 as text, timestamps canonical.
+ */
+function fromPrinted(column: ColumnInfo, text: string | null): unknown {
+  if (text === null) return null;
+  if (column.kind === 'timestamp') return canonicalTimestamp(text);
+  if (column.kind !== 'number' || /^(numeric|decimal|money)/i.test(column.sqlType)) return text;
+  const value = Number(text);
+  if (Number.isNaN(value)) return text; // a bool reported as a number type prints true/false
+  return Number.isInteger(value) && !Number.isSafeInteger(value) ? text : value;
 }
 
 /** The state table's `written` text: the values EXS last wrote, and which event decided each column. */
@@ -571,10 +668,6 @@ function stateParameters(state: RecordState): SqlParameter[] {
   };
   return [state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(written),
     state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString()];
-}
-
-async function saveState(plan: WritePlan, session: OdbcSession, jobId: string, key: string, state: RecordState): Promise<void> {
-  await session.run(plan.updateStateSql, [...stateParameters(state), jobId, key]);
 }
 
 function parseJson(value: unknown): unknown {
@@ -594,15 +687,9 @@ function recordParameters(plan: WritePlan, record: MappedRecord): BoundRecord {
   const unknown = Object.keys(record.row).filter((name) => !plan.columns.some((c) => c.contractName === name));
   if (unknown.length > 0) throw new Error(`record has columns the connector was not opened with: ${unknown.join(', ')}`);
   // A missing value is not written as NULL: that would erase data the event never mentioned.
-  const present = [key];
-  const indexes = ['0'];
-  others.forEach((column, i) => {
-    if (record.row[column.contractName] === undefined) return;
-    present.push(column);
-    indexes.push(String(i + 1));
-  });
+  const present = [key, ...others.filter((column) => record.row[column.contractName] !== undefined)];
   const parameters = present.map((column, i) => toParameter(column, i === 0 ? record.keyValue : record.row[column.contractName]));
-  return { columns: present, parameters, shape: indexes.join(',') };
+  return { columns: present, parameters };
 }
 
 function toParameter(column: PlannedColumn, value: unknown): SqlParameter {
@@ -660,8 +747,12 @@ function sameValueIn(columns: PlannedColumn[]): SameValue {
 function sameValue(column: ColumnInfo, stored: unknown, written: unknown): boolean {
   if (stored === null || written === null) return stored === written;
   switch (column.kind) {
-    case 'number':
-      return Number(stored) === Number(written); // DECIMAL reads back as text: '5.50' is 5.5
+    case 'number': {
+      // DECIMAL reads back as text: '5.50' is 5.5. What is no number (a bit as 'true') compares as text.
+      const a = Number(stored);
+      const b = Number(written);
+      return Number.isNaN(a) || Number.isNaN(b) ? String(stored) === String(written) : a === b;
+    }
     case 'fixed-text':
       return String(stored).trimEnd() === String(written).trimEnd(); // CHAR(n) pads with spaces
     default:
@@ -767,18 +858,13 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
   const table = await resolveTable(connection, dialect, options.table);
   const wanted = [options.keyColumn, ...options.columns.filter((c) => c.toLowerCase() !== options.keyColumn.toLowerCase())];
   const columns = await resolveColumns(connection, table, wanted);
-  const [key] = columns;
   const state = await stateTableFor(connection, dialect, options.stateTable ?? DEFAULT_STATE_TABLE);
   return {
     dialect,
     table: table.sqlName,
     columns,
-    lockRowSql: dialect.selectByKeyForUpdate(table.sqlName, key.info.name, columns.map((c) => c.info.name)),
     state,
-    claimStateSql: dialect.claimState(state),
-    updateStateSql: dialect.updateState(state),
     listParkedSql: dialect.listParked(state),
-    upserts: new Map(),
     same: sameValueIn(columns),
   };
 }
