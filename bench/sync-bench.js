@@ -154,6 +154,8 @@ const PIPELINES = [
 ];
 // EXS_BENCH_ONLY="EXS" (comma-separated names) runs some pipelines only, for profiling; RESULTS.md is then not written.
 const ONLY = process.env.EXS_BENCH_ONLY?.split(',').map((name) => name.trim());
+// EXS_BENCH_PHASES="latency" (throughput, drain, latency) measures some phases only.
+const PHASES = process.env.EXS_BENCH_PHASES?.split(',').map((phase) => phase.trim()) ?? ['throughput', 'drain', 'latency'];
 
 // ------------------------------------------------------------------ measuring
 
@@ -198,18 +200,24 @@ async function measure(name, start, ctx, db, publisher) {
   const base = `bench_${run}_${PIPELINES.findIndex(([n]) => n === name)}`;
   const result = { name };
 
+  let table;
+  let stop;
+  let began;
   // Throughput: the pipeline runs; events are published as fast as the broker acknowledges them.
-  let table = `${base}_t`;
+  if (PHASES.includes('throughput')) {
+  table = `${base}_t`;
   await createTable(db, table);
-  let stop = await start({ ...ctx, table, topic: `bench/${table}` });
+  stop = await start({ ...ctx, table, topic: `bench/${table}` });
   await sleep(500);
-  let began = Date.now();
+  began = Date.now();
   await publishAll(publisher, `bench/${table}`, EVENTS, KEYS);
   await waitComplete(db, table, EVENTS, KEYS);
   result.throughput = EVENTS / ((Date.now() - began) / 1000);
   await stop();
+  }
 
   // Drain: subscribed once (its session kept), stopped, events queued at the broker, started again.
+  if (PHASES.includes('drain')) {
   table = `${base}_d`;
   await createTable(db, table);
   stop = await start({ ...ctx, table, topic: `bench/${table}` });
@@ -221,8 +229,10 @@ async function measure(name, start, ctx, db, publisher) {
   await waitComplete(db, table, EVENTS, KEYS);
   result.drain = EVENTS / ((Date.now() - began) / 1000);
   await stop();
+  }
 
   // Latency at 500 events/s: publish-to-write of every event, from the trigger's stamps.
+  if (PHASES.includes('latency')) {
   table = `${base}_l`;
   await createTable(db, table);
   await stampWrites(db, table, true);
@@ -244,7 +254,9 @@ async function measure(name, start, ctx, db, publisher) {
   result.p50 = pct(0.5);
   result.p99 = pct(0.99);
   result.latencySamples = latencies.length;
-  console.log(`${name}: ${result.throughput.toFixed(0)} ev/s, drain ${result.drain.toFixed(0)} ev/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms`);
+  }
+  const shown = (value, digits) => (value === undefined ? '-' : value.toFixed(digits));
+  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms`);
   for (const suffix of ['t', 'd', 'l']) {
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}_lat`);
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}`);
@@ -289,7 +301,7 @@ async function main() {
     for (const [name, start] of PIPELINES) {
       if (!ONLY || ONLY.includes(name)) results.push(await measure(name, start, ctx, db, publisher));
     }
-    if (ONLY) return;
+    if (ONLY || process.env.EXS_BENCH_PHASES) return;
     const text = report(results);
     console.log(`\n${text}`);
     fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), text);

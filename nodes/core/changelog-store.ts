@@ -1,11 +1,12 @@
 // The change log's durable diary: one JSON line per settled event, appended to a file per
-// job and fdatasync'd before `append` resolves, so an entry that was reported as written
-// survives kill -9. Appends that arrive while a sync is in flight are written together
-// (group commit): under load one fdatasync covers many entries.
+// job and on disk (an O_DSYNC write, or write + fdatasync) before `append` resolves, so an entry
+// that was reported as written survives kill -9. Appends that arrive while a write is in flight
+// are written together (group commit): under load one synced write covers many entries.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { EventEmitter } from 'node:events';
+import { DURABLE_APPEND_FLAGS, WRITES_ARE_SYNCED } from './durable-append';
 import type { ChangeLogEntry } from './types';
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
@@ -77,7 +78,7 @@ export class ChangeLogStore extends EventEmitter {
     await new Promise<void>((resolve, reject) =>
       fs.write(fd, bytes, 0, bytes.length, null, (err) => (err ? reject(err) : resolve())),
     );
-    await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    if (!WRITES_ARE_SYNCED) await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
     this.size += bytes.length;
     if (this.size >= this.maxBytes) await this.rotate();
   }
@@ -86,7 +87,7 @@ export class ChangeLogStore extends EventEmitter {
     if (this.fd !== undefined) return this.fd;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
     dropTornTail(this.file);
-    const fd = fs.openSync(this.file, 'a');
+    const fd = fs.openSync(this.file, DURABLE_APPEND_FLAGS);
     this.size = fs.fstatSync(fd).size;
     this.fd = fd;
     return fd;

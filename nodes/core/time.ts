@@ -48,20 +48,47 @@ export function epochMillis({ second, micros }: Instant): number {
 }
 
 /** The instant in UTC as `format` spells it with the tokens YYYY MM DD HH mm ss SSS SSSSSS. */
-export function formatInstant({ second, micros }: Instant, format: string): string {
-  const digits = (value: number, width: number) => String(value).padStart(width, '0');
-  return format.replace(TIMESTAMP_TOKENS, (token) => {
-    switch (token) {
-      case 'YYYY': return digits(second.getUTCFullYear(), 4);
-      case 'MM': return digits(second.getUTCMonth() + 1, 2);
-      case 'DD': return digits(second.getUTCDate(), 2);
-      case 'HH': return digits(second.getUTCHours(), 2);
-      case 'mm': return digits(second.getUTCMinutes(), 2);
-      case 'ss': return digits(second.getUTCSeconds(), 2);
-      case 'SSS': return digits(Math.floor(micros / 1000), 3);
-      default: return digits(micros, 6);
-    }
-  });
+export function formatInstant(instant: Instant, format: string): string {
+  let formatter = formatters.get(format);
+  if (!formatter) {
+    formatter = compileFormat(format);
+    if (formatters.size < 100) formatters.set(format, formatter);
+  }
+  return formatter(instant);
+}
+
+type Formatter = (instant: Instant) => string;
+
+/** Formats by format text, compiled once: timestamps are formatted per event and per column. */
+const formatters = new Map<string, Formatter>();
+
+const pad = (value: number, width: number) => String(value).padStart(width, '0');
+
+const TOKEN_FORMATTERS: Record<string, Formatter> = {
+  YYYY: ({ second }) => pad(second.getUTCFullYear(), 4),
+  MM: ({ second }) => pad(second.getUTCMonth() + 1, 2),
+  DD: ({ second }) => pad(second.getUTCDate(), 2),
+  HH: ({ second }) => pad(second.getUTCHours(), 2),
+  mm: ({ second }) => pad(second.getUTCMinutes(), 2),
+  ss: ({ second }) => pad(second.getUTCSeconds(), 2),
+  SSS: ({ micros }) => pad(Math.floor(micros / 1000), 3),
+  SSSSSS: ({ micros }) => pad(micros, 6),
+};
+
+function compileFormat(format: string): Formatter {
+  const parts: Array<string | Formatter> = [];
+  let at = 0;
+  for (const match of format.matchAll(TIMESTAMP_TOKENS)) {
+    if (match.index! > at) parts.push(format.slice(at, match.index));
+    parts.push(TOKEN_FORMATTERS[match[0]]);
+    at = match.index! + match[0].length;
+  }
+  if (at < format.length) parts.push(format.slice(at));
+  return (instant) => {
+    let text = '';
+    for (const part of parts) text += typeof part === 'string' ? part : part(instant);
+    return text;
+  };
 }
 
 /** Digits are a compact stamp when their length says so, else epoch milliseconds. */
@@ -74,14 +101,22 @@ function parseDigits(text: string): Instant | undefined {
 
 /** The UTC instant of written calendar parts, or undefined when one is out of range. */
 function fromParts(parts: string[], fraction: string): Instant | undefined {
-  const [year, month, day, hour, minute, seconds] = parts.map(Number);
-  const second = new Date(0);
-  second.setUTCFullYear(year, month - 1, day); // not Date.UTC: it maps years 0-99 to 1900-1999
-  second.setUTCHours(hour, minute, seconds, 0);
-  // Date rolls 30 February into March; a part that did not survive was out of range.
-  const kept = [second.getUTCFullYear(), second.getUTCMonth() + 1, second.getUTCDate(), second.getUTCHours(), second.getUTCMinutes(), second.getUTCSeconds()];
-  if ([year, month, day, hour, minute, seconds].some((part, i) => part !== kept[i])) return undefined;
-  return { second, micros: Number(fraction.padEnd(6, '0').slice(0, 6)) };
+  const year = Number(parts[0]);
+  const month = Number(parts[1]);
+  const day = Number(parts[2]);
+  const hour = Number(parts[3]);
+  const minute = Number(parts[4]);
+  const seconds = Number(parts[5]);
+  // Checked here rather than by Date, which rolls 30 February into March.
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || seconds > 59) return undefined;
+  const second = new Date(Date.UTC(year, month - 1, day, hour, minute, seconds));
+  if (year < 100) second.setUTCFullYear(year); // Date.UTC maps years 0-99 to 1900-1999
+  return { second, micros: fraction === '' ? 0 : Number(fraction.length >= 6 ? fraction.slice(0, 6) : fraction.padEnd(6, '0')) };
+}
+
+function daysIn(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 /** `Z`, `+02`, `+02:00` or `-0530` as minutes east of UTC. */

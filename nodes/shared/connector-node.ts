@@ -24,23 +24,32 @@ interface PendingWrite {
   done: DoneFunction;
 }
 
+/** Batches written at the same time, each on its own pooled connection, with no record in two of them. */
+const MAX_BATCHES_IN_FLIGHT = 2;
 /**
- * The next batch: the oldest waiting event of each record, up to MAX_BATCH, taken out of the
- * queue; a record's later events stay queued, in order, for the batches after. Keys are compared
- * as lower-case text, as a case-insensitive collation would.
+ * A second batch starts only when this many events wait: under light load one transaction at a
+ * time is faster for each event (two small transactions at once slow each other), under a
+ * backlog the database works on one batch while the flow settles the other.
  */
-function takeBatch(queue: PendingWrite[]): PendingWrite[] {
+const PARALLEL_AFTER = 100;
+
+/** Keys are compared as lower-case text, as a case-insensitive collation would. */
+const recordOf = (write: PendingWrite) => String(write.envelope.record!.keyValue).toLowerCase();
+
+/**
+ * The next batch: the oldest waiting event of each record that has no write under way, up to
+ * MAX_BATCH, taken out of the queue; a record's later events stay queued, in order, for the
+ * batches after, so each record's events are written in the order they arrived.
+ */
+function takeBatch(queue: PendingWrite[], busy: ReadonlySet<string>): PendingWrite[] {
   const batch: PendingWrite[] = [];
-  const keys = new Set<string>();
+  const seen = new Set<string>();
   const rest: PendingWrite[] = [];
   for (const write of queue) {
-    const key = String(write.envelope.record!.keyValue).toLowerCase();
-    if (batch.length < MAX_BATCH && !keys.has(key)) {
-      keys.add(key);
-      batch.push(write);
-    } else {
-      rest.push(write);
-    }
+    const key = recordOf(write);
+    if (batch.length < MAX_BATCH && !seen.has(key) && !busy.has(key)) batch.push(write);
+    else rest.push(write);
+    seen.add(key);
   }
   queue.splice(0, queue.length, ...rest);
   return batch;
@@ -109,16 +118,27 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   connected().catch(() => undefined);
 
   // Adaptive micro-batching: when the destination is idle an event is written at once; events
-  // that arrive while a write is under way are written together next, up to MAX_BATCH of them,
-  // one per record, so each record's events are written in the order they arrived.
+  // that arrive while writes are under way are written together next, up to MAX_BATCH of them.
+  // Under a backlog up to MAX_BATCHES_IN_FLIGHT batches run at once, so the database works on one
+  // while the flow settles another; a record is never in two of them.
   const queue: PendingWrite[] = [];
-  let draining: Promise<void> | undefined;
+  const writing = new Set<Promise<void>>();
+  const busy = new Set<string>();
   const kick = (): void => {
-    draining ??= (async () => {
-      while (queue.length > 0 && !closing) await writeBatch(takeBatch(queue));
-    })().catch((err) => node.error(`write loop: ${errorText(err)}`)).finally(() => {
-      draining = undefined;
-    });
+    while (!closing && writing.size < MAX_BATCHES_IN_FLIGHT && queue.length > (writing.size === 0 ? 0 : PARALLEL_AFTER)) {
+      const batch = takeBatch(queue, busy);
+      if (batch.length === 0) return;
+      const keys = batch.map(recordOf);
+      for (const key of keys) busy.add(key);
+      const run: Promise<void> = writeBatch(batch)
+        .catch((err) => node.error(`write loop: ${errorText(err)}`))
+        .finally(() => {
+          writing.delete(run);
+          for (const key of keys) busy.delete(key);
+          kick();
+        });
+      writing.add(run);
+    }
   };
 
   const deadLetter = (msg: NodeMessage, envelope: ExsEnvelope, error: string): Array<NodeMessage | null> => [
@@ -180,7 +200,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     closing = true;
     // What is still queued is left in the journal, unsettled: it is delivered again after the redeploy.
     for (const write of queue.splice(0)) write.done();
-    const drained = draining ?? Promise.resolve();
+    const drained = Promise.all(writing);
     const timeout = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
     Promise.race([drained, timeout])
       .then(() => opening?.catch(() => undefined))

@@ -75,6 +75,28 @@ describe('SyncJournal', () => {
     await journal.close();
   });
 
+  it('reads the newest records from memory and older ones from disk, the same either way', async () => {
+    const dir = tempDir('journal');
+    const journal = await SyncJournal.open(dir);
+    const payloadOf = (i: number) => Buffer.from(JSON.stringify({ i, pad: 'x'.repeat(i % 50) }));
+    // More than memory keeps (4096): the oldest pages come from the segment file.
+    for (let i = 1; i <= 6000; i += 500) {
+      await Promise.all(Array.from({ length: 500 }, (_, k) => journal.append(`t/${i + k}`, payloadOf(i + k), i + k)));
+    }
+    for (let seq = 2; seq <= 6000; seq += 3) journal.settle(seq);
+    const fromBoth = await readAll(journal, 700);
+    await journal.close();
+    const reopened = await SyncJournal.open(dir);
+    const fromDisk = await readAll(reopened, 700);
+    await reopened.close();
+    assert.equal(fromBoth.length, 4000);
+    assert.deepEqual(fromBoth, fromDisk);
+    for (const record of fromBoth) {
+      assert.equal(record.topic, `t/${record.seq}`);
+      assert.deepEqual(record.payload, payloadOf(record.seq));
+    }
+  });
+
   it('keeps empty payloads, multi-byte topics and large payloads intact', async () => {
     const journal = await SyncJournal.open(tempDir('journal'), { segmentBytes: 64 * 1024 });
     const big = Buffer.alloc(700_000, 7); // larger than a segment and than the read buffer

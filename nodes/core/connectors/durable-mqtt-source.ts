@@ -90,15 +90,32 @@ export class DurableMqttSource {
       stored: boolean;
       puback?: unknown;
     }
+    // In arrival order; `next` is the oldest not yet released (a queue without shift()'s copying).
     let held: Held[] = [];
-    const internals = client as unknown as { _sendPacket(packet: { cmd: string; messageId?: number }, cb?: () => void): void };
+    let next = 0;
+    /** Held QoS 1 events whose PUBACK mqtt.js has not produced yet, by packet id. */
+    let awaitingPuback = new Map<number, Held>();
+    const internals = client as unknown as {
+      _sendPacket(packet: { cmd: string; messageId?: number }, cb?: () => void): void;
+      stream?: { cork?(): void; uncork?(): void };
+    };
     const send = internals._sendPacket.bind(client);
     const release = () => {
-      while (held.length > 0 && held[0].stored && held[0].puback) send(held.shift()!.puback as { cmd: string });
+      if (next >= held.length || !held[next].stored || !held[next].puback) return;
+      // Every PUBACK this release sends goes out in one write.
+      const stream = internals.stream;
+      stream?.cork?.();
+      while (next < held.length && held[next].stored && held[next].puback) send(held[next++].puback as { cmd: string });
+      stream?.uncork?.();
+      if (next === held.length || next > 1024) {
+        held = held.slice(next);
+        next = 0;
+      }
     };
     internals._sendPacket = (packet, cb) => {
-      const waiting = packet.cmd === 'puback' ? held.find((h) => h.messageId === packet.messageId && !h.puback) : undefined;
+      const waiting = packet.cmd === 'puback' && packet.messageId !== undefined ? awaitingPuback.get(packet.messageId) : undefined;
       if (!waiting) return send(packet, cb);
+      awaitingPuback.delete(packet.messageId!);
       waiting.puback = packet;
       cb?.(); // lets mqtt.js parse the next packet; the PUBACK itself waits for the store
       release();
@@ -106,7 +123,10 @@ export class DurableMqttSource {
     client.handleMessage = (packet, callback) => {
       if (packet.cmd !== 'publish') return callback();
       const entry: Held = { messageId: packet.messageId, stored: false };
-      if (packet.qos > 0) held.push(entry);
+      if (packet.qos > 0) {
+        held.push(entry);
+        if (packet.messageId !== undefined) awaitingPuback.set(packet.messageId, entry);
+      }
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       options.store(packet.topic, payload).then(
         () => {
@@ -116,15 +136,18 @@ export class DurableMqttSource {
         (err: Error) => {
           // Not stored, so never acknowledged: drop the connection and let the broker redeliver.
           options.onStatus?.('error', `cannot store event: ${err.message}`);
-          held = [];
+          forget();
           client.end(true, () => setTimeout(() => client.reconnect(), 1000).unref());
         },
       );
       callback();
     };
-    client.on('close', () => {
+    const forget = () => {
       held = [];
-    });
+      next = 0;
+      awaitingPuback = new Map();
+    };
+    client.on('close', forget);
   }
 
   /** Disconnects without unsubscribing: the broker keeps queueing for this session. */

@@ -1,6 +1,6 @@
-// The per-job durable journal behind the sync queue (issue 3): an event is appended and
-// fdatasync'd here before its PUBACK goes to the broker, then read back from disk, applied and
-// settled. It survives kill -9, keeps memory flat however long the backlog grows (records stay
+// The per-job durable journal behind the sync queue (issue 3): an event is appended and synced
+// to disk here (nodes/core/durable-append.ts) before its PUBACK goes to the broker, then read back
+// (from memory while the reader keeps up, else from disk), applied and settled. It survives kill -9, keeps memory flat however long the backlog grows (records stay
 // on disk; memory holds counters and the settled seqs above the low-water mark), and keeps
 // disk bounded by deleting segments whose every record is settled.
 //
@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { DURABLE_APPEND_FLAGS, WRITES_ARE_SYNCED, isRetryableWriteError } from '../durable-append';
 
 export interface JournalRecord {
   seq: number;
@@ -36,6 +37,7 @@ export interface JournalOptions {
 /** Counters for benchmarks and status displays. */
 export interface JournalStats {
   appends: number;
+  /** Group commits made durable: an O_DSYNC write or an fdatasync. */
   fdatasyncs: number;
   checkpoints: number;
   segmentsDeleted: number;
@@ -48,6 +50,13 @@ const CHECKPOINT_EVERY_SETTLES = 5000;
 /** One write + fdatasync carries at most this much: bounds the buffer a burst allocates. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const READ_CHUNK = 256 * 1024;
+/**
+ * The newest records are also kept in memory, as views into the buffer they were written from, so
+ * a dispatcher that keeps up reads them without a disk round trip (and a decode and a copy). Bounded
+ * by count and by bytes, so memory stays flat however long the backlog grows.
+ */
+const RECENT_RECORDS = 4096;
+const RECENT_BYTES = 8 * 1024 * 1024;
 /** Read cursors kept open (one per segment, least recently used closed first). */
 const MAX_OPEN_CURSORS = 4;
 const FRAME_HEADER = 8;
@@ -106,7 +115,7 @@ function ftruncateFd(fd: number, length: number): Promise<void> {
   return new Promise((resolve, reject) => fs.ftruncate(fd, length, (err) => (err ? reject(err) : resolve())));
 }
 
-function openFd(file: string, flags: string): Promise<number> {
+function openFd(file: string, flags: string | number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(file, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
@@ -134,6 +143,7 @@ function frameSize(topicBytes: number, payloadBytes: number): number {
 }
 
 /** Writes one framed record at `offset`; returns the offset after it. */
+/** Writes the record's frame at `offset`; returns where the next frame starts. */
 function encodeRecord(buf: Buffer, offset: number, seq: number, item: PendingAppend): number {
   const body = offset + FRAME_HEADER;
   const bodyLength = BODY_HEADER + item.topicBytes + item.payload.length;
@@ -325,6 +335,10 @@ export class SyncJournal {
   private closed: Promise<void> | undefined;
 
   private cursors = new Map<Segment, { cursor: SegmentCursor; truncations: number }>();
+  /** The newest appended records, consecutive seqs, oldest first from `recentHead`. */
+  private recent: JournalRecord[] = [];
+  private recentHead = 0;
+  private recentBytes = 0;
   private readChain: Promise<unknown> = Promise.resolve();
 
   private dirty = false;
@@ -436,7 +450,12 @@ export class SyncJournal {
     const firstSeq = this.last + 1;
     const buf = Buffer.allocUnsafe(batch.reduce((sum, p) => sum + frameSize(p.topicBytes, p.payload.length), 0));
     let offset = 0;
-    batch.forEach((p, i) => (offset = encodeRecord(buf, offset, firstSeq + i, p)));
+    const written: JournalRecord[] = batch.map((p, i) => {
+      const end = encodeRecord(buf, offset, firstSeq + i, p);
+      const record = { seq: firstSeq + i, receivedAt: p.receivedAt, topic: p.topic, payload: buf.subarray(end - p.payload.length, end) };
+      offset = end;
+      return record;
+    });
 
     const segment = await this.segmentForAppend(firstSeq);
     const fd = this.writeFd as number;
@@ -444,10 +463,13 @@ export class SyncJournal {
       for (let done = 0; done < buf.length; ) done += await writeFd(fd, buf, done, buf.length - done);
     } catch (err) {
       await this.undoPartialWrite(fd, segment, err as Error);
+      if (WRITES_ARE_SYNCED && !isRetryableWriteError(err)) {
+        this.failure = new Error(`journal ${this.dir}: a synced write failed (${(err as Error).message}); reopen the journal`);
+      }
       throw err;
     }
     try {
-      await fdatasyncFd(fd);
+      if (!WRITES_ARE_SYNCED) await fdatasyncFd(fd);
     } catch (err) {
       // After a failed fdatasync the kernel may have dropped the dirty pages and cleared the
       // error: a retry could "succeed" without the data. Only a reopen (which rescans) is safe.
@@ -458,7 +480,39 @@ export class SyncJournal {
     segment.bytes += buf.length;
     this.last = firstSeq + batch.length - 1;
     this.counters.appends += batch.length;
+    this.remember(written);
     batch.forEach((p, i) => p.resolve(firstSeq + i));
+  }
+
+  private remember(records: JournalRecord[]): void {
+    for (const record of records) {
+      this.recent.push(record);
+      this.recentBytes += record.payload.length;
+    }
+    while (this.recent.length - this.recentHead > RECENT_RECORDS || (this.recentBytes > RECENT_BYTES && this.recent.length - this.recentHead > 1)) {
+      this.recentBytes -= this.recent[this.recentHead++].payload.length;
+    }
+    if (this.recentHead > RECENT_RECORDS) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  private forgetRecent(): void {
+    this.recent = [];
+    this.recentHead = 0;
+    this.recentBytes = 0;
+  }
+
+  /** Unsettled records from memory, from `seq` on, when memory still holds `seq`; else undefined. */
+  private readRecent(seq: number, limit: number): JournalRecord[] | undefined {
+    const oldest = this.recent[this.recentHead];
+    if (!oldest || seq < oldest.seq) return undefined;
+    const records: JournalRecord[] = [];
+    for (let i = this.recentHead + (seq - oldest.seq); i < this.recent.length && records.length < limit; i++) {
+      if (!this.isSettled(this.recent[i].seq)) records.push(this.recent[i]);
+    }
+    return records;
   }
 
   /** The segment the next batch goes to: a full one is left for a new one named after `firstSeq`. */
@@ -467,7 +521,7 @@ export class SyncJournal {
     if (active.bytes < this.segmentBytes || active.bytes === 0) return active;
     const next: Segment = { firstSeq, file: path.join(this.dir, segmentFileName(firstSeq)), bytes: 0 };
     // Open the new segment before letting go of the old one, so a failure leaves appends working.
-    const fd = await openFd(next.file, 'a');
+    const fd = await openFd(next.file, DURABLE_APPEND_FLAGS);
     await fsyncDir(this.dir);
     const previous = this.writeFd;
     this.writeFd = fd;
@@ -509,6 +563,11 @@ export class SyncJournal {
       // Re-read each round: settles and segment deletions happen while we await the disk.
       seq = Math.max(seq, this.low + 1);
       if (seq > this.last) break;
+      const recent = this.readRecent(seq, limit - records.length);
+      if (recent) {
+        records.push(...recent);
+        break; // memory holds everything from `seq` to the end
+      }
       const segment = this.segments[this.segmentIndexFor(seq)];
       const cursor = await this.cursorAt(segment, seq);
       while (records.length < limit) {
@@ -750,7 +809,7 @@ export class SyncJournal {
     }
     for (let i = 0; i < this.segments.length - 1; i++) this.segments[i].sealedLast = this.segments[i + 1].firstSeq - 1;
     await fsyncDir(this.dir);
-    this.writeFd = await openFd(this.segments[this.segments.length - 1].file, 'a');
+    this.writeFd = await openFd(this.segments[this.segments.length - 1].file, DURABLE_APPEND_FLAGS);
     await this.deleteSettledSegments();
   }
 
@@ -797,6 +856,7 @@ export class SyncJournal {
       await this.flushCheckpoint();
     } finally {
       this.state = 'closed';
+      this.forgetRecent();
       if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
       await this.withReadLock(async () => {
         for (const { cursor } of this.cursors.values()) await closeFd(cursor.fd);

@@ -73,7 +73,7 @@ interface InFlight {
   waitingForDestination?: boolean;
 }
 
-const DEFAULT_WINDOW = 256;
+const DEFAULT_WINDOW = 2048;
 /** A destination that is down is not asked again sooner than this, whatever the backoff says. */
 const MIN_OUTAGE_RETRY_MS = 1000;
 

@@ -122,7 +122,12 @@ export function arrayLiteral(values: ReadonlyArray<string | number | null>): str
   for (let i = 0; i < values.length; i++) {
     const value = values[i];
     if (i > 0) text += ',';
-    text += value === null ? 'NULL' : `"${String(value).replace(/[\\"]/g, '\\$&')}"`;
+    if (value === null) {
+      text += 'NULL';
+      continue;
+    }
+    const element = String(value);
+    text += element.includes('"') || element.includes('\\') ? `"${element.replace(/[\\"]/g, '\\$&')}"` : `"${element}"`;
   }
   return `${text}}`;
 }
