@@ -102,9 +102,9 @@ export function contentHash(row: Record<string, unknown>): string {
   return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
 }
 
-/** Fingerprint of the mapped columns as EXS wrote them: what tells a clerk's edit apart. */
-export function fingerprintOf(written: Record<string, unknown>): string {
-  return contentHash(written);
+/** Fingerprint of a record's stored state text (what EXS wrote, and which events decided it). */
+export function fingerprintOf(stateText: string): string {
+  return createHash('sha256').update(stateText).digest('hex').slice(0, 32);
 }
 
 /** A conflict a person decides (MANUAL): per column, what EXS last wrote, what HMS sends, what the row holds. */

@@ -418,6 +418,37 @@ for (const target of TARGETS) {
       });
     });
 
+    it('partial events end at the same row in every order: each column keeps the newest event that carried it', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        await table.connector.open();
+        const at = (ms: string) => `2026-03-01 10:00:00.${ms}000`;
+        const event = (key: string, version: string, row: Record<string, unknown>): MappedRecord =>
+          ({ keyColumn: 'PERMIT_ID', keyValue: key, row: { PERMIT_ID: key, ...row }, version });
+        const events = (key: string) => [
+          event(key, at('001'), { PERMIT_LEVEL: 0, REMARKS: 'oldest' }),
+          event(key, at('002'), { PERMIT_STAT: 'FULL', LAST_CHG_TS: at('002'), PERMIT_LEVEL: 2, REMARKS: 'full' }),
+          event(key, at('003'), { PERMIT_STAT: 'STAT3' }),
+          event(key, at('004'), { REMARKS: 'remarks4' }),
+        ];
+        // All 24 orders, each on a key of its own, each event twice (a redelivery) in a row.
+        const orders: number[][] = [];
+        const permute = (rest: number[], done: number[]) => {
+          if (rest.length === 0) orders.push(done);
+          rest.forEach((n, i) => permute([...rest.slice(0, i), ...rest.slice(i + 1)], [...done, n]));
+        };
+        permute([0, 1, 2, 3], []);
+        for (const [i, order] of orders.entries()) {
+          const key = `O-${i}`;
+          for (const n of order) {
+            for (let copy = 0; copy < 2; copy++) await table.connector.apply(events(key)[n], { rule: 'HMS_WINS' });
+          }
+          assert.deepEqual(comparable(await table.row(key)), { PERMIT_STAT: 'STAT3', LAST_CHG_TS: at('002'), PERMIT_LEVEL: 2, REMARKS: 'remarks4' },
+            `order ${order.join(',')}`);
+        }
+      });
+    });
+
     it('keeps microsecond order: 1 µs and 1 ms apart, in both directions', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {

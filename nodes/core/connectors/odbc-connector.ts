@@ -33,6 +33,7 @@ import {
   contentHash,
   decideConflict,
   fingerprintOf,
+  type Stamp,
   type ConflictDecision,
   type ConflictPolicy,
   type IncomingRecord,
@@ -422,14 +423,14 @@ type StateFields = Record<'version' | 'tiebreak' | 'fingerprint' | 'written' | '
 /** A claimed state row as the law reads it; null when EXS has not written the record yet. */
 function stateOf(fields: StateFields): RecordState | null {
   if (!fields.fingerprint) return null; // claimed just now: nothing written yet
-  const { values, stamps } = parseJson(fields.written) as StoredWritten;
-  return {
-    version: fields.version === null || fields.version === undefined ? null : String(fields.version),
-    tiebreak: String(fields.tiebreak ?? ''),
-    written: values,
-    columns: Object.fromEntries(Object.entries(stamps ?? {}).map(([column, [v, tiebreak]]) => [column, { version: v, tiebreak }])),
-    parked: (parseJson(fields.parked) as ParkedConflict | null) ?? null,
-  };
+  const { values, stamps = {} } = parseJson(fields.written) as StoredWritten;
+  const version = fields.version === null || fields.version === undefined ? null : String(fields.version);
+  const tiebreak = String(fields.tiebreak ?? '');
+  const columns: Record<string, Stamp> = {};
+  // A written column without a stamp of its own was decided by the record's newest event.
+  for (const column of Object.keys(values)) columns[column] = { version, tiebreak };
+  for (const [column, [v, t]] of Object.entries(stamps)) columns[column] = { version: v, tiebreak: t };
+  return { version, tiebreak, written: values, columns, parked: (parseJson(fields.parked) as ParkedConflict | null) ?? null };
 }
 
 function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
@@ -660,14 +661,20 @@ interface StoredWritten {
   stamps?: Record<string, [SourceVersion, string]>;
 }
 
-/** version, tiebreak, fingerprint, written, parked, updated_at: the state's columns as bound. */
+/**
+ * version, tiebreak, fingerprint, written, parked, updated_at: the state's columns as bound. A
+ * written column decided by the record's newest event (the usual case: every column of a full
+ * event) stores no stamp of its own; stateOf() gives it the record's.
+ */
 function stateParameters(state: RecordState): SqlParameter[] {
-  const written: StoredWritten = {
-    values: state.written,
-    stamps: Object.fromEntries(Object.entries(state.columns ?? {}).map(([column, stamp]) => [column, [stamp.version, stamp.tiebreak]])),
-  };
-  return [state.version, state.tiebreak, fingerprintOf(state.written), JSON.stringify(written),
-    state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString()];
+  const stamps: Record<string, [SourceVersion, string]> = {};
+  for (const [column, stamp] of Object.entries(state.columns ?? {})) {
+    const recordStamp = stamp.version === state.version && stamp.tiebreak === state.tiebreak;
+    if (!recordStamp || !Object.hasOwn(state.written, column)) stamps[column] = [stamp.version, stamp.tiebreak];
+  }
+  const written: StoredWritten = Object.keys(stamps).length > 0 ? { values: state.written, stamps } : { values: state.written };
+  const text = JSON.stringify(written);
+  return [state.version, state.tiebreak, fingerprintOf(text), text, state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString()];
 }
 
 function parseJson(value: unknown): unknown {
