@@ -109,8 +109,15 @@ function fromParts(parts: string[], fraction: string): Instant | undefined {
   const seconds = Number(parts[5]);
   // Checked here rather than by Date, which rolls 30 February into March.
   if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || seconds > 59) return undefined;
-  const second = new Date(Date.UTC(year, month - 1, day, hour, minute, seconds));
-  if (year < 100) second.setUTCFullYear(year); // Date.UTC maps years 0-99 to 1900-1999
+  let second: Date;
+  if (year >= 100) {
+    second = new Date(Date.UTC(year, month - 1, day, hour, minute, seconds));
+  } else {
+    // Date.UTC maps years 0-99 to 1900-1999 (and 1900 has no 29 February, year 0 does).
+    second = new Date(0);
+    second.setUTCFullYear(year, month - 1, day);
+    second.setUTCHours(hour, minute, seconds, 0);
+  }
   return { second, micros: fraction === '' ? 0 : Number(fraction.length >= 6 ? fraction.slice(0, 6) : fraction.padEnd(6, '0')) };
 }
 

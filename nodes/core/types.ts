@@ -128,6 +128,12 @@ export interface SyncConnector {
    * applied one by one, in parallel.
    */
   applyBatch?(items: Array<{ record: MappedRecord; policy?: ConflictPolicy }>): Promise<Array<{ result?: ApplyResult; error?: Error }>>;
+  /**
+   * How many batches of different records may be written at once under a backlog (default 1):
+   * more where the destination works on them in parallel, one where they would only queue for a
+   * lock (SQLite) or take gap locks that make them deadlock each other (MariaDB).
+   */
+  readonly parallelBatches?: number;
   close(): Promise<void>;
   /** Records whose conflict waits for a person (MANUAL), for connectors that keep them. */
   listConflicts?(): Promise<ParkedRecord[]>;

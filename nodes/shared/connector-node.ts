@@ -24,8 +24,6 @@ interface PendingWrite {
   done: DoneFunction;
 }
 
-/** Batches written at the same time, each on its own pooled connection, with no record in two of them. */
-const MAX_BATCHES_IN_FLIGHT = 2;
 /**
  * A second batch starts only when this many events wait: under light load one transaction at a
  * time is faster for each event (two small transactions at once slow each other), under a
@@ -41,14 +39,24 @@ const recordOf = (write: PendingWrite) => String(write.envelope.record!.keyValue
  * MAX_BATCH, taken out of the queue; a record's later events stay queued, in order, for the
  * batches after, so each record's events are written in the order they arrived.
  */
-function takeBatch(queue: PendingWrite[], busy: ReadonlySet<string>): PendingWrite[] {
+function takeBatch(queue: PendingWrite[], busy: ReadonlySet<string>, retrying: Map<string, number>): PendingWrite[] {
   const batch: PendingWrite[] = [];
   const seen = new Set<string>();
   const rest: PendingWrite[] = [];
   for (const write of queue) {
     const key = recordOf(write);
-    if (batch.length < MAX_BATCH && !seen.has(key) && !busy.has(key)) batch.push(write);
-    else rest.push(write);
+    // A record whose failed event will come again waits for it: its later events must not overtake it.
+    // (It comes again behind them in the queue, so they must not hold it back either.)
+    if (retrying.has(key) && retrying.get(key) !== write.envelope.seq) {
+      rest.push(write);
+      continue;
+    }
+    if (batch.length < MAX_BATCH && !seen.has(key) && !busy.has(key)) {
+      batch.push(write);
+      retrying.delete(key);
+    } else {
+      rest.push(write);
+    }
     seen.add(key);
   }
   queue.splice(0, queue.length, ...rest);
@@ -79,6 +87,8 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   const REOPEN_AFTER_MS = 1000;
   let lastFailure: { at: number; error: unknown } | undefined;
   let detachConflicts: (() => void) | undefined;
+  /** Batches written at once under a backlog: what the open connector can take (SyncConnector.parallelBatches). */
+  let parallel = 1;
 
   /** The open connector; a failed open is forgotten so the next write tries again. */
   const connected = (): Promise<SyncConnector> => {
@@ -104,7 +114,10 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
       });
       opening = attempt;
       attempt.then(
-        (c) => node.status({ fill: 'green', shape: 'dot', text: c.describe().slice(0, 32) }),
+        (c) => {
+          parallel = Math.max(1, c.parallelBatches ?? 1);
+          node.status({ fill: 'green', shape: 'dot', text: c.describe().slice(0, 32) });
+        },
         (err) => {
           if (opening === attempt) opening = undefined;
           lastFailure = { at: Date.now(), error: err };
@@ -119,14 +132,17 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
 
   // Adaptive micro-batching: when the destination is idle an event is written at once; events
   // that arrive while writes are under way are written together next, up to MAX_BATCH of them.
-  // Under a backlog up to MAX_BATCHES_IN_FLIGHT batches run at once, so the database works on one
-  // while the flow settles another; a record is never in two of them.
+  // Under a backlog up to `parallel` batches run at once, so the database works on one while the
+  // flow settles another; a record is never in two of them, and a record whose event failed waits
+  // for that event to come again before its later events are written.
   const queue: PendingWrite[] = [];
   const writing = new Set<Promise<void>>();
   const busy = new Set<string>();
+  /** Records whose failed event will be delivered again, and that event's seq. */
+  const retrying = new Map<string, number>();
   const kick = (): void => {
-    while (!closing && writing.size < MAX_BATCHES_IN_FLIGHT && queue.length > (writing.size === 0 ? 0 : PARALLEL_AFTER)) {
-      const batch = takeBatch(queue, busy);
+    while (!closing && writing.size < parallel && queue.length > (writing.size === 0 ? 0 : PARALLEL_AFTER)) {
+      const batch = takeBatch(queue, busy, retrying);
       if (batch.length === 0) return;
       const keys = batch.map(recordOf);
       for (const key of keys) busy.add(key);
@@ -153,6 +169,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     } else {
       const transient = isTransient(outcome.error);
       if (job.fail(envelope.seq, transient ? 'transient' : 'data') === 'dead_letter') send(deadLetter(msg, envelope, errorText(outcome.error)));
+      else retrying.set(recordOf(write), envelope.seq);
     }
     done();
   };

@@ -6,11 +6,11 @@ import * as path from 'node:path';
 import { helper, loadFlow, collectMessages, nextMessage, nodeRedVersion } from '../support/node-red';
 import { needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
 
-function queueFlow(dbFile: string, jobId: string, options: { schedule?: string; mapping?: string } = {}) {
+function queueFlow(dbFile: string, jobId: string, options: { schedule?: string; mapping?: string; maxAttempts?: number; backoffSeconds?: number } = {}) {
   const at = { x: 100, y: 100, z: 'tab' };
   return [
     { id: 'tab', type: 'tab' },
-    { id: 'job', type: 'exs-job', z: 'tab', jobId, source_topic: 'permits.status', destination: 'SQLite', schedule: options.schedule ?? 'realtime', conflict_rule: 'HMS_WINS', max_attempts: 1, backoff_seconds: 0 },
+    { id: 'job', type: 'exs-job', z: 'tab', jobId, source_topic: 'permits.status', destination: 'SQLite', schedule: options.schedule ?? 'realtime', conflict_rule: 'HMS_WINS', max_attempts: options.maxAttempts ?? 1, backoff_seconds: options.backoffSeconds ?? 0 },
     { id: 'db', type: 'exs-odbc', z: 'tab', connector: `odbc:${sqliteConn(dbFile)}`, pool_size: 2 },
     { id: 'queue', type: 'exs-sync-queue', ...at, job: 'job', wires: [['mapper'], ['log']] },
     { id: 'mapper', type: 'exs-mapper', ...at, job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping: options.mapping ?? 'HMS:status -> COBOL:PERMIT_STAT', wires: [['resolver'], ['log']] },
@@ -134,5 +134,27 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const entries = await collectMessages(helper.getNode('entries'), 3);
     assert.deepEqual(entries.map((m) => m.payload.key).sort(), ['R-1', 'R-2', 'R-3']);
     assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+  });
+
+  it('writes a record\'s later event only after its failed earlier event came again: arrival order holds through a retry', async (t) => {
+    if (!(await setUp(t))) return;
+    // The first write of 'A' fails while BLOCK holds a row (a data error: retried after backoff).
+    const conn = sqliteConn(dbFile);
+    await sqlQuery(conn, 'CREATE TABLE BLOCK (N INTEGER)');
+    await sqlQuery(conn, 'INSERT INTO BLOCK VALUES (1)');
+    await sqlQuery(conn, "CREATE TRIGGER FAIL_A BEFORE INSERT ON PERMIT_TABLE WHEN NEW.PERMIT_STAT = 'A' AND EXISTS (SELECT 1 FROM BLOCK)"
+      + " BEGIN SELECT RAISE(ABORT, 'blocked'); END");
+    await loadFlow(queueFlow(dbFile, 'Retry_Order_Job', { maxAttempts: 3, backoffSeconds: 1 }));
+    const entries = collectMessages(helper.getNode('entries'), 2);
+    const queue = helper.getNode('queue');
+    // No updated_at: the later arrival is the newer event.
+    queue.receive({ payload: { permit_id: 'K-1', status: 'A' } });
+    for (let i = 0; i < 50 && (await helper.request().get('/exs/jobs/Retry_Order_Job')).body.retrying === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    queue.receive({ payload: { permit_id: 'K-1', status: 'B' } });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await sqlQuery(conn, 'SELECT PERMIT_STAT FROM PERMIT_TABLE'), [], 'B waits for A to come again');
+    await sqlQuery(conn, 'DELETE FROM BLOCK');
+    assert.deepEqual((await entries).map((m) => `${m.payload.outcome} ${m.payload.after?.PERMIT_STAT}`), ['applied A', 'applied B']);
+    assert.deepEqual(await sqlQuery(conn, 'SELECT PERMIT_STAT FROM PERMIT_TABLE'), [{ PERMIT_STAT: 'B' }]);
   });
 });

@@ -756,3 +756,58 @@ for (const target of TARGETS) {
     });
   });
 }
+
+// PostgreSQL's batch statements bind rows as JSON and read values back by pg_type: every kind of
+// column a legacy table may have must write, read back as the other drivers hand values over, and
+// count as unchanged when the same values come again (no false clerk's edit).
+describe('OdbcConnector on PostgreSQL column types', () => {
+  it('enum in another schema with a quoted name, domain, array, bit(n), boolean, money, numeric, bigint and a CHAR key', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const db = await connectOdbc({ connectionString: PG_CONN });
+    const suffix = crypto.randomBytes(4).toString('hex');
+    const schema = `exs_it_types_${suffix}`;
+    const table = `${schema}.legacy_rows`;
+    await db.query(`CREATE SCHEMA ${schema}`);
+    try {
+      await db.query(`CREATE TYPE ${schema}."Mood" AS ENUM ('happy', 'sad')`);
+      await db.query(`CREATE DOMAIN ${schema}.note AS varchar(12)`);
+      await db.query(`CREATE TABLE ${table} (permit_id char(6) PRIMARY KEY, mood ${schema}."Mood", note ${schema}.note, levels integer[],`
+        + ' flags bit(3), active boolean, price money, amount numeric(10, 2), big bigint)');
+      const connector = new OdbcConnector({
+        connectionString: PG_CONN, jobId: `types_${suffix}`, table, keyColumn: 'permit_id',
+        columns: ['mood', 'note', 'levels', 'flags', 'active', 'price', 'amount', 'big'],
+      });
+      await connector.open();
+      try {
+        const record = (id: string, row: Record<string, unknown>, at: string): MappedRecord =>
+          ({ keyColumn: 'permit_id', keyValue: id, row: { permit_id: id, ...row }, version: sourceVersionOf(at) ?? null });
+        const values = { mood: 'happy', note: 'first', levels: '{1,2}', flags: '101', active: true, price: 5.5, amount: 5.5, big: '9007199254740993' };
+        const first = await connector.apply(record('P-1', values, '2026-03-01T10:00:01Z'), { rule: 'DESTINATION_WINS' });
+        assert.equal(first.outcome, 'applied');
+        assert.deepEqual(first.after, {
+          permit_id: 'P-1   ', mood: 'happy', note: 'first', levels: '{1,2}', flags: '101', active: 1, price: 5.5, amount: 5.5, big: '9007199254740993',
+        });
+        // The same values in a newer event: nobody edited the row, so nothing to write, nothing contested.
+        const again = await connector.applyBatch([
+          { record: record('P-1', values, '2026-03-01T10:00:02Z'), policy: { rule: 'DESTINATION_WINS' } },
+          { record: record('P-2', { ...values, active: false, mood: 'sad' }, '2026-03-01T10:00:02Z'), policy: { rule: 'DESTINATION_WINS' } },
+        ]);
+        assert.deepEqual(again.map((o) => [o.result?.outcome, o.result?.conflicts ?? [], o.error?.message]),
+          [['unchanged', [], undefined], ['applied', [], undefined]]);
+        // A change of every column: written, no conflict (the baseline matches what the table holds).
+        const changed = { mood: 'sad', note: 'second', levels: '{3}', flags: '010', active: false, price: 7.25, amount: 1.1, big: 42 };
+        const third = await connector.apply(record('P-1', changed, '2026-03-01T10:00:03Z'), { rule: 'DESTINATION_WINS' });
+        assert.deepEqual([third.outcome, third.conflicts ?? []], ['applied', []]);
+        const [row] = await db.query(`SELECT mood, note, CAST(levels AS text) AS levels, CAST(flags AS text) AS flags, active, CAST(price AS numeric) AS price, amount, big FROM ${table} WHERE permit_id = 'P-1'`);
+        assert.deepEqual({ ...row, big: String(row.big), amount: Number(row.amount), price: Number(row.price) },
+          { mood: 'sad', note: 'second', levels: '{3}', flags: '010', active: '0', price: 7.25, amount: 1.1, big: '42' });
+      } finally {
+        await connector.close();
+      }
+    } finally {
+      await db.query(`DELETE FROM "EXS_SYNC_STATE" WHERE job_id = 'types_${suffix}'`).catch(() => undefined);
+      await db.query(`DROP SCHEMA ${schema} CASCADE`);
+      await db.close();
+    }
+  });
+});

@@ -136,30 +136,50 @@ describe('batch conflict transaction SQL', () => {
   const pg = DIALECTS.postgresql.batch;
   if (pg?.binding !== 'arrays') throw new Error('PostgreSQL batches bind arrays');
 
-  it('postgresql: claim and lock state rows in key order, then the rows, in one statement answering JSON', () => {
-    assert.equal(pg.lock(state, 'PERMIT_TABLE', PERMIT_COLUMNS[0], PERMIT_COLUMNS),
+  // Columns as open() reads them from pg_type: the statements name and read types by it.
+  const PG_COLUMNS: ColumnInfo[] = [
+    { name: 'PERMIT_ID', kind: 'text', sqlType: 'varchar(20)', pg: { base: 'character varying', name: 'varchar', category: 'S' } },
+    { name: 'PERMIT_STAT', kind: 'text', sqlType: 'varchar(8)', pg: { base: 'character varying', name: 'varchar', category: 'S' } },
+    { name: 'LAST_CHG_TS', kind: 'timestamp', sqlType: 'timestamp', pg: { base: 'timestamp without time zone', name: 'timestamp', category: 'D' } },
+    { name: 'ACTIVE', kind: 'number', sqlType: 'bool', pg: { base: 'boolean', name: 'bool', category: 'B' } },
+    { name: 'BIG', kind: 'number', sqlType: 'int8', pg: { base: 'bigint', name: 'int8', category: 'N' } },
+    { name: 'PRICE', kind: 'number', sqlType: 'money', pg: { base: 'money', name: 'money', category: 'N' } },
+  ];
+  // A boolean answers 1 or 0, a BIGINT text (all its digits), money a number, as the other drivers hand them over.
+  const PG_READ = 'json_build_array(json_build_array(%.exs_v0, %.exs_v1, %.exs_v2, CASE WHEN %.exs_v3 THEN 1 WHEN NOT %.exs_v3 THEN 0 END,'
+    + ' CAST(%.exs_v4 AS text), CAST(%.exs_v5 AS numeric)))';
+
+  it('postgresql: lock existing state rows, insert new ones, each in key order, then lock the rows, in one statement answering JSON', () => {
+    assert.equal(pg.lock(state, 'PERMIT_TABLE', PG_COLUMNS[0], PG_COLUMNS),
       'WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),'
-      + ' exs_c AS (INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at")'
-      + ' SELECT CAST(? AS text), exs_key, \'\', \'\', \'{}\', \'\' FROM exs_k ORDER BY exs_key'
-      + ' ON CONFLICT ("job_id", "record_key") DO UPDATE SET "job_id" = excluded."job_id"'
+      + ' exs_j AS (SELECT CAST(? AS text) AS exs_job),'
+      + ' exs_e AS (SELECT s."record_key" AS exs_key, s."version", s."tiebreak", s."fingerprint", s."written", s."parked" FROM "EXS_SYNC_STATE" s, exs_j j'
+      + ' WHERE s."job_id" = j.exs_job AND s."record_key" IN (SELECT exs_key FROM exs_k) ORDER BY s."record_key" FOR UPDATE OF s),'
+      + ' exs_f AS (SELECT array_agg(exs_key) AS exs_keys FROM exs_e),'
+      + ' exs_n AS (INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at")'
+      + ' SELECT j.exs_job, k.exs_key, \'\', \'\', \'{}\', \'\' FROM exs_k k, exs_j j, exs_f f WHERE NOT (k.exs_key = ANY (COALESCE(f.exs_keys, \'{}\')))'
+      + ' ORDER BY k.exs_key ON CONFLICT ("job_id", "record_key") DO NOTHING'
       + ' RETURNING "record_key" AS exs_key, "version", "tiebreak", "fingerprint", "written", "parked"),'
-      + ' exs_r AS (SELECT s.exs_key, t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2'
-      + ' FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS varchar) FOR UPDATE OF t)'
+      + ' exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),'
+      + ' exs_r AS (SELECT s.exs_key, t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3,'
+      + ' t."BIG" AS exs_v4, t."PRICE" AS exs_v5 FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) FOR UPDATE OF t)'
       + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(s."version" AS text), CAST(s."tiebreak" AS text), CAST(s."fingerprint" AS text),'
-      + ' CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL,'
-      + ' CAST(ARRAY[CAST(r.exs_v0 AS text), CAST(r.exs_v1 AS text), CAST(r.exs_v2 AS text)] AS text[])) ORDER BY k.exs_ord) AS exs_rows'
+      + ` CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL, ${PG_READ.replaceAll('%', 'r')}) ORDER BY k.exs_ord) AS exs_rows`
       + ' FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key');
   });
 
-  it('postgresql: upsert from arrays cast to each column\'s type without its length, answering the rows as stored', () => {
-    assert.equal(pg.upsertRows('PERMIT_TABLE', PERMIT_COLUMNS, PERMIT_COLUMNS),
-      'WITH exs_w AS (INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS")'
-      + ' SELECT * FROM ROWS FROM (unnest(CAST(? AS varchar[])), unnest(CAST(? AS varchar[])), unnest(CAST(? AS timestamp[])))'
-      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS"'
-      + ' RETURNING t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2)'
-      + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(ARRAY[CAST(w.exs_v0 AS text), CAST(w.exs_v1 AS text), CAST(w.exs_v2 AS text)] AS text[]))) AS exs_rows'
-      + ' FROM exs_w w JOIN unnest(CAST(? AS varchar[])) WITH ORDINALITY AS k (exs_key, exs_ord) ON w.exs_v0 = k.exs_key');
-    assert.match(pg.upsertRows('PERMIT_TABLE', [PERMIT_COLUMNS[0]], PERMIT_COLUMNS), /ON CONFLICT \("PERMIT_ID"\) DO NOTHING RETURNING/);
+  it('postgresql: upsert of rows bound as JSON, each value read by its column\'s own type, answering the rows as stored', () => {
+    assert.equal(pg.upsertRows('PERMIT_TABLE', PG_COLUMNS, PG_COLUMNS),
+      'WITH exs_in AS (SELECT e.exs_ord, r.* FROM json_array_elements(CAST(? AS json)) WITH ORDINALITY AS e (exs_value, exs_ord),'
+      + ' LATERAL json_populate_record(NULL::"PERMIT_TABLE", e.exs_value) AS r),'
+      + ' exs_w AS (INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS", "ACTIVE", "BIG", "PRICE")'
+      + ' SELECT "PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS", "ACTIVE", "BIG", "PRICE" FROM exs_in ORDER BY exs_ord'
+      + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS",'
+      + ' "ACTIVE" = excluded."ACTIVE", "BIG" = excluded."BIG", "PRICE" = excluded."PRICE"'
+      + ' RETURNING t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3, t."BIG" AS exs_v4, t."PRICE" AS exs_v5)'
+      + ` SELECT json_agg(json_build_array(i.exs_ord, ${PG_READ.replaceAll('%', 'w')})) AS exs_rows`
+      + ' FROM exs_w w JOIN exs_in i ON w.exs_v0 = i."PERMIT_ID"');
+    assert.match(pg.upsertRows('PERMIT_TABLE', [PG_COLUMNS[0]], PG_COLUMNS), /ON CONFLICT \("PERMIT_ID"\) DO NOTHING RETURNING/);
   });
 
   it('postgresql: states saved from arrays', () => {

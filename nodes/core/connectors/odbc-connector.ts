@@ -137,6 +137,11 @@ export class OdbcConnector implements SyncConnector {
 
   constructor(private readonly options: OdbcConnectorOptions) {}
 
+  /** PostgreSQL works on two batches at once; MariaDB's gap locks and SQLite's one writer would only make them wait. */
+  get parallelBatches(): number {
+    return this.plan?.dialect.name === 'postgresql' ? 2 : 1;
+  }
+
   async open(): Promise<void> {
     if (this.pool) throw new Error(`${this.describe()} is already open`);
     const connection = await connectOdbc(this.options).catch((err) => {
@@ -421,21 +426,28 @@ function prepareRecord(plan: WritePlan, record: MappedRecord, policy: ConflictPo
 type StateFields = Record<'version' | 'tiebreak' | 'fingerprint' | 'written' | 'parked', unknown>;
 
 /** A claimed state row as the law reads it; null when EXS has not written the record yet. */
-function stateOf(fields: StateFields): RecordState | null {
+function stateOf(fields: StateFields, keyColumn: string): RecordState | null {
   if (!fields.fingerprint) return null; // claimed just now: nothing written yet
-  const { values, stamps = {} } = parseJson(fields.written) as StoredWritten;
+  const stored = parseJson(fields.written) as StoredWritten | LegacyStoredWritten;
   const version = fields.version === null || fields.version === undefined ? null : String(fields.version);
   const tiebreak = String(fields.tiebreak ?? '');
   const columns: Record<string, Stamp> = {};
-  // A written column without a stamp of its own was decided by the record's newest event.
-  for (const column of Object.keys(values)) columns[column] = { version, tiebreak };
-  for (const [column, [v, t]] of Object.entries(stamps)) columns[column] = { version: v, tiebreak: t };
-  return { version, tiebreak, written: values, columns, parked: (parseJson(fields.parked) as ParkedConflict | null) ?? null };
+  let written: Record<string, unknown>;
+  if ('written' in stored) {
+    written = stored.written;
+    // A written column without a stamp of its own was decided by the record's newest event.
+    for (const column of Object.keys(written)) if (column !== keyColumn) columns[column] = { version, tiebreak };
+  } else {
+    written = stored.values; // every column stamped, as the first version of the state row wrote it
+  }
+  for (const [column, [v, t]] of Object.entries(stored.stamps ?? {})) columns[column] = { version: v, tiebreak: t };
+  return { version, tiebreak, written, columns, parked: (parseJson(fields.parked) as ParkedConflict | null) ?? null };
 }
 
 function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
   const c = plan.state.columns;
-  return stateOf({ version: row[c.version], tiebreak: row[c.tiebreak], fingerprint: row[c.fingerprint], written: row[c.written], parked: row[c.parked] });
+  return stateOf({ version: row[c.version], tiebreak: row[c.tiebreak], fingerprint: row[c.fingerprint], written: row[c.written], parked: row[c.parked] },
+    plan.columns[0].contractName);
 }
 
 // ----- the conflict transaction's statements, per dialect family -----
@@ -490,6 +502,21 @@ function writeGroups(plan: WritePlan, records: DecidedRecord[]): Array<{ columns
   return [...groups.values()];
 }
 
+/**
+ * SQL per set of columns a write carries, built on first use: a field the event omits (or the law
+ * keeps) leaves its column alone rather than writing NULL over it, and the common full record costs
+ * one build per deploy.
+ */
+function cachedByShape(build: (columns: PlannedColumn[]) => string): (columns: PlannedColumn[]) => string {
+  const built = new Map<string, string>();
+  return (columns) => {
+    const shape = columns.map((c) => c.contractName).join('\u0000');
+    let sql = built.get(shape);
+    if (sql === undefined) built.set(shape, (sql = build(columns)));
+    return sql;
+  };
+}
+
 const written = (decision: ConflictDecision) => Object.keys(decision.columns).length > 0;
 
 /** The new state of each record that has one: its key and its state's parameters. */
@@ -508,6 +535,7 @@ function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
   const lockRowSql = dialect.selectByKeyForUpdate(plan.table, plan.columns[0].info.name, plan.columns.map((c) => c.info.name));
   const claimStateSql = dialect.claimState(plan.state);
   const updateStateSql = dialect.updateState(plan.state);
+  const upsertSql = cachedByShape((columns) => dialect.upsert(plan.table, columns[0].info.name, columns.map((c) => c.info)));
   const readRow = async (session: OdbcSession, key: SqlParameter) => {
     const [row] = await session.run(lockRowSql, [key]);
     return row ? fromDatabaseRow(plan, row) : null;
@@ -529,8 +557,7 @@ function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
         let row = current;
         if (written(decision)) {
           const columns = plan.columns.filter((c) => decision.columns[c.contractName] !== undefined);
-          await session.run(dialect.upsert(plan.table, columns[0].info.name, columns.map((c) => c.info)),
-            columns.map((c) => decision.columns[c.contractName] as SqlParameter));
+          await session.run(upsertSql(columns), columns.map((c) => decision.columns[c.contractName] as SqlParameter));
           row = await readRow(session, key);
         }
         after.push(row);
@@ -590,38 +617,43 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
   const infos = plan.columns.map((c) => c.info);
   const lockSql = batch.lock(plan.state, plan.table, infos[0], infos);
   const saveSql = batch.saveStates(plan.state);
-  const upserts = new Map<string, string>();
-  const upsertSql = (columns: PlannedColumn[]) => {
-    const shape = columns.map((c) => c.contractName).join('\u0000');
-    let sql = upserts.get(shape);
-    if (sql === undefined) upserts.set(shape, (sql = batch.upsertRows(plan.table, columns.map((c) => c.info), infos)));
-    return sql;
+  const upsertSql = cachedByShape((columns) => batch.upsertRows(plan.table, columns.map((c) => c.info), infos));
+  /** A row as a statement answered it: the plan's columns, in chunks of 90 values. */
+  const rowFrom = (chunks: unknown[][]) => {
+    const values = chunks.flat();
+    return Object.fromEntries(plan.columns.map((c, i) => [c.contractName, fromJsonValue(c.info, values[i] ?? null)]));
   };
-  /** The row a statement printed: the plan's columns, as text, typed back. */
-  const rowFrom = (printed: Array<string | null>) =>
-    Object.fromEntries(plan.columns.map((c, i) => [c.contractName, fromPrinted(c.info, printed[i])]));
   return {
     async lock(session, keys) {
       const entries = jsonRows(await session.run(lockSql, [arrayLiteral(keys.map(String)), jobId]));
       const locked: LockedRecord[] = new Array(keys.length);
       for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values] of entries) {
         locked[Number(ord) - 1] = {
-          state: stateOf({ version, tiebreak, fingerprint, written: writtenText, parked }),
-          current: found ? rowFrom(values as Array<string | null>) : null,
+          state: stateOf({ version, tiebreak, fingerprint, written: writtenText, parked }, plan.columns[0].contractName),
+          current: found ? rowFrom(values as unknown[][]) : null,
         };
       }
-      keys.forEach((key, i) => {
-        if (!locked[i]) throw new Error(`the state row for key '${String(key)}' could not be claimed in ${plan.state.table}`);
-      });
+      const missing = keys.filter((_, i) => !locked[i]);
+      if (missing.length > 0) {
+        // Inserted by another runtime after this statement's snapshot: a serialization conflict, retried.
+        throw new DbError({ transient: true, sqlState: '40001', message: `state rows for ${missing.map((key) => `'${String(key)}'`).join(', ')} appeared meanwhile in ${plan.state.table}` });
+      }
       return locked;
     },
     async commit(session, records) {
       const after = records.map((r) => r.current);
       for (const { columns, at } of writeGroups(plan, records)) {
-        const arrays = columns.map((c) => arrayLiteral(at.map((i) => records[i].decision.columns[c.contractName] as SqlParameter)));
-        const stored = jsonRows(await session.run(upsertSql(columns), [...arrays, arrays[0]]));
-        // A key-only write of an existing row changes nothing and returns nothing: the row stays as read.
-        for (const [ord, values] of stored) after[at[Number(ord) - 1]] = rowFrom(values as Array<string | null>);
+        const rows = at.map((i) => {
+          const row: Record<string, unknown> = {};
+          for (const c of columns) row[c.info.name] = records[i].decision.columns[c.contractName];
+          return row;
+        });
+        const stored = jsonRows(await session.run(upsertSql(columns), [JSON.stringify(rows)]));
+        // A key-only write of an existing row changes nothing and returns nothing: the row stays as
+        // read. Any other write returns its row; one that does not (a trigger that changed the key)
+        // is read as gone, as a read-back would find it.
+        if (columns.length > 1) for (const i of at) after[i] = null;
+        for (const [ord, values] of stored) after[at[Number(ord) - 1]] = rowFrom(values as unknown[][]);
       }
       const states = statesToSave(records, after);
       if (states.length > 0) {
@@ -643,20 +675,32 @@ function jsonRows(rows: OdbcRow[]): unknown[][] {
 }
 
 /**
- * A value PostgreSQL printed as text, typed as the other dialects' rows are: whole numbers and
- * floats as numbers, DECIMAL as its text ('5.50'), a BIGINT beyond 2^53 as text, timestamps canonical.
+ * A value as a PostgreSQL statement answered it in JSON (see readAs in dialect.ts), typed as the
+ * other dialects' rows are: a BIGINT beyond 2^53 stays text, timestamps canonical.
  */
-function fromPrinted(column: ColumnInfo, text: string | null): unknown {
-  if (text === null) return null;
-  if (column.kind === 'timestamp') return canonicalTimestamp(text);
-  if (column.kind !== 'number' || /^(numeric|decimal|money)/i.test(column.sqlType)) return text;
-  const value = Number(text);
-  if (Number.isNaN(value)) return text; // a bool reported as a number type prints true/false
-  return Number.isInteger(value) && !Number.isSafeInteger(value) ? text : value;
+function fromJsonValue(column: ColumnInfo, value: unknown): unknown {
+  if (value === null) return null;
+  if (column.kind === 'timestamp') return canonicalTimestamp(value);
+  if (column.pg?.name === 'int8' && typeof value === 'string') {
+    const number = Number(value);
+    return Number.isSafeInteger(number) ? number : value;
+  }
+  return value;
 }
 
-/** The state table's `written` text: the values EXS last wrote, and which event decided each column. */
+/**
+ * The state table's `written` text: the values EXS last wrote, and the stamp (version, tiebreak)
+ * of each column decided by another event than the record's newest. Named `written` rather than
+ * `values` so that a runtime of an earlier version, which expects every column stamped, fails on
+ * these rows instead of misreading them.
+ */
 interface StoredWritten {
+  written: Record<string, unknown>;
+  stamps?: Record<string, [SourceVersion, string]>;
+}
+
+/** The first form: `values`, and a stamp for every column. Still read. */
+interface LegacyStoredWritten {
   values: Record<string, unknown>;
   stamps?: Record<string, [SourceVersion, string]>;
 }
@@ -672,7 +716,7 @@ function stateParameters(state: RecordState): SqlParameter[] {
     const recordStamp = stamp.version === state.version && stamp.tiebreak === state.tiebreak;
     if (!recordStamp || !Object.hasOwn(state.written, column)) stamps[column] = [stamp.version, stamp.tiebreak];
   }
-  const written: StoredWritten = Object.keys(stamps).length > 0 ? { values: state.written, stamps } : { values: state.written };
+  const written: StoredWritten = Object.keys(stamps).length > 0 ? { written: state.written, stamps } : { written: state.written };
   const text = JSON.stringify(written);
   return [state.version, state.tiebreak, fingerprintOf(text), text, state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString()];
 }
@@ -864,7 +908,7 @@ interface CatalogColumn {
 async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, options: OdbcConnectorOptions): Promise<WritePlan> {
   const table = await resolveTable(connection, dialect, options.table);
   const wanted = [options.keyColumn, ...options.columns.filter((c) => c.toLowerCase() !== options.keyColumn.toLowerCase())];
-  const columns = await resolveColumns(connection, table, wanted);
+  const columns = await withPgTypes(connection, dialect, table.sqlName, await resolveColumns(connection, table, wanted));
   const state = await stateTableFor(connection, dialect, options.stateTable ?? DEFAULT_STATE_TABLE);
   return {
     dialect,
@@ -874,6 +918,24 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
     listParkedSql: dialect.listParked(state),
     same: sameValueIn(columns),
   };
+}
+
+/** PostgreSQL: each column's type as pg_type knows it, which the batch statements name and read it by. */
+async function withPgTypes(connection: OdbcConnection, dialect: SqlDialect, table: string, columns: PlannedColumn[]): Promise<PlannedColumn[]> {
+  if (dialect.name !== 'postgresql') return columns;
+  const rows = await connection.query(
+    'SELECT a.attname AS name, format_type(a.atttypid, NULL) AS base, t.typname AS type_name, t.typcategory AS category'
+    + ' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = CAST(? AS regclass) AND a.attnum > 0 AND NOT a.attisdropped',
+    [dialect.quoteTable(table)],
+  ) as unknown as Array<Record<string, string>>;
+  const byName = new Map(rows.map((row) => [row.name, row]));
+  return columns.map((column) => {
+    const row = byName.get(column.info.name);
+    if (!row) throw new Error(`column '${column.info.name}' of ${table} is not in pg_attribute`);
+    // format_type() names char(n) `character`, which as a cast means char(1): a key cast to it would be cut to one character.
+    const base = row.type_name === 'bpchar' ? 'bpchar' : row.base;
+    return { ...column, info: { ...column.info, pg: { base, name: row.type_name, category: row.category } } };
+  });
 }
 
 /**

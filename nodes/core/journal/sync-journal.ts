@@ -463,7 +463,7 @@ export class SyncJournal {
       for (let done = 0; done < buf.length; ) done += await writeFd(fd, buf, done, buf.length - done);
     } catch (err) {
       await this.undoPartialWrite(fd, segment, err as Error);
-      if (WRITES_ARE_SYNCED && !isRetryableWriteError(err)) {
+      if (WRITES_ARE_SYNCED && !isRetryableWriteError(err) && !this.failure) {
         this.failure = new Error(`journal ${this.dir}: a synced write failed (${(err as Error).message}); reopen the journal`);
       }
       throw err;
@@ -487,10 +487,11 @@ export class SyncJournal {
   private remember(records: JournalRecord[]): void {
     for (const record of records) {
       this.recent.push(record);
-      this.recentBytes += record.payload.length;
+      this.recentBytes += record.payload.length + record.topic.length;
     }
     while (this.recent.length - this.recentHead > RECENT_RECORDS || (this.recentBytes > RECENT_BYTES && this.recent.length - this.recentHead > 1)) {
-      this.recentBytes -= this.recent[this.recentHead++].payload.length;
+      const dropped = this.recent[this.recentHead++];
+      this.recentBytes -= dropped.payload.length + dropped.topic.length;
     }
     if (this.recentHead > RECENT_RECORDS) {
       this.recent = this.recent.slice(this.recentHead);
@@ -510,7 +511,9 @@ export class SyncJournal {
     if (!oldest || seq < oldest.seq) return undefined;
     const records: JournalRecord[] = [];
     for (let i = this.recentHead + (seq - oldest.seq); i < this.recent.length && records.length < limit; i++) {
-      if (!this.isSettled(this.recent[i].seq)) records.push(this.recent[i]);
+      const record = this.recent[i];
+      // A copy: a record the caller keeps (retrying, say) must not pin the whole write buffer.
+      if (!this.isSettled(record.seq)) records.push({ ...record, payload: Buffer.from(record.payload) });
     }
     return records;
   }

@@ -15,6 +15,21 @@ export interface ColumnInfo {
   kind: ColumnKind;
   /** Declared type, e.g. `varchar(20)`; MERGE dialects cast their source parameters to it. */
   sqlType: string;
+  /** PostgreSQL only, from its own catalog: how its statements name and read the column's type. */
+  pg?: PgType;
+}
+
+/** A PostgreSQL column type as pg_type knows it. */
+export interface PgType {
+  /**
+   * format_type() without modifiers, what a cast that must not cut a value names: `character
+   * varying`, `integer`, `"Mood"`, `legacy.status`, `integer[]`; `bpchar` for char(n).
+   */
+  base: string;
+  /** pg_type.typname: `int8`, `bool`, `money`, `jsonb`, `_int4`. */
+  name: string;
+  /** pg_type.typcategory: `B` boolean, `N` numeric, `A` array, `S` string, `D` date/time, ... */
+  category: string;
 }
 
 export interface SqlDialect {
@@ -86,11 +101,10 @@ export interface RowBatchSql {
 
 /**
  * PostgreSQL's form of the same transaction, in three statements whose text does not depend on
- * the number of records: each column's values travel as one array parameter (`arrayLiteral`), so
- * the server plans a batch of 500 as fast as a batch of one (a 500-row VALUES list or UNION took
- * ~100 ms to plan), and each statement answers with one JSON text cell, which node-odbc hands over
- * about four times faster than the same values as rows of cells. Destination values come back as
- * PostgreSQL prints them (`CAST(... AS text)`), the same in every statement.
+ * the number of records: values travel as one array or JSON parameter, so the server plans a batch
+ * of 500 as fast as a batch of one (a 500-row VALUES list or UNION took ~100 ms to plan), and each
+ * statement answers with one JSON text cell, which node-odbc hands over about four times faster
+ * than the same values as rows of cells. Columns need their `pg` type (read from pg_type at open).
  */
 export interface ArrayBatchSql {
   readonly binding: 'arrays';
@@ -98,7 +112,7 @@ export interface ArrayBatchSql {
    * Claims and locks the keys' state rows (in key order, so runtimes queue rather than deadlock),
    * then locks their destination rows. Parameters: the keys (a text array), the job id. Answers
    * `exs_rows`: a JSON array with, per key, [ordinal (1-based), version, tiebreak, fingerprint,
-   * written, parked, destination row found, [`columns` as text]].
+   * written, parked, destination row found, [[`columns`]]] (values in chunks of 90).
    */
   lock(state: StateTable, table: string, key: ColumnInfo, columns: ColumnInfo[]): string;
   /**
@@ -397,13 +411,32 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
     };
   }
 
-  /** A column's type without its length: a cast to it cannot truncate, and a too-long value fails on assignment instead. */
-  const baseTypeOf = (column: ColumnInfo) => sqlTypeOf(column).replace(/\s*\(.*\)$/, '');
-  const arrayOf = (column: ColumnInfo) => `CAST(? AS ${baseTypeOf(column)}[])`;
+  /**
+   * The column's type for a cast that cannot truncate (no length: a too-long value fails on
+   * assignment instead), as PostgreSQL's catalog names it (schema and quotes where needed).
+   */
+  const baseTypeOf = (column: ColumnInfo) => column.pg?.base ?? sqlTypeOf(column).replace(/\s*\(.*\)$/, '');
   const asText = (expression: string) => `CAST(${expression} AS text)`;
-  // PostgreSQL functions take at most 100 arguments: a wide table's values go in an ARRAY[...]
-  // (no such limit), and its arrays are unnested side by side with ROWS FROM.
-  const textArray = (expressions: string[]) => `CAST(ARRAY[${expressions.map(asText).join(', ')}] AS text[])`;
+  /**
+   * A column's value as the statements answer it in JSON, the same as the other dialects' drivers
+   * hand values over: a boolean as 1 or 0, money as a number, a BIGINT, JSON or array as text
+   * (JSON numbers would lose a BIGINT's digits), everything else as json_build_array renders it.
+   */
+  const readAs = (column: ColumnInfo, ref: string): string => {
+    const pg = column.pg;
+    if (!pg) return asText(ref);
+    if (pg.category === 'B') return `CASE WHEN ${ref} THEN 1 WHEN NOT ${ref} THEN 0 END`;
+    if (pg.name === 'money') return `CAST(${ref} AS numeric)`;
+    if (pg.name === 'int8' || pg.name === 'json' || pg.name === 'jsonb' || pg.category === 'A') return asText(ref);
+    return ref;
+  };
+  // PostgreSQL functions take at most 100 arguments: a wide row is answered in chunks of 90 values
+  // (read back flattened), and state arrays are unnested side by side with ROWS FROM.
+  const jsonValues = (expressions: string[]) => {
+    const chunks: string[] = [];
+    for (let at = 0; at < expressions.length; at += 90) chunks.push(`json_build_array(${expressions.slice(at, at + 90).join(', ')})`);
+    return `json_build_array(${chunks.join(', ')})`;
+  };
   const unnestAll = (arrays: string[]) => `ROWS FROM (${arrays.map((a) => `unnest(${a})`).join(', ')})`;
 
   function arrayBatchSql(): ArrayBatchSql {
@@ -414,16 +447,25 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         const claimed = [c.version, c.tiebreak, c.fingerprint, c.written, c.parked];
         // Destination columns under positional names, so none can clash with the statement's own.
         const values = columns.map((_, i) => `exs_v${i}`);
+        const read = claimed.join(', ');
+        // Existing state rows are locked first, in key order (array_agg reads all of them before any
+        // insert); new ones are inserted in key order. Nothing is written to a state row that exists:
+        // its save later in the transaction is its one new version. A key another runtime inserted
+        // after this statement's snapshot comes back from neither: the caller retries.
         return `WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),`
-          + ` exs_c AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
-          + ` SELECT CAST(? AS text), exs_key, '', '', '{}', '' FROM exs_k ORDER BY exs_key`
-          + ` ON CONFLICT (${c.job_id}, ${c.record_key}) DO UPDATE SET ${c.job_id} = excluded.${c.job_id}`
-          + ` RETURNING ${c.record_key} AS exs_key, ${claimed.join(', ')}),`
+          + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
+          + ` exs_e AS (SELECT s.${c.record_key} AS exs_key, ${claimed.map((col) => `s.${col}`).join(', ')} FROM ${stateTable} s, exs_j j`
+          + ` WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} IN (SELECT exs_key FROM exs_k) ORDER BY s.${c.record_key} FOR UPDATE OF s),`
+          + ` exs_f AS (SELECT array_agg(exs_key) AS exs_keys FROM exs_e),`
+          + ` exs_n AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
+          + ` SELECT j.exs_job, k.exs_key, '', '', '{}', '' FROM exs_k k, exs_j j, exs_f f WHERE NOT (k.exs_key = ANY (COALESCE(f.exs_keys, '{}')))`
+          + ` ORDER BY k.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) DO NOTHING RETURNING ${c.record_key} AS exs_key, ${read}),`
+          + ` exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),`
           // Joined to the claimed state rows: a destination row is locked only once its state row is.
           + ` exs_r AS (SELECT s.exs_key, ${columns.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}`
           + ` FROM exs_c s JOIN ${quoteTable(table)} t ON t.${quoteIdent(key.name)} = CAST(s.exs_key AS ${baseTypeOf(key)}) FOR UPDATE OF t)`
           + ` SELECT json_agg(json_build_array(k.exs_ord, ${claimed.map((col) => asText(`s.${col}`)).join(', ')}, r.exs_key IS NOT NULL,`
-          + ` ${textArray(values.map((v) => `r.${v}`))}) ORDER BY k.exs_ord) AS exs_rows`
+          + ` ${jsonValues(columns.map((col, i) => readAs(col, `r.${values[i]}`)))}) ORDER BY k.exs_ord) AS exs_rows`
           + ` FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key`;
       },
       upsertRows(table, columns, returned) {
@@ -432,11 +474,15 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         const updated = names.slice(1);
         const conflict = updated.length > 0 ? `DO UPDATE SET ${updated.map((col) => `${col} = excluded.${col}`).join(', ')}` : 'DO NOTHING';
         const values = returned.map((_, i) => `exs_v${i}`);
-        return `WITH exs_w AS (INSERT INTO ${quoteTable(table)} AS t (${names.join(', ')})`
-          + ` SELECT * FROM ${unnestAll(columns.map(arrayOf))} ON CONFLICT (${quoteIdent(key.name)}) ${conflict}`
+        // Rows travel as one JSON array of objects; json_populate_record reads each value with its
+        // column's own type, so no type is named here (enums, domains, arrays, bit(n) included).
+        return `WITH exs_in AS (SELECT e.exs_ord, r.* FROM json_array_elements(CAST(? AS json)) WITH ORDINALITY AS e (exs_value, exs_ord),`
+          + ` LATERAL json_populate_record(NULL::${quoteTable(table)}, e.exs_value) AS r),`
+          + ` exs_w AS (INSERT INTO ${quoteTable(table)} AS t (${names.join(', ')}) SELECT ${names.join(', ')} FROM exs_in ORDER BY exs_ord`
+          + ` ON CONFLICT (${quoteIdent(key.name)}) ${conflict}`
           + ` RETURNING ${returned.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')})`
-          + ` SELECT json_agg(json_build_array(k.exs_ord, ${textArray(values.map((v) => `w.${v}`))})) AS exs_rows`
-          + ` FROM exs_w w JOIN unnest(${arrayOf(key)}) WITH ORDINALITY AS k (exs_key, exs_ord) ON w.${values[0]} = k.exs_key`;
+          + ` SELECT json_agg(json_build_array(i.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))})) AS exs_rows`
+          + ` FROM exs_w w JOIN exs_in i ON w.${values[0]} = i.${quoteIdent(key.name)}`;
       },
       saveStates(state) {
         const { c, table } = stateParts(state);
