@@ -10,6 +10,26 @@ import { PG_CONN, needService } from '../support/services';
 const pidOf = async (pool: OdbcPool) => Number((await pool.withSession((s) => s.run('SELECT pg_backend_pid() AS pid', [])))[0].pid);
 
 describe('OdbcPool on PostgreSQL', () => {
+  it('runs a statement PREPAREd once per connection, values bound verbatim, and asks for a retry when the connection lost it', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1 });
+    t.after(() => pool.close());
+    const sql = 'SELECT CAST(? AS text) AS a, CAST(? AS text) AS b, CAST(? AS int) + 1 AS c';
+    const tricky = "it's $exs$ a \\ test; DROP TABLE x; --";
+    await pool.withSession(async (session) => {
+      assert.deepEqual({ ...(await session.runPrepared(sql, [tricky, null, 41]))[0] }, { a: tricky, b: null, c: 42 });
+      assert.deepEqual({ ...(await session.runPrepared(sql, ['again', 'x', 1]))[0] }, { a: 'again', b: 'x', c: 2 });
+      const [{ n }] = await session.run("SELECT COUNT(*) AS n FROM pg_prepared_statements WHERE name LIKE 'exs_%'", []);
+      assert.equal(Number(n), 1, 'prepared once');
+      await session.run('DEALLOCATE ALL', []);
+      await assert.rejects(session.runPrepared(sql, ['lost', 'x', 1]), (err: unknown) => {
+        assert.deepEqual([classifyDbError(err).transient, classifyDbError(err).sqlState], [true, '40001']);
+        return true;
+      });
+      assert.equal((await session.runPrepared(sql, ['back', 'x', 1]))[0].a, 'back', 'prepared again');
+    });
+  });
+
   it('cancels a statement after the query timeout and closes that connection', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, queryTimeoutSeconds: 1, pingSql: 'SELECT 1' });

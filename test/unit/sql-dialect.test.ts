@@ -16,7 +16,7 @@ import {
 import { DbError, classifyDbError, toDbError } from '../../nodes/core/sql/errors';
 import { contentHash, decideConflict } from '../../nodes/core/conflict';
 import { CONFLICT_RULES, type ConflictRule } from '../../nodes/core/types';
-import { driverNameOf, withCredentials } from '../../nodes/core/sql/odbc-pool';
+import { dollarQuoted, driverNameOf, withCredentials } from '../../nodes/core/sql/odbc-pool';
 
 const PERMIT_COLUMNS: ColumnInfo[] = [
   { name: 'PERMIT_ID', kind: 'text', sqlType: 'varchar(20)' },
@@ -474,5 +474,14 @@ describe('connection strings', () => {
     assert.equal(withCredentials('DSN=mainframe', 'exs', 'p;w}d'), 'DSN=mainframe;UID=exs;PWD={p;w}}d}');
     assert.equal(withCredentials('UID=old;DSN=x;PWD={a;b};', 'new', 'secret'), 'DSN=x;UID=new;PWD=secret');
     assert.equal(withCredentials('DSN=x;PWD=keep'), 'DSN=x;PWD=keep');
+  });
+});
+
+describe('dollarQuoted', () => {
+  it('quotes any text with a tag the text does not contain, so no value can end its own quote', () => {
+    assert.equal(dollarQuoted("O'Brien; DROP TABLE x"), "$exs$O'Brien; DROP TABLE x$exs$");
+    assert.equal(dollarQuoted('a $exs$ b'), '$exs0$a $exs$ b$exs0$');
+    assert.equal(dollarQuoted('$exs$ and $exs0$'), '$exs1$$exs$ and $exs0$$exs1$');
+    assert.equal(dollarQuoted(''), '$exs$$exs$');
   });
 });

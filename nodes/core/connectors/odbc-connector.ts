@@ -625,7 +625,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
   };
   return {
     async lock(session, keys) {
-      const entries = jsonRows(await session.run(lockSql, [arrayLiteral(keys.map(String)), jobId]));
+      const entries = jsonRows(await session.runPrepared(lockSql, [arrayLiteral(keys.map(String)), jobId]));
       const locked: LockedRecord[] = new Array(keys.length);
       for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values] of entries) {
         locked[Number(ord) - 1] = {
@@ -648,7 +648,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
           for (const c of columns) row[c.info.name] = records[i].decision.columns[c.contractName];
           return row;
         });
-        const stored = jsonRows(await session.run(upsertSql(columns), [JSON.stringify(rows)]));
+        const stored = jsonRows(await session.runPrepared(upsertSql(columns), [JSON.stringify(rows)]));
         // A key-only write of an existing row changes nothing and returns nothing: the row stays as
         // read. Any other write returns its row; one that does not (a trigger that changed the key)
         // is read as gone, as a read-back would find it.
@@ -658,7 +658,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
       const states = statesToSave(records, after);
       if (states.length > 0) {
         const column = (k: number) => arrayLiteral(states.map((s) => s.parameters[k]));
-        await session.run(saveSql, [jobId, arrayLiteral(states.map((s) => s.key)), ...STATE_SAVED.map((_, k) => column(k))]);
+        await session.runPrepared(saveSql, [jobId, arrayLiteral(states.map((s) => s.key)), ...STATE_SAVED.map((_, k) => column(k))]);
       }
       return after;
     },
