@@ -47,7 +47,7 @@ const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_CHECKPOINT_INTERVAL_MS = 200;
 /** Persist the checkpoint early after this many settles, so a crash redelivers little. */
 const CHECKPOINT_EVERY_SETTLES = 5000;
-/** One write + fdatasync carries at most this much: bounds the buffer a burst allocates. */
+/** One synced write carries at most this much: bounds the buffer a burst allocates. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const READ_CHUNK = 256 * 1024;
 /**
@@ -327,7 +327,7 @@ export class SyncJournal {
   private pending: PendingAppend[] = [];
   private writing = false;
   private writeDone: Promise<void> = Promise.resolve();
-  /** Set when an fdatasync failed: the page cache can no longer be trusted, only a reopen can. */
+  /** Set when a sync failed: the page cache can no longer be trusted, only a reopen can. */
   private failure: Error | undefined;
   /** Bumped when a failed write is truncated away, so read cursors drop what they read past it. */
   private truncations = 0;
@@ -394,8 +394,8 @@ export class SyncJournal {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Appending: group commit. Appends queue up while a write + fdatasync runs; the next round
-  // writes all of them with one write and one fdatasync.
+  // Appending: group commit. Appends queue up while a synced write runs; the next round writes
+  // all of them with one synced write (O_DSYNC, or write + fdatasync where there is none).
 
   /** Resolves with the record's seq once it is on disk (written and fdatasync'd). Do not change `payload` until then. */
   append(topic: string, payload: Buffer, receivedAt: number = Date.now()): Promise<number> {

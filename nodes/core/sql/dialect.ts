@@ -109,16 +109,17 @@ export interface RowBatchSql {
 export interface ArrayBatchSql {
   readonly binding: 'arrays';
   /**
-   * Claims and locks the keys' state rows (in key order, so runtimes queue rather than deadlock),
-   * then locks their destination rows. Parameters: the keys (a text array), the job id. Answers
+   * Locks the keys' existing state rows and inserts the missing ones (each in key order, so
+   * runtimes queue rather than deadlock), then locks their destination rows. Parameters: the keys (a text array), the job id. Answers
    * `exs_rows`: a JSON array with, per key, [ordinal (1-based), version, tiebreak, fingerprint,
    * written, parked, destination row found, [[`columns`]]] (values in chunks of 90).
    */
   lock(state: StateTable, table: string, key: ColumnInfo, columns: ColumnInfo[]): string;
   /**
-   * Insert-or-update of rows of one shape. Parameters: one array per column of `columns` (key
-   * first), then the keys again. Answers `exs_rows`: per row written, [ordinal, ...`returned` as the
-   * table stored them, as text]; `returned` starts with the key.
+   * Insert-or-update of rows of one shape. Parameter: the rows, a JSON array of objects keyed by
+   * column name (`columns`, key first), read by json_populate_record with each column's own type.
+   * Answers `exs_rows`: per row written, [ordinal, [[`returned` as the table stored them]]] (values
+   * in chunks of 90); `returned` starts with the key.
    */
   upsertRows(table: string, columns: ColumnInfo[], returned: ColumnInfo[]): string;
   /** Parameters: the job id, then arrays of keys, versions, tiebreaks, fingerprints, written, parked, updated_at. */
