@@ -95,18 +95,10 @@ export class DurableMqttSource {
     let next = 0;
     /** Held QoS 1 events whose PUBACK mqtt.js has not produced yet, by packet id. */
     let awaitingPuback = new Map<number, Held>();
-    const internals = client as unknown as {
-      _sendPacket(packet: { cmd: string; messageId?: number }, cb?: () => void): void;
-      stream?: { cork?(): void; uncork?(): void };
-    };
+    const internals = client as unknown as { _sendPacket(packet: { cmd: string; messageId?: number }, cb?: () => void): void };
     const send = internals._sendPacket.bind(client);
     const release = () => {
-      if (next >= held.length || !held[next].stored || !held[next].puback) return;
-      // Every PUBACK this release sends goes out in one write.
-      const stream = internals.stream;
-      stream?.cork?.();
       while (next < held.length && held[next].stored && held[next].puback) send(held[next++].puback as { cmd: string });
-      stream?.uncork?.();
       if (next === held.length || next > 1024) {
         held = held.slice(next);
         next = 0;
