@@ -303,7 +303,7 @@ async function measure(name, start, ctx, db, publisher, round) {
   result.latencySamples = latencies.length;
   }
   const shown = (value, digits) => (value === undefined ? '-' : value.toFixed(digits));
-  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms`);
+  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms, CPU µs/event: pipeline ${shown(result.cpu_pipeline, 0)}, postgres ${shown(result.cpu_postgres, 0)}, mosquitto ${shown(result.cpu_mosquitto, 0)}, bench ${shown(result.cpu_bench, 0)}`);
   for (const suffix of ['t', 'd', 'l']) {
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}_lat`);
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}`);

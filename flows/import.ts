@@ -7,6 +7,7 @@ import { parseContract } from '../nodes/core/contract/load';
 import { formatFieldRules } from '../nodes/core/conflict';
 import { formatKeyRule, formatMappingRule } from '../nodes/core/mapping';
 import { CONTRACT_FIELDS, nodeProperty, type FieldSpec } from '../nodes/core/spec';
+import { DEFAULT_BATCH } from '../nodes/shared/batch-message';
 import type { Contract, Diagnostic } from '../nodes/core/types';
 import { derivedId, tabIdFor, type FlowNode } from './flow-types';
 
@@ -179,7 +180,7 @@ export function contractToFlow(contract: Contract, options: FlowOptions = {}): F
       id: ids.source, type: 'exs-source', z: tab, name: contract.source_topic, job: ids.job, broker: broker.address,
       topic: contract.mqtt_topic, client_id: '', session_expiry: 604800, ...at(0), wires: [[ids.queue]], ...credentialsOf(broker, options),
     },
-    { id: ids.queue, type: 'exs-sync-queue', z: tab, name: '', job: ids.job, max_event_bytes: 262144, ...at(1), wires: [[ids.mapper], [ids.log]] },
+    { id: ids.queue, type: 'exs-sync-queue', z: tab, name: '', job: ids.job, max_event_bytes: 262144, batch: DEFAULT_BATCH, ...at(1), wires: [[ids.mapper], [ids.log]] },
     {
       id: ids.mapper, type: 'exs-mapper', z: tab, name: '', job: ids.job,
       key: contract.key ? formatKeyRule(contract.key) : '',

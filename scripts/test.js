@@ -6,9 +6,8 @@
 //   e2e          the editor in Debian's Chromium (playwright-core) against `exs run`
 // Prints one closing line `N passed, N failed, N skipped` over all of them.
 'use strict';
-const { spawnSync } = require('child_process');
+const { spawn } = require('child_process');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
 
 const root = path.resolve(__dirname, '..');
@@ -38,37 +37,57 @@ function testFiles(suite) {
     .map((f) => path.join(suite.dir, f));
 }
 
-const totals = { pass: 0, fail: 0, skipped: 0 };
-for (const suite of suites) {
-  if (only.length && !only.some((o) => suite.name.startsWith(o))) continue;
-  const files = testFiles(suite);
-  if (files.length === 0) continue;
-  const tap = path.join(os.tmpdir(), `exs-test-${process.pid}-${suite.name.replace(/\W+/g, '-')}.tap`);
-  console.log(`\n=== ${suite.name} ===`);
+/**
+ * Runs a suite with its output shown as it comes, and answers the output and the exit status.
+ * The counts are read from the spec reporter's summary on stdout: a TAP file written through
+ * --test-reporter-destination can be cut short by --test-force-exit, which made passing suites
+ * report 0 passed.
+ */
+function runSuite(suite, files) {
   // --test-force-exit: a file whose tests are done must not hang the run on a stray handle.
   // --test-timeout: no single test may hold CI hostage (the slowest, the fault test, takes minutes).
-  const args = ['--test', '--test-force-exit', '--test-timeout=600000', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`];
+  const args = ['--test', '--test-force-exit', '--test-timeout=600000', '--test-reporter=spec'];
   if (suite.serial) args.push('--test-concurrency=1');
-  const result = spawnSync(suite.node, [...args, ...files], {
-    cwd: root,
-    stdio: 'inherit',
-    timeout: SUITE_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-    env: { ...process.env, ...suite.env, NODE_NO_WARNINGS: '1' },
+  return new Promise((resolve) => {
+    const child = spawn(suite.node, [...args, ...files], { cwd: root, stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, ...suite.env, NODE_NO_WARNINGS: '1' } });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      output += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), SUITE_TIMEOUT_MS);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ output, status });
+    });
   });
-  const report = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
-  fs.rmSync(tap, { force: true });
-  const count = (name) => Number((report.match(new RegExp(`^# ${name} (\\d+)`, 'm')) || [])[1] || 0);
-  const pass = count('pass');
-  const fail = count('fail') + count('cancelled');
-  const skipped = count('skipped') + count('todo');
-  // A runner that died before reporting counts as a failure, never as silence.
-  const crashed = result.status !== 0 && fail === 0 ? 1 : 0;
-  totals.pass += pass;
-  totals.fail += fail + crashed;
-  totals.skipped += skipped;
-  console.log(`--- ${suite.name}: ${pass} passed, ${fail + crashed} failed, ${skipped} skipped`);
 }
 
-console.log(`\n${totals.pass} passed, ${totals.fail} failed, ${totals.skipped} skipped`);
-process.exit(totals.fail > 0 || totals.pass === 0 ? 1 : 0);
+async function main() {
+  const totals = { pass: 0, fail: 0, skipped: 0 };
+  for (const suite of suites) {
+    if (only.length && !only.some((o) => suite.name.startsWith(o))) continue;
+    const files = testFiles(suite);
+    if (files.length === 0) continue;
+    console.log(`\n=== ${suite.name} ===`);
+    const { output, status } = await runSuite(suite, files);
+    // The last summary counts (spec prints one summary at the end of the run).
+    const count = (name) => {
+      const all = [...output.matchAll(new RegExp(`^\\S* ?ℹ ${name} (\\d+)`, 'gm'))];
+      return all.length ? Number(all[all.length - 1][1]) : 0;
+    };
+    const pass = count('pass');
+    const fail = count('fail') + count('cancelled');
+    const skipped = count('skipped') + count('todo');
+    // A runner that died before reporting counts as a failure, never as silence.
+    const crashed = status !== 0 && fail === 0 ? 1 : 0;
+    totals.pass += pass;
+    totals.fail += fail + crashed;
+    totals.skipped += skipped;
+    console.log(`--- ${suite.name}: ${pass} passed, ${fail + crashed} failed, ${skipped} skipped`);
+  }
+  console.log(`\n${totals.pass} passed, ${totals.fail} failed, ${totals.skipped} skipped`);
+  process.exit(totals.fail > 0 || totals.pass === 0 ? 1 : 0);
+}
+
+main();

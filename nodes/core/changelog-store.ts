@@ -13,7 +13,7 @@ const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const TAIL_CHUNK = 64 * 1024;
 
 interface PendingAppend {
-  entry: ChangeLogEntry;
+  entries: ChangeLogEntry[];
   line: string;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -45,8 +45,16 @@ export class ChangeLogStore extends EventEmitter {
 
   /** Resolves once the entry is on disk. */
   append(entry: ChangeLogEntry): Promise<void> {
+    return this.appendAll([entry]);
+  }
+
+  /** Resolves once all the entries are on disk (in the same group commit). */
+  appendAll(entries: ChangeLogEntry[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.pending.push({ entry, line: JSON.stringify(entry) + '\n', resolve, reject });
+      let line = '';
+      for (const entry of entries) line += JSON.stringify(entry) + '\n';
+      this.pending.push({ entries, line, resolve, reject });
       if (!this.writing) void this.writeLoop();
     });
   }
@@ -61,7 +69,7 @@ export class ChangeLogStore extends EventEmitter {
           await this.writeBatch(batch.map((p) => p.line).join(''));
           for (const p of batch) {
             p.resolve();
-            this.emit('entry', p.entry);
+            for (const entry of p.entries) this.emit('entry', entry);
           }
         } catch (err) {
           for (const p of batch) p.reject(err as Error);

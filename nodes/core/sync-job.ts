@@ -145,9 +145,9 @@ export class SyncJob extends EventEmitter {
     return this.dispatcher?.failed(seq, kind) ?? 'dead_letter';
   }
 
-  async recordDeadLetter(letter: DeadLetter): Promise<void> {
-    await this.deadLetters.add(letter);
-    this.deadLetterCount += 1;
+  async recordDeadLetter(...letters: DeadLetter[]): Promise<void> {
+    await this.deadLetters.add(...letters);
+    this.deadLetterCount += letters.length;
   }
 
   /** Sends dead letters (all, or those ids) through the job again as new events. */

@@ -5,6 +5,7 @@
 import { buildChangeLogEntry } from '../core/changelog-entry';
 import { changeLogPath, readChangeLogTail } from '../core/changelog-store';
 import type { ChangeLogEntry, ExsEnvelope } from '../core/types';
+import { itemsOf, type EventItem } from '../shared/batch-message';
 import { exsDataDir, jobOf } from '../shared/job-node';
 import type { JobNodeConfig, NodeMessage, RED, RedNode } from '../shared/red';
 
@@ -63,33 +64,47 @@ export = function registerExsChangeLog(RED: RED) {
       done();
     });
 
+    // One entry per event whatever the message carried; each is published as a message of its
+    // own (the data lake reads one entry per MQTT message), after all of them are on disk.
     this.on('input', (msg, send, done) => {
-      const envelope = msg.exs as ExsEnvelope | undefined;
-      if (!envelope || typeof envelope.seq !== 'number') {
+      let items: EventItem[];
+      try {
+        items = itemsOf(msg);
+      } catch (err) {
+        return done(err as Error);
+      }
+      if (items.length === 0) return done();
+      if (items.some((item) => !item.exs || typeof item.exs.seq !== 'number')) {
         return done(new Error('exs-change-log takes messages from an EXS job (msg.exs is missing)'));
       }
-      const entry = buildChangeLogEntry(envelope, msg.payload);
-      const isDeadLetter = entry.outcome === 'dead_letter';
-      const letter = isDeadLetter
-        ? {
-            id: entry.seq, job: job.id, topic: envelope.topic, error: entry.error ?? 'unknown error', attempts: entry.attempts,
-            event: typeof entry.event === 'string' ? entry.event : JSON.stringify(entry.event ?? null),
-            firstReceivedAt: new Date(envelope.receivedAt).toISOString(), deadAt: entry.time,
-          }
-        : undefined;
-      (letter ? job.recordDeadLetter(letter) : Promise.resolve())
-        .then(() => job.changeLog.append(entry))
+      const now = Date.now();
+      const logged = items.map(({ payload, exs: envelope }) => {
+        const entry = buildChangeLogEntry(envelope, payload, now);
+        const letter = entry.outcome === 'dead_letter'
+          ? {
+              id: entry.seq, job: job.id, topic: envelope.topic, error: entry.error ?? 'unknown error', attempts: entry.attempts,
+              event: typeof entry.event === 'string' ? entry.event : JSON.stringify(entry.event ?? null),
+              firstReceivedAt: new Date(envelope.receivedAt).toISOString(), deadAt: entry.time,
+            }
+          : undefined;
+        return { envelope, entry, letter };
+      });
+      const letters = logged.flatMap(({ letter }) => (letter ? [letter] : []));
+      job.recordDeadLetter(...letters)
+        .then(() => job.changeLog.appendAll(logged.map(({ entry }) => entry)))
         .then(
           () => {
-            const published: NodeMessage = { topic: job.settings.changelog, payload: entry, exs: envelope };
-            const deadLetter: NodeMessage | null = letter ? { topic: job.settings.dead_letter, payload: letter, exs: envelope } : null;
-            send([published, deadLetter]);
-            job.settle(envelope.seq, entry.outcome);
-            last = entry;
+            // One send per message: Node-RED deep-copies every message of a send but the first.
+            for (const { entry, envelope, letter } of logged) {
+              send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
+              if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
+            }
+            for (const { envelope, entry } of logged) job.settle(envelope.seq, entry.outcome);
+            last = logged[logged.length - 1].entry;
             showStatus();
             done();
           },
-          // Not settled: the event stays in the journal and comes again, so nothing is lost unlogged.
+          // Not settled: the events stay in the journal and come again, so nothing is lost unlogged.
           (err: Error) => done(new Error(`change log write failed: ${err.message}`)),
         );
     });

@@ -3,6 +3,7 @@
 // core/conflict.ts), so the law travels with the message rather than being judged on a stale copy here.
 import { isConflictRule, parseFieldRules, type ConflictPolicy } from '../core/conflict';
 import { CONFLICT_RULES, type ConflictRule, type ExsEnvelope } from '../core/types';
+import { isBatchMessage, itemsOf } from '../shared/batch-message';
 import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
 
@@ -62,8 +63,17 @@ export = function registerExsConflictResolver(RED: RED) {
     this.on('input', (msg, send, done) => {
       // Not settled: the event stays in the journal and comes again once the flow is fixed.
       if (misconfigured) return done(new Error(misconfigured));
-      const envelope = msg.exs as ExsEnvelope;
-      send({ ...msg, exs: { ...envelope, conflict: policy } satisfies ExsEnvelope });
+      if (!isBatchMessage(msg)) {
+        send({ ...msg, exs: { ...(msg.exs as ExsEnvelope), conflict: policy } satisfies ExsEnvelope });
+        return done();
+      }
+      let withLaw: ExsEnvelope[];
+      try {
+        withLaw = itemsOf(msg).map(({ exs }) => ({ ...exs, conflict: policy }));
+      } catch (err) {
+        return done(err as Error);
+      }
+      send({ ...msg, exs: { ...(msg.exs as object), batch: withLaw } });
       done();
     });
   }

@@ -7,6 +7,7 @@ import {
   parseMapping, parseMappingLine,
 } from '../core/mapping';
 import type { ExsEnvelope, KeyRule, MappingRule } from '../core/types';
+import { isBatchMessage, itemsOf, messagesFor, type EventItem } from '../shared/batch-message';
 import { jobOf, refuseInput } from '../shared/job-node';
 import type { JobNodeConfig, RED, RedNode } from '../shared/red';
 
@@ -149,17 +150,30 @@ export = function registerExsMapper(RED: RED) {
     this.status({ fill: 'green', shape: 'dot', text: RED._('exs-mapper.status.fields', { count: rules.length }) });
 
     this.on('input', (msg, send, done) => {
-      const envelope = msg.exs as ExsEnvelope;
+      let items: EventItem[];
       try {
-        const record = mapEvent(msg.payload);
-        send([{ ...msg, exs: { ...envelope, key: record.keyValue, record } }, null]);
+        items = itemsOf(msg);
       } catch (err) {
-        if (!(err instanceof MappingError)) return done(err as Error);
-        // A mapping failure is a data failure: retried up to max_attempts, then dead-lettered.
-        if (job.fail(envelope.seq, 'data') === 'dead_letter') {
-          send([null, { ...msg, exs: { ...envelope, key: keyIfPresent(msg.payload, key), outcome: 'dead_letter', error: (err as Error).message } }]);
+        return done(err as Error);
+      }
+      const mapped: EventItem[] = [];
+      const deadLetters: EventItem[] = [];
+      for (const { payload, exs: envelope } of items) {
+        try {
+          const record = mapEvent(payload);
+          mapped.push({ payload, exs: { ...envelope, key: record.keyValue, record } });
+        } catch (err) {
+          if (!(err instanceof MappingError)) return done(err as Error);
+          // A mapping failure is a data failure: retried up to max_attempts, then dead-lettered.
+          if (job.fail(envelope.seq, 'data') === 'dead_letter') {
+            deadLetters.push({ payload, exs: { ...envelope, key: keyIfPresent(payload, key), outcome: 'dead_letter', error: err.message } });
+          }
         }
       }
+      const asBatch = isBatchMessage(msg);
+      // Two sends: Node-RED deep-copies every message of a send but the first.
+      if (mapped.length > 0) send([messagesFor(msg, asBatch, mapped), null]);
+      if (deadLetters.length > 0) send([null, messagesFor(msg, asBatch, deadLetters)]);
       done();
     });
   }

@@ -1,16 +1,22 @@
 // exs-sync-queue: the durable lane of a job. Whatever reaches its input is stored in the
 // job's journal before the message is done (the EXS source stores MQTT events itself, before
 // acknowledging them). Events leave from the journal - a bounded window at a time, retries
-// after backoff, held until their schedule says so - parsed, numbered and enveloped.
+// after backoff, held until their schedule says so - parsed, numbered and enveloped. With a
+// batch size above 1, the events the journal hands out together leave as batch messages
+// (see shared/batch-message.ts): under load a hundred events pay one hop per node, and when
+// events trickle in each still leaves at once, alone in its batch.
 import { parseEvent } from '../core/event';
 import type { Delivery } from '../core/queue/dispatcher';
 import type { JobState } from '../core/sync-job';
 import type { ExsEnvelope } from '../core/types';
+import { batchMessage, batchSizeOf, type EventItem } from '../shared/batch-message';
 import { jobOf } from '../shared/job-node';
 import type { JobNodeConfig, NodeMessage, RED, RedNode } from '../shared/red';
 
 interface SyncQueueConfig extends JobNodeConfig {
   max_event_bytes?: number | string;
+  /** Most events per message; 1 (and flows saved before batches existed): one message per event. */
+  batch?: number | string;
 }
 
 const STATUS_INTERVAL_MS = 250;
@@ -52,15 +58,38 @@ export = function registerExsSyncQueue(RED: RED) {
     job.on('state', showState);
     job.ready.then(() => render(job.state()), () => this.status({ fill: 'red', shape: 'ring', text: 'exs-sync-queue.status.journalFailed' }));
 
-    const deliver = ({ record, attempt }: Delivery) => {
+    const batchSize = batchSizeOf(config.batch);
+
+    /** The event and its envelope, or the dead letter it is when it cannot be read. Retrying cannot make text into JSON. */
+    const itemOf = ({ record, attempt }: Delivery): { ok: boolean; item: EventItem } => {
       const envelope: ExsEnvelope = { job: job.id, seq: record.seq, attempt, receivedAt: record.receivedAt, topic: record.topic };
       const parsed = parseEvent(record.payload, maxBytes);
-      if (parsed.ok) {
-        this.send([{ topic: record.topic, payload: parsed.event, exs: envelope }, null]);
-      } else {
-        // Retrying cannot make text into JSON: straight to the dead letter.
-        const rejected: NodeMessage = { topic: record.topic, payload: parsed.raw, exs: { ...envelope, outcome: 'dead_letter', error: parsed.error, raw: parsed.raw } };
-        this.send([null, rejected]);
+      if (parsed.ok) return { ok: true, item: { payload: parsed.event, exs: envelope } };
+      return { ok: false, item: { payload: parsed.raw, exs: { ...envelope, outcome: 'dead_letter', error: parsed.error, raw: parsed.raw } } };
+    };
+
+    // Batches: the journal hands out what is ready in one synchronous burst; a microtask after
+    // it sends what gathered, so no event waits for a timer or for a batch to fill.
+    let events: EventItem[] = [];
+    let rejected: EventItem[] = [];
+    let sendScheduled = false;
+    const sendGathered = () => {
+      sendScheduled = false;
+      if (events.length > 0) this.send([batchMessage({}, events.splice(0)), null]);
+      if (rejected.length > 0) this.send([null, batchMessage({}, rejected.splice(0))]);
+    };
+    const deliver = (delivery: Delivery) => {
+      const { ok, item } = itemOf(delivery);
+      if (batchSize === 1) {
+        const msg: NodeMessage = { topic: item.exs.topic, payload: item.payload, exs: item.exs };
+        this.send(ok ? [msg, null] : [null, msg]);
+        return;
+      }
+      (ok ? events : rejected).push(item);
+      if (events.length >= batchSize || rejected.length >= batchSize) sendGathered();
+      else if (!sendScheduled) {
+        sendScheduled = true;
+        queueMicrotask(sendGathered);
       }
     };
     const detach = job.attachQueue(deliver);

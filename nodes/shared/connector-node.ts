@@ -6,6 +6,7 @@
 // destination by implementing SyncConnector and calling this.
 import type { DestinationSchema, JobSettings } from '../core/sync-job';
 import type { ApplyResult, ExsEnvelope, SyncConnector } from '../core/types';
+import { isBatchMessage, itemsOf, messagesFor, type EventItem } from './batch-message';
 import { jobOf } from './job-node';
 import type { DoneFunction, JobNodeConfig, NodeMessage, RED, RedNode, SendFunction } from './red';
 
@@ -17,11 +18,26 @@ const DRAIN_MS = 10_000;
 /** Most records written in one batch. */
 const MAX_BATCH = 500;
 
-interface PendingWrite {
+/** An input message: its events are written and settled one by one, and it is done once the last one is. */
+interface Arrival {
   msg: NodeMessage;
-  envelope: ExsEnvelope;
+  asBatch: boolean;
   send: SendFunction;
   done: DoneFunction;
+  /** Events of this message not settled yet. */
+  open: number;
+  finished: boolean;
+}
+
+interface PendingWrite {
+  item: EventItem;
+  arrival: Arrival;
+}
+
+function finish(arrival: Arrival): void {
+  if (arrival.finished) return;
+  arrival.finished = true;
+  arrival.done();
 }
 
 /**
@@ -32,7 +48,7 @@ interface PendingWrite {
 const PARALLEL_AFTER = 100;
 
 /** Keys are compared as lower-case text, as a case-insensitive collation would. */
-const recordOf = (write: PendingWrite) => String(write.envelope.record!.keyValue).toLowerCase();
+const recordOf = (write: PendingWrite) => String(write.item.exs.record!.keyValue).toLowerCase();
 
 /**
  * The next batch: the oldest waiting event of each record that has no write under way, up to
@@ -47,7 +63,7 @@ function takeBatch(queue: PendingWrite[], busy: ReadonlySet<string>, retrying: M
     const key = recordOf(write);
     // A record whose failed event will come again waits for it: its later events must not overtake it.
     // (It comes again behind them in the queue, so they must not hold it back either.)
-    if (retrying.has(key) && retrying.get(key) !== write.envelope.seq) {
+    if (retrying.has(key) && retrying.get(key) !== write.item.exs.seq) {
       rest.push(write);
       continue;
     }
@@ -157,21 +173,41 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     }
   };
 
-  const deadLetter = (msg: NodeMessage, envelope: ExsEnvelope, error: string): Array<NodeMessage | null> => [
-    null,
-    { ...msg, exs: { ...envelope, outcome: 'dead_letter', error } },
-  ];
+  const deadLetter = (item: EventItem, error: string): EventItem => ({ payload: item.payload, exs: { ...item.exs, outcome: 'dead_letter', error } });
 
-  const settle = (write: PendingWrite, outcome: { result?: ApplyResult; error?: unknown }): void => {
-    const { msg, envelope, send, done } = write;
+  /** The event's next message (written, or dead letter), or nothing when it will come again. */
+  const settle = (write: PendingWrite, outcome: { result?: ApplyResult; error?: unknown }): { written?: EventItem; dead?: EventItem } => {
+    const { item } = write;
     if (outcome.result) {
-      send([{ ...msg, exs: { ...envelope, result: outcome.result, outcome: outcome.result.outcome } }, null]);
-    } else {
-      const transient = isTransient(outcome.error);
-      if (job.fail(envelope.seq, transient ? 'transient' : 'data') === 'dead_letter') send(deadLetter(msg, envelope, errorText(outcome.error)));
-      else retrying.set(recordOf(write), envelope.seq);
+      return { written: { payload: item.payload, exs: { ...item.exs, result: outcome.result, outcome: outcome.result.outcome } } };
     }
-    done();
+    const transient = isTransient(outcome.error);
+    if (job.fail(item.exs.seq, transient ? 'transient' : 'data') === 'dead_letter') return { dead: deadLetter(item, errorText(outcome.error)) };
+    retrying.set(recordOf(write), item.exs.seq);
+    return {};
+  };
+
+  /** Settles a batch's writes and sends each input message's events on, in the shape they came. */
+  const settleAll = (batch: PendingWrite[], outcomeOf: (index: number) => { result?: ApplyResult; error?: unknown }): void => {
+    const byArrival = new Map<Arrival, { written: EventItem[]; dead: EventItem[] }>();
+    batch.forEach((write, i) => {
+      let out = byArrival.get(write.arrival);
+      if (!out) byArrival.set(write.arrival, (out = { written: [], dead: [] }));
+      try {
+        const { written, dead } = settle(write, outcomeOf(i));
+        if (written) out.written.push(written);
+        if (dead) out.dead.push(dead);
+      } catch (err) {
+        node.error(`settling ${String(write.item.exs.key)}: ${errorText(err)}`);
+      }
+      write.arrival.open -= 1;
+    });
+    for (const [arrival, { written, dead }] of byArrival) {
+      // Two sends: Node-RED deep-copies every message of a send but the first.
+      if (written.length > 0) arrival.send([messagesFor(arrival.msg, arrival.asBatch, written), null]);
+      if (dead.length > 0) arrival.send([null, messagesFor(arrival.msg, arrival.asBatch, dead)]);
+      if (arrival.open === 0) finish(arrival);
+    }
   };
 
   const writeBatch = async (batch: PendingWrite[]): Promise<void> => {
@@ -180,43 +216,46 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
       connector = await connected();
     } catch (err) {
       const notReady = new DestinationNotReady(`destination not ready: ${errorText(err)}`);
-      for (const write of batch) settle(write, { error: notReady });
+      settleAll(batch, () => ({ error: notReady }));
       return;
     }
-    const items = batch.map((w) => ({ record: w.envelope.record!, policy: w.envelope.conflict }));
+    const items = batch.map((w) => ({ record: w.item.exs.record!, policy: w.item.exs.conflict }));
     type Outcome = { result?: ApplyResult; error?: unknown };
     const outcomes: Outcome[] = connector.applyBatch
       ? await connector.applyBatch(items).catch((error: unknown) => items.map(() => ({ error })))
       // Records of different keys, in parallel on the connector's own pool.
       : await Promise.all(items.map((item) => connector.apply(item.record, item.policy).then((result): Outcome => ({ result }), (error: unknown): Outcome => ({ error }))));
-    batch.forEach((write, i) => {
-      try {
-        settle(write, outcomes[i] ?? { error: new DestinationNotReady('the connector gave no result for this record') });
-      } catch (err) {
-        node.error(`settling ${String(write.envelope.key)}: ${errorText(err)}`);
-      }
-    });
+    settleAll(batch, (i) => outcomes[i] ?? { error: new DestinationNotReady('the connector gave no result for this record') });
     const last = batch[batch.length - 1];
     const failed = outcomes.find((o) => o.error);
     if (failed) node.status({ fill: 'red', shape: 'ring', text: isTransient(failed.error) ? 'destination down' : 'write failed' });
-    else node.status({ fill: 'green', shape: 'dot', text: `${outcomes[outcomes.length - 1].result?.outcome} ${String(last.envelope.key)}`.slice(0, 32) });
+    else node.status({ fill: 'green', shape: 'dot', text: `${outcomes[outcomes.length - 1].result?.outcome} ${String(last.item.exs.key)}`.slice(0, 32) });
   };
 
   node.on('input', (msg, send, done) => {
-    const envelope = msg.exs as ExsEnvelope;
-    if (!envelope?.record) {
-      send(deadLetter(msg, envelope, 'message has no mapped record: wire an exs-mapper before the connector'));
-      return done();
-    }
     if (closing) return done(new Error('connector is closing; the event stays in the journal'));
-    queue.push({ msg, envelope, send, done });
+    let items: EventItem[];
+    try {
+      items = itemsOf(msg);
+    } catch (err) {
+      return done(err as Error);
+    }
+    const asBatch = isBatchMessage(msg);
+    const unmapped = items.filter((item) => !item.exs?.record);
+    const arrival: Arrival = { msg, asBatch, send, done, open: items.length - unmapped.length, finished: false };
+    if (unmapped.length > 0) {
+      const reason = 'message has no mapped record: wire an exs-mapper before the connector';
+      send([null, messagesFor(msg, asBatch, unmapped.map((item) => deadLetter(item, reason)))]);
+    }
+    if (arrival.open === 0) return finish(arrival);
+    for (const item of items) if (item.exs?.record) queue.push({ item, arrival });
     kick();
   });
 
   node.on('close', (_removed, done) => {
     closing = true;
     // What is still queued is left in the journal, unsettled: it is delivered again after the redeploy.
-    for (const write of queue.splice(0)) write.done();
+    for (const write of queue.splice(0)) finish(write.arrival);
     const drained = Promise.all(writing);
     const timeout = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
     Promise.race([drained, timeout])

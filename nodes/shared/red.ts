@@ -14,7 +14,8 @@ export interface NodeMessage {
   [key: string]: unknown;
 }
 
-export type SendFunction = (msg: NodeMessage | null | Array<NodeMessage | null>) => void;
+/** One message, or per output: a message, several (an array), or none. */
+export type SendFunction = (msg: NodeMessage | null | Array<NodeMessage | NodeMessage[] | null>) => void;
 export type DoneFunction = (err?: Error) => void;
 
 export interface RedNode {
@@ -25,7 +26,7 @@ export interface RedNode {
   on(event: 'input', listener: (msg: NodeMessage, send: SendFunction, done: DoneFunction) => void): void;
   on(event: 'close', listener: (removed: boolean, done: () => void) => void): void;
   status(status: NodeStatus): void;
-  send(msg: NodeMessage | null | Array<NodeMessage | null>): void;
+  send(msg: NodeMessage | null | Array<NodeMessage | NodeMessage[] | null>): void;
   error(err: unknown, msg?: NodeMessage): void;
   warn(message: unknown): void;
   log(message: unknown): void;

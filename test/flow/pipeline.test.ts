@@ -9,21 +9,28 @@ import { needService, sqlQuery, sqliteConn, tempDir } from '../support/services'
 
 const JOB_ID = 'Flow_Test';
 
-function pipeline(dbFile: string, table = 'PERMIT_TABLE', mapping = 'HMS:status -> COBOL:PERMIT_STAT | upper\nHMS:updated_at -> COBOL:LAST_CHG_TS') {
+interface PipelineOptions {
+  /** The sync queue's batch setting; undefined as in a flow saved before batches existed. */
+  batch?: number;
+  schedule?: string;
+}
+
+function pipelineFlow(dbFile: string, table = 'PERMIT_TABLE', mapping = 'HMS:status -> COBOL:PERMIT_STAT | upper\nHMS:updated_at -> COBOL:LAST_CHG_TS', options: PipelineOptions = {}) {
   const nodes = [
-    { id: 'job', type: 'exs-job', jobId: JOB_ID, source_topic: 'permits.status', destination: 'SQLite', schedule: 'realtime', conflict_rule: 'HMS_WINS', max_attempts: 2, backoff_seconds: 0, dead_letter: '', changelog: '' },
+    { id: 'job', type: 'exs-job', jobId: JOB_ID, source_topic: 'permits.status', destination: 'SQLite', schedule: options.schedule ?? 'realtime', conflict_rule: 'HMS_WINS', max_attempts: 2, backoff_seconds: 0, dead_letter: '', changelog: '' },
     { id: 'db', type: 'exs-odbc', connector: `odbc:${sqliteConn(dbFile)}`, dialect: '', pool_size: 2 },
-    { id: 'queue', type: 'exs-sync-queue', job: 'job', wires: [['mapper'], ['log']] },
-    { id: 'mapper', type: 'exs-mapper', job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping, wires: [['resolver'], ['log']] },
+    { id: 'queue', type: 'exs-sync-queue', job: 'job', ...(options.batch !== undefined && { batch: options.batch }), wires: [['mapper'], ['log']] },
+    { id: 'mapper', type: 'exs-mapper', job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping, wires: [['resolver', 'mapped'], ['log']] },
     { id: 'resolver', type: 'exs-conflict-resolver', job: 'job', rule: '', wires: [['connector']] },
     { id: 'connector', type: 'exs-connector', job: 'job', odbc: 'db', table, wires: [['log'], ['log']] },
     { id: 'log', type: 'exs-change-log', job: 'job', wires: [['entries'], ['deadLetters']] },
     { id: 'entries', type: 'helper' },
     { id: 'deadLetters', type: 'helper' },
+    { id: 'mapped', type: 'helper' },
   ];
   // Nodes on a tab with a position, as the editor deploys them: Node-RED takes a node without
   // x/y for a config node, and Catch nodes only catch on their tab.
-  const flowNode = (n: object) => ('wires' in n || n === nodes[nodes.length - 1] || n === nodes[nodes.length - 2] ? { x: 100, y: 100 } : {});
+  const flowNode = (n: { type: string }) => ('wires' in n || n.type === 'helper' ? { x: 100, y: 100 } : {});
   return [{ id: 'tab', type: 'tab' }, ...nodes.map((n) => ({ ...n, z: 'tab', ...flowNode(n) }))] as Array<Record<string, unknown>>;
 }
 
@@ -36,7 +43,10 @@ function rows(dbFile: string): Promise<Array<Record<string, unknown>>> {
   return sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_ID, PERMIT_STAT, LAST_CHG_TS FROM PERMIT_TABLE ORDER BY PERMIT_ID');
 }
 
-describe(`EXS pipeline on Node-RED ${nodeRedVersion()}`, () => {
+// Every test with one event per message (a flow saved before batches existed) and with batches.
+for (const batch of [undefined, 100]) describe(`EXS pipeline on Node-RED ${nodeRedVersion()}, ${batch ? `batches of up to ${batch}` : 'one event per message'}`, () => {
+  const pipeline = (dbFile: string, table?: string, mapping?: string, options: PipelineOptions = {}) => pipelineFlow(dbFile, table, mapping, { batch, ...options });
+
   let dataDir: string;
   let dbFile: string;
 
@@ -165,5 +175,37 @@ describe(`EXS pipeline on Node-RED ${nodeRedVersion()}`, () => {
     assert.equal(response.body.length, 2);
     for (const entry of response.body) assert.match(entry.key, /^A-[123]$/);
     assert.ok(response.body[0].seq !== response.body[1].seq);
+  });
+
+  it(batch ? 'carries events that are ready together as one message, and keeps each event\'s outcome its own' : 'sends one message per event', async (t) => {
+    if (!(await setUp(t))) return;
+    // Held by the schedule, then flushed: the journal hands all six out at once.
+    await loadFlow(pipeline(dbFile, undefined, undefined, { schedule: 'nightly' }));
+    const mapped: any[] = [];
+    helper.getNode('mapped').on('input', (m: any) => mapped.push(m));
+    const entries = collectMessages(helper.getNode('entries'), 6);
+    const queue = helper.getNode('queue');
+    for (const id of ['B-1', 'B-2', 'B-3', 'B-4']) queue.receive({ payload: { permit_id: id, status: 'Approved' } });
+    queue.receive({ payload: 'not json' });
+    queue.receive({ payload: { status: 'no key' } });
+    await helper.request().get(`/exs/jobs/${JOB_ID}`).expect(200);
+    await new Promise((r) => setTimeout(r, 200));
+    await helper.request().post(`/exs/jobs/${JOB_ID}/flush`).expect(200);
+
+    const outcomes = (await entries).map((m) => `${m.payload.key ?? '-'}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['-:dead_letter', '-:dead_letter', 'B-1:applied', 'B-2:applied', 'B-3:applied', 'B-4:applied']);
+    for (const entry of await entries) assert.ok(!Array.isArray(entry.payload), 'the change log publishes one entry per message');
+    assert.deepEqual((await rows(dbFile)).map((r) => r.PERMIT_ID), ['B-1', 'B-2', 'B-3', 'B-4']);
+    if (batch) {
+      assert.equal(mapped.length, 1, 'the four readable events left the mapper as one message');
+      const [message] = mapped;
+      assert.ok(Array.isArray(message.payload));
+      assert.deepEqual(message.payload.map((e: any) => e.permit_id), ['B-1', 'B-2', 'B-3', 'B-4']);
+      assert.deepEqual(message.exs.batch.map((e: any) => e.key), ['B-1', 'B-2', 'B-3', 'B-4'], 'envelopes line up with the events');
+      assert.equal(message.exs.job, JOB_ID);
+    } else {
+      assert.equal(mapped.length, 4);
+      for (const message of mapped) assert.equal(typeof message.payload.permit_id, 'string');
+    }
   });
 });

@@ -28,11 +28,12 @@ export class DeadLetterStore {
     this.replayedFile = path.join(dir, 'dead-letters-replayed.jsonl');
   }
 
-  /** Resolves once the letter is on disk. */
-  async add(letter: DeadLetter): Promise<void> {
+  /** Resolves once the letters are on disk (one synced write). */
+  async add(...letters: DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
     await fsp.mkdir(path.dirname(this.lettersFile), { recursive: true });
-    await appendDurably(this.lettersFile, JSON.stringify(letter) + '\n');
-    if (this.count !== undefined) this.count += 1;
+    await appendDurably(this.lettersFile, letters.map((letter) => JSON.stringify(letter) + '\n').join(''));
+    if (this.count !== undefined) this.count += letters.length;
   }
 
   /** Letters not yet replayed, oldest first. */
