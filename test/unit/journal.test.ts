@@ -97,6 +97,48 @@ describe('SyncJournal', () => {
     }
   });
 
+  it('keeps in memory only what a reader near the end will read: a reader far behind reads from disk, and memory serves it again once it caught up', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'));
+    const payloadOf = (seq: number) => Buffer.from(`{"seq":${seq}}`);
+    let appended = 0;
+    const appendSome = async (count: number) => {
+      const seqs = await Promise.all(Array.from({ length: count }, () => journal.append('t', payloadOf(++appended))));
+      assert.deepEqual(seqs, Array.from({ length: count }, (_, i) => appended - count + 1 + i));
+    };
+    let cursor = 0;
+    const readUpToEnd = async () => {
+      for (;;) {
+        const page = await journal.readUnsettled(cursor, 1000);
+        if (page.length === 0) return;
+        for (const record of page) {
+          assert.equal(record.seq, cursor + 1, 'records come in order, none skipped');
+          assert.deepEqual(record.payload, payloadOf(record.seq));
+          cursor = record.seq;
+        }
+      }
+    };
+    // Keeping up: every record read from memory.
+    for (let round = 0; round < 5; round++) {
+      await appendSome(300);
+      await readUpToEnd();
+    }
+    assert.equal(journal.stats().readFromMemory, 1500);
+    // Paused (a destination outage): 10,000 appends, in group commits of 500, with no reader.
+    for (let i = 0; i < 20; i++) await appendSome(500);
+    const before = journal.stats().readFromMemory;
+    await readUpToEnd();
+    assert.equal(journal.stats().readFromMemory - before, 0, 'a backlog is read from disk: memory did not hold its newest records all along');
+    // Caught up: memory serves again.
+    for (let round = 0; round < 3; round++) {
+      const served = journal.stats().readFromMemory;
+      await appendSome(200);
+      await readUpToEnd();
+      assert.equal(journal.stats().readFromMemory - served, 200);
+    }
+    assert.equal(cursor, appended);
+    await journal.close();
+  });
+
   it('keeps empty payloads, multi-byte topics and large payloads intact', async () => {
     const journal = await SyncJournal.open(tempDir('journal'), { segmentBytes: 64 * 1024 });
     const big = Buffer.alloc(700_000, 7); // larger than a segment and than the read buffer

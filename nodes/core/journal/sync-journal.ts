@@ -41,6 +41,8 @@ export interface JournalStats {
   fdatasyncs: number;
   checkpoints: number;
   segmentsDeleted: number;
+  /** Records handed to readers from memory rather than from the segment files. */
+  readFromMemory: number;
 }
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -339,6 +341,12 @@ export class SyncJournal {
   private recent: JournalRecord[] = [];
   private recentHead = 0;
   private recentBytes = 0;
+  /**
+   * How far a reader has read. Appends more than RECENT_RECORDS ahead of it are not kept in
+   * memory: a reader that far behind (a paused job, a backlog) would find them evicted before it
+   * got there, and keeping them only turns every record of a flood into old-generation garbage.
+   */
+  private readUpTo = 0;
   private readChain: Promise<unknown> = Promise.resolve();
 
   private dirty = false;
@@ -349,7 +357,7 @@ export class SyncJournal {
   private persistedLow = 0;
   private checkpointBytes = 0;
 
-  private readonly counters: JournalStats = { appends: 0, fdatasyncs: 0, checkpoints: 0, segmentsDeleted: 0 };
+  private readonly counters: JournalStats = { appends: 0, fdatasyncs: 0, checkpoints: 0, segmentsDeleted: 0, readFromMemory: 0 };
 
   private constructor(
     readonly dir: string,
@@ -485,6 +493,12 @@ export class SyncJournal {
   }
 
   private remember(records: JournalRecord[]): void {
+    if (records.length === 0) return;
+    if (records[0].seq - this.readUpTo > RECENT_RECORDS) {
+      // Kept seqs must stay consecutive: start again once the reader is near.
+      if (this.recent.length > 0) this.forgetRecent();
+      return;
+    }
     for (const record of records) {
       this.recent.push(record);
       this.recentBytes += record.payload.length + record.topic.length;
@@ -559,6 +573,15 @@ export class SyncJournal {
   }
 
   private async readUnsettledLocked(afterSeq: number, limit: number): Promise<JournalRecord[]> {
+    const records = await this.readPage(afterSeq, limit);
+    if (limit <= 0) return records;
+    // A short page reached the end: the reader is up to date.
+    const reached = records.length < limit ? this.last : records[records.length - 1].seq;
+    this.readUpTo = Math.max(this.readUpTo, reached);
+    return records;
+  }
+
+  private async readPage(afterSeq: number, limit: number): Promise<JournalRecord[]> {
     if (this.state === 'closed') throw new Error(`journal ${this.dir} is closed`);
     const records: JournalRecord[] = [];
     let seq = Number.isFinite(afterSeq) ? Math.floor(afterSeq) + 1 : 1;
@@ -568,6 +591,7 @@ export class SyncJournal {
       if (seq > this.last) break;
       const recent = this.readRecent(seq, limit - records.length);
       if (recent) {
+        this.counters.readFromMemory += recent.length;
         records.push(...recent);
         break; // memory holds everything from `seq` to the end
       }
