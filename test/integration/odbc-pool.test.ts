@@ -3,6 +3,7 @@
 // commit failed (or that died mid-transaction) is closed, never handed out again.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { DIALECTS } from '../../nodes/core/sql/dialect';
 import { classifyDbError } from '../../nodes/core/sql/errors';
 import { OdbcPool, connectOdbc } from '../../nodes/core/sql/odbc-pool';
 import { PG_CONN, needService } from '../support/services';
@@ -28,6 +29,14 @@ describe('OdbcPool on PostgreSQL', () => {
       });
       assert.equal((await session.runPrepared(sql, ['back', 'x', 1]))[0].a, 'back', 'prepared again');
     });
+  });
+
+  it('sets up each session in UTC, with generic plans for what EXS prepares', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, sessionSetup: DIALECTS.postgresql.sessionSetup });
+    t.after(() => pool.close());
+    const [settings] = await pool.withSession((s) => s.run("SELECT current_setting('TimeZone') AS tz, current_setting('plan_cache_mode') AS plans", []));
+    assert.deepEqual({ ...settings }, { tz: 'UTC', plans: 'force_generic_plan' });
   });
 
   it('cancels a statement after the query timeout and closes that connection', async (t) => {

@@ -216,7 +216,14 @@ const SYNTAX: Record<DialectName, DialectSyntax> = {
   postgresql: {
     name: 'postgresql', open: '"', close: '"', upsert: 'on-conflict',
     parameter: (c) => (c.kind === 'timestamp' ? castTimestampText('TIMESTAMP') : '?'),
-    sessionSetup: ["SET TIME ZONE 'UTC'"],
+    // Generic plans for the statements EXS PREPAREs: they look records up by key, which a generic
+    // plan does with index scans whatever the batch size, while a custom plan was made again on
+    // every execution (0.4 ms of planning for the lock statement: about half its time). PostgreSQL
+    // 12 and newer; older servers keep their default.
+    sessionSetup: [
+      "SET TIME ZONE 'UTC'",
+      "SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000",
+    ],
     currentSchemaQuery: 'SELECT current_schema()',
     stateTypes: { text: (n) => `varchar(${n})`, long: 'text' },
     lockRows: { suffix: ' FOR UPDATE' },
