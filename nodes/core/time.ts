@@ -32,6 +32,21 @@ export function parseInstant(value: unknown): Instant | undefined {
     return Number.isInteger(value) && value >= 0 ? parseDigits(String(value)) : fromEpochMillis(value);
   }
   if (typeof value !== 'string') return undefined;
+  // One event's time is read several times on its way (its version, the bound value, the
+  // conflict law's comparison, the row read back): the texts read last are remembered.
+  const known = recentTexts.get(value);
+  if (known !== undefined) return known === null ? undefined : { second: new Date(known.millis), micros: known.micros };
+  const instant = parseText(value);
+  if (recentTexts.size >= RECENT_TEXTS) recentTexts.clear();
+  recentTexts.set(value, instant ? { millis: instant.second.getTime(), micros: instant.micros } : null);
+  return instant;
+}
+
+/** Texts parseInstant read lately, as milliseconds of the whole second and microseconds (null: not a time). */
+const recentTexts = new Map<string, { millis: number; micros: number } | null>();
+const RECENT_TEXTS = 2048;
+
+function parseText(value: string): Instant | undefined {
   const text = value.trim();
   if (/^-?\d+$/.test(text)) return parseDigits(text);
   const match = ISO_8601.exec(text);

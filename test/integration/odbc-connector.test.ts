@@ -126,6 +126,26 @@ for (const target of TARGETS) {
       });
     });
 
+    it('writes a large batch (values bound rather than inlined on PostgreSQL), and counts its repeat as unchanged', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      await withPermitTable(target, async (table) => {
+        await table.connector.open();
+        const remarks = (i: number) => `R${i} it's $exs$ ${'x'.repeat(150)}`.slice(0, 200);
+        const records = Array.from({ length: 400 }, (_, i) => permit(`L-${String(i).padStart(3, '0')}`, {
+          PERMIT_STAT: 'APPR', LAST_CHG_TS: `2026-03-01T10:00:00.${String(i).padStart(3, '0')}Z`, PERMIT_LEVEL: i, REMARKS: remarks(i),
+        }));
+        const first = await table.connector.applyBatch(records.map((record) => ({ record })));
+        assert.deepEqual([...new Set(first.map((o) => o.result?.outcome ?? String(o.error)))], ['applied']);
+        assert.equal(await table.count(), 400);
+        const row = await table.row('L-123');
+        assert.equal(row?.REMARKS, remarks(123));
+        assert.equal(Number(row?.PERMIT_LEVEL), 123);
+        assert.equal(first[123].result?.after.LAST_CHG_TS, '2026-03-01 10:00:00.123000');
+        const again = await table.connector.applyBatch(records.map((record) => ({ record })));
+        assert.deepEqual([...new Set(again.map((o) => o.result?.outcome ?? String(o.error)))], ['unchanged'], 'the states were saved whole');
+      });
+    });
+
     it('keeps microseconds, so two updates within one second both land', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {

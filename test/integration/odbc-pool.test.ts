@@ -31,6 +31,24 @@ describe('OdbcPool on PostgreSQL', () => {
     });
   });
 
+  it('binds values too large to inline instead of putting them in the statement, verbatim', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1 });
+    t.after(() => pool.close());
+    const sql = 'SELECT CAST(? AS text) AS a, length(CAST(? AS text)) AS n';
+    const large = `it's $exs$ ${'é'.repeat(40_000)} ?; --`;
+    await pool.withSession(async (session) => {
+      const [row] = await session.runPrepared(sql, [large, large]);
+      assert.equal(row.a, large);
+      assert.equal(Number(row.n), large.length);
+      const [{ n }] = await session.run("SELECT COUNT(*) AS n FROM pg_prepared_statements WHERE name LIKE 'exs_%'", []);
+      assert.equal(Number(n), 0, 'bound, not prepared');
+      assert.equal((await session.runPrepared(sql, ['small', 'x']))[0].a, 'small');
+      const [{ m }] = await session.run("SELECT COUNT(*) AS m FROM pg_prepared_statements WHERE name LIKE 'exs_%'", []);
+      assert.equal(Number(m), 1, 'small values still go through the prepared statement');
+    });
+  });
+
   it('sets up each session in UTC, with generic plans for what EXS prepares', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, sessionSetup: DIALECTS.postgresql.sessionSetup });
