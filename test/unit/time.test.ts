@@ -24,4 +24,35 @@ describe('parseInstant', () => {
     }
     assert.equal(epochMillis(parseInstant(' 2026-01-01T00:00:00Z ')!), Date.UTC(2026, 0, 1), 'surrounding blanks');
   });
+
+  it('reads ISO texts exactly as the regular expression it replaces for the common form did', () => {
+    const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+    const reference = (text: string): number | undefined => {
+      const m = ISO.exec(text.trim());
+      if (!m) return undefined;
+      const [, y, mo, d, h = '0', mi = '0', s = '0', f = '', zone = 'Z'] = m;
+      const days = [31, Number(y) % 4 === 0 && (Number(y) % 100 !== 0 || Number(y) % 400 === 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+      if (+mo < 1 || +mo > 12 || +d < 1 || +d > days[+mo - 1] || +h > 23 || +mi > 59 || +s > 59) return undefined;
+      const date = new Date(0);
+      date.setUTCFullYear(+y, +mo - 1, +d);
+      date.setUTCHours(+h, +mi, +s, 0);
+      let offset = 0;
+      if (zone.toUpperCase() !== 'Z') {
+        const digits = zone.slice(1).replace(':', '');
+        offset = (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0')) * (zone.startsWith('-') ? -1 : 1);
+      }
+      return date.getTime() - offset * 60_000 + Number((f.length >= 6 ? f.slice(0, 6) : f.padEnd(6, '0')) || 0) / 1000;
+    };
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)];
+    const two = () => String(Math.floor(random() * 70)).padStart(2, '0');
+    for (let i = 0; i < 20_000; i++) {
+      const text = `${pick(['2026', '2024', '0000', '1900', '0099', '20x6'])}-${two()}-${two()}${pick(['T', 't', ' ', 'X'])}${two()}:${two()}:${two()}`
+        + pick(['', '.5', '.123', ',123456789', '.', '.12a'])
+        + pick(['', 'Z', 'z', ' Z', '+02:00', '-0530', '+02', '+2', 'UTC', 'Z ', '  +01:00']);
+      const got = parseInstant(text);
+      assert.equal(got && epochMillis(got), reference(text), text);
+    }
+  });
 });
