@@ -3,7 +3,7 @@
 // their models share one answer. The connector calls it inside one transaction at the
 // destination, with the record's state row locked, so runtimes cannot race between the read and
 // the write (see OdbcConnector.apply).
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import { CANONICAL_TIMESTAMP, epochMillis, formatInstant, parseInstant } from './time';
 import { CONFLICT_RULES, type ConflictRule } from './types';
 
@@ -99,12 +99,17 @@ export function compareVersions(a: SourceVersion, b: SourceVersion): number {
  */
 export function contentHash(row: Record<string, unknown>): string {
   const canonical = JSON.stringify(Object.keys(row).sort().map((column) => [column, row[column] ?? null]));
-  return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
+  return sha256Hex(canonical).slice(0, 32);
 }
 
 /** Fingerprint of a record's stored state text (what EXS wrote, and which events decided it). */
 export function fingerprintOf(stateText: string): string {
-  return createHash('sha256').update(stateText).digest('hex').slice(0, 32);
+  return sha256Hex(stateText).slice(0, 32);
+}
+
+/** Two of these per record: crypto.hash (Node 20.12+) skips the Hash object createHash builds. */
+function sha256Hex(text: string): string {
+  return typeof oneShotHash === 'function' ? oneShotHash('sha256', text, 'hex') : createHash('sha256').update(text).digest('hex');
 }
 
 /** A conflict a person decides (MANUAL): per column, what EXS last wrote, what HMS sends, what the row holds. */

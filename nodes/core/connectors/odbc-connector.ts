@@ -522,9 +522,10 @@ const written = (decision: ConflictDecision) => Object.keys(decision.columns).le
 /** The new state of each record that has one: its key and its state's parameters. */
 function statesToSave(records: DecidedRecord[], after: Array<Record<string, unknown> | null>): Array<{ key: string; parameters: SqlParameter[] }> {
   const states: Array<{ key: string; parameters: SqlParameter[] }> = [];
+  const savedAt = new Date().toISOString();
   records.forEach(({ key, decision }, i) => {
     const state = stateAsStored(decision, after[i]);
-    if (state) states.push({ key: String(key), parameters: stateParameters(state) });
+    if (state) states.push({ key: String(key), parameters: stateParameters(state, savedAt) });
   });
   return states;
 }
@@ -562,7 +563,7 @@ function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
         }
         after.push(row);
         const state = stateAsStored(decision, row);
-        if (state) await session.run(updateStateSql, [...stateParameters(state), jobId, String(key)]);
+        if (state) await session.run(updateStateSql, [...stateParameters(state, new Date().toISOString()), jobId, String(key)]);
       }
       return after;
     },
@@ -710,7 +711,7 @@ interface LegacyStoredWritten {
  * written column decided by the record's newest event (the usual case: every column of a full
  * event) stores no stamp of its own; stateOf() gives it the record's.
  */
-function stateParameters(state: RecordState): SqlParameter[] {
+function stateParameters(state: RecordState, savedAt: string): SqlParameter[] {
   const stamps: Record<string, [SourceVersion, string]> = {};
   for (const [column, stamp] of Object.entries(state.columns ?? {})) {
     const recordStamp = stamp.version === state.version && stamp.tiebreak === state.tiebreak;
@@ -718,7 +719,7 @@ function stateParameters(state: RecordState): SqlParameter[] {
   }
   const written: StoredWritten = Object.keys(stamps).length > 0 ? { written: state.written, stamps } : { written: state.written };
   const text = JSON.stringify(written);
-  return [state.version, state.tiebreak, fingerprintOf(text), text, state.parked ? JSON.stringify(state.parked) : null, new Date().toISOString()];
+  return [state.version, state.tiebreak, fingerprintOf(text), text, state.parked ? JSON.stringify(state.parked) : null, savedAt];
 }
 
 function parseJson(value: unknown): unknown {
