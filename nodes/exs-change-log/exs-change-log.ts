@@ -98,8 +98,8 @@ export = function registerExsChangeLog(RED: RED) {
             for (const { entry, envelope, letter } of logged) {
               send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
               if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
+              job.settle(envelope.seq, entry.outcome);
             }
-            for (const { envelope, entry } of logged) job.settle(envelope.seq, entry.outcome);
             last = logged[logged.length - 1].entry;
             showStatus();
             done();

@@ -70,8 +70,8 @@ export = function registerExsSyncQueue(RED: RED) {
 
     // Batches: the journal hands out what is ready in one synchronous burst; a microtask after
     // it sends what gathered, so no event waits for a timer or for a batch to fill.
-    let events: EventItem[] = [];
-    let rejected: EventItem[] = [];
+    const events: EventItem[] = [];
+    const rejected: EventItem[] = [];
     let sendScheduled = false;
     const sendGathered = () => {
       sendScheduled = false;
