@@ -38,7 +38,10 @@ const only = process.argv.slice(2);
 const SUITE_TIMEOUT_MS = 25 * 60 * 1000;
 
 const suites = [
-  { name: 'unit (%node)', node: node20, dir: 'dist/test/unit', env: {} },
+  // No --test-force-exit for pure logic, which leaves no handles behind: a CI run counted 312 of
+  // 318 unit tests, one file's last reports never arriving, most likely cut off by the forced exit
+  // of a child whose output the loaded runner had not read yet.
+  { name: 'unit (%node)', node: node20, dir: 'dist/test/unit', env: {}, forceExit: false },
   { name: 'flow (Node-RED 4.1, %node)', node: node20, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red' } },
   { name: 'flow (Node-RED 5, %node)', node: node22, dir: 'dist/test/flow', env: { EXS_NODE_RED: 'node-red-5' } },
   { name: 'integration (Node-RED 4.1, %node)', node: node20, dir: 'dist/test/integration', env: { EXS_NODE_RED: 'node-red' }, serial: true },
@@ -65,9 +68,10 @@ function testFiles(suite) {
  * report 0 passed.
  */
 function runSuite(suite, files) {
-  // --test-force-exit: a file whose tests are done must not hang the run on a stray handle.
+  // --test-force-exit: a file whose tests are done must not hang the run on a stray handle (Node-RED
+  // and service clients leave some).
   // --test-timeout: no single test may hold CI hostage (the slowest, the fault test, takes minutes).
-  const args = ['--test', '--test-force-exit', '--test-timeout=600000', '--test-reporter=spec'];
+  const args = ['--test', ...(suite.forceExit === false ? [] : ['--test-force-exit']), '--test-timeout=600000', '--test-reporter=spec'];
   if (suite.serial) args.push('--test-concurrency=1');
   return new Promise((resolve) => {
     const child = spawn(suite.node, [...args, ...files], { cwd: root, stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, ...suite.env, NODE_NO_WARNINGS: '1' } });
