@@ -158,12 +158,18 @@ export = function registerExsMapper(RED: RED) {
       }
       const mapped: EventItem[] = [];
       const deadLetters: EventItem[] = [];
+      // An error that is not about the data (a bug) leaves its event unsettled in the journal and
+      // goes to Catch nodes; the batch's other events go on rather than wait for a redeploy with it.
+      let unexpected: Error | undefined;
       for (const { payload, exs: envelope } of items) {
         try {
           const record = mapEvent(payload);
           mapped.push({ payload, exs: { ...envelope, key: record.keyValue, record } });
         } catch (err) {
-          if (!(err instanceof MappingError)) return done(err as Error);
+          if (!(err instanceof MappingError)) {
+            unexpected ??= err as Error;
+            continue;
+          }
           // A mapping failure is a data failure: retried up to max_attempts, then dead-lettered.
           if (job.fail(envelope.seq, 'data') === 'dead_letter') {
             deadLetters.push({ payload, exs: { ...envelope, key: keyIfPresent(payload, key), outcome: 'dead_letter', error: err.message } });
@@ -174,7 +180,7 @@ export = function registerExsMapper(RED: RED) {
       // Two sends: Node-RED deep-copies every message of a send but the first.
       if (mapped.length > 0) send([messagesFor(msg, asBatch, mapped), null]);
       if (deadLetters.length > 0) send([null, messagesFor(msg, asBatch, deadLetters)]);
-      done();
+      done(unexpected);
     });
   }
   RED.nodes.registerType('exs-mapper', ExsMapper);

@@ -208,4 +208,36 @@ for (const batch of [undefined, 100]) describe(`EXS pipeline on Node-RED ${nodeR
       for (const message of mapped) assert.equal(typeof message.payload.permit_id, 'string');
     }
   });
+
+  it('maps a message\'s other events when one fails for a reason not about the data, and reports that one to Catch nodes', async (t) => {
+    if (!(await setUp(t))) return;
+    const flow = pipeline(dbFile);
+    flow.push({ id: 'catch', type: 'catch', z: 'tab', x: 100, y: 200, scope: ['mapper'], uncaught: false, wires: [['caught']] }, { id: 'caught', type: 'helper', z: 'tab', x: 300, y: 200 });
+    await loadFlow(flow);
+    const mapped = nextMessage(helper.getNode('mapped'));
+    const caught = nextMessage(helper.getNode('caught'));
+    // A field that throws when the mapper reads it stands in for a bug: not a MappingError, so not
+    // a dead letter. (Only the first read throws: Node-RED copies the message for the Catch node.)
+    const broken = { permit_id: 'C-2' };
+    let reads = 0;
+    Object.defineProperty(broken, 'status', {
+      enumerable: true,
+      get: () => {
+        reads += 1;
+        if (reads === 1) throw new TypeError('reading status failed');
+        return 'Approved';
+      },
+    });
+    const envelope = (seq: number) => ({ job: JOB_ID, seq, attempt: 1, receivedAt: Date.now(), topic: 'permits/status' });
+    const events = [{ permit_id: 'C-1', status: 'Approved' }, broken, { permit_id: 'C-3', status: 'Issued' }];
+    helper.getNode('mapper').receive(batch
+      ? { payload: events, exs: { job: JOB_ID, batch: events.map((_, i) => envelope(9001 + i)) } }
+      : { payload: broken, exs: envelope(9002) });
+    assert.match((await caught).error.message, /reading status failed/);
+    if (batch) {
+      const { payload, exs } = await mapped;
+      assert.deepEqual(payload.map((e: any) => e.permit_id), ['C-1', 'C-3'], 'the other events went on');
+      assert.deepEqual(exs.batch.map((e: any) => e.seq), [9001, 9003]);
+    }
+  });
 });
