@@ -57,6 +57,34 @@ describe('OdbcPool on PostgreSQL', () => {
     assert.deepEqual({ ...settings }, { tz: 'UTC', plans: 'force_generic_plan' });
   });
 
+  it('warms up: opens the connections asked for at once, each with its statements already PREPAREd', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const sql = 'SELECT CAST(? AS int) * 2 AS twice';
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 3, prepareOnOpen: [sql] });
+    t.after(() => pool.close());
+    await pool.warm(2);
+    assert.deepEqual(pool.stats(), { size: 2, idle: 2, waiting: 0 });
+    await pool.warm(2);
+    assert.equal(pool.stats().size, 2, 'warming again opens nothing more');
+    // Both connections are busy at once, so both are looked at; neither prepares anything on first use.
+    const seen = await Promise.all([0, 1].map(() => pool.withSession(async (session) => {
+      const [{ n }] = await session.run("SELECT COUNT(*) AS n FROM pg_prepared_statements WHERE name LIKE 'exs_%'", []);
+      const [{ twice }] = await session.runPrepared(sql, [21]);
+      const [{ m }] = await session.run("SELECT COUNT(*) AS m FROM pg_prepared_statements WHERE name LIKE 'exs_%'", []);
+      return [Number(n), Number(twice), Number(m)];
+    })));
+    assert.deepEqual(seen, [[1, 42, 1], [1, 42, 1]]);
+    assert.equal(pool.stats().size, 2);
+  });
+
+  it('fails to warm up with the connection error, leaving no connection counted', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 2, prepareOnOpen: ['SELECT * FROM exs_no_such_table_anywhere'] });
+    t.after(() => pool.close());
+    await assert.rejects(pool.warm(2), (err: unknown) => /exs_no_such_table_anywhere/.test(classifyDbError(err).message));
+    assert.deepEqual(pool.stats(), { size: 0, idle: 0, waiting: 0 });
+  });
+
   it('cancels a statement after the query timeout and closes that connection', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, queryTimeoutSeconds: 1, pingSql: 'SELECT 1' });

@@ -159,8 +159,16 @@ export class OdbcConnector implements SyncConnector {
       queryTimeoutSeconds: this.options.queryTimeoutSeconds ?? DEFAULT_QUERY_TIMEOUT_SECONDS,
       maxSize: this.options.poolSize ?? DEFAULT_POOL_SIZE,
       sessionSetup: this.plan.dialect.sessionSetup,
+      prepareOnOpen: this.steps.prepareOnOpen,
       pingSql: this.plan.dialect.name === 'db2' ? 'SELECT 1 FROM SYSIBM.SYSDUMMY1' : 'SELECT 1',
     });
+    // The connections the first batches need, opened now rather than by the first events.
+    try {
+      await this.pool.warm(this.parallelBatches);
+    } catch (err) {
+      await this.close();
+      throw toDbError(err, `cannot connect for ${this.options.table}`);
+    }
   }
 
   /**
@@ -480,6 +488,8 @@ interface CommittedRecord extends DecidedRecord {
 interface TransactionSteps {
   lock(session: OdbcSession, keys: SqlParameter[]): Promise<LockedRecord[]>;
   commit(session: OdbcSession, records: DecidedRecord[]): Promise<Array<Record<string, unknown> | null>>;
+  /** Statements a connection PREPAREs when it opens (the ones a full record's write runs). */
+  readonly prepareOnOpen?: readonly string[];
 }
 
 function transactionSteps(plan: WritePlan, jobId: string): TransactionSteps {
@@ -625,6 +635,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
     return Object.fromEntries(plan.columns.map((c, i) => [c.contractName, fromJsonValue(c.info, values[i] ?? null)]));
   };
   return {
+    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql],
     async lock(session, keys) {
       const entries = jsonRows(await session.runPrepared(lockSql, [arrayLiteral(keys.map(String)), jobId]));
       const locked: LockedRecord[] = new Array(keys.length);

@@ -91,14 +91,7 @@ export class OdbcSession {
     let size = 0;
     for (const value of parameters) size += value === null ? 4 : String(value).length;
     if (size > INLINE_VALUES_MAX) return this.run(sql, parameters);
-    const name = `exs_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
-    if (!this.prepared.has(name)) {
-      let n = 0;
-      const numbered = sql.replace(/\?/g, () => `$${++n}`);
-      const types = n > 0 ? ` (${Array.from({ length: n }, () => 'text').join(', ')})` : '';
-      await this.run(`PREPARE ${name}${types} AS ${numbered}`, []);
-      this.prepared.add(name);
-    }
+    const name = await this.prepare(sql);
     try {
       // PostgreSQL takes no parameters in EXECUTE: the values go in as dollar-quoted literals, each
       // with a tag its text does not contain, so no value can end its quote (whatever the server's
@@ -110,6 +103,23 @@ export class OdbcSession {
       this.prepared.delete(name);
       throw new DbError({ transient: true, sqlState: '40001', message: `prepared statement ${name} is gone from the connection; retrying` }, undefined, err);
     }
+  }
+
+  /**
+   * PREPAREs `sql` on this connection unless it already has (PostgreSQL; `?` placeholders, all
+   * text), and answers the statement's name. Done when a connection opens for the statements every
+   * write uses, so the first events after a deploy do not pay for it.
+   */
+  async prepare(sql: string): Promise<string> {
+    const name = `exs_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+    if (!this.prepared.has(name)) {
+      let n = 0;
+      const numbered = sql.replace(/\?/g, () => `$${++n}`);
+      const types = n > 0 ? ` (${Array.from({ length: n }, () => 'text').join(', ')})` : '';
+      await this.run(`PREPARE ${name}${types} AS ${numbered}`, []);
+      this.prepared.add(name);
+    }
+    return name;
   }
 
   /**
@@ -151,6 +161,8 @@ export interface PoolOptions extends ConnectOptions {
   acquireTimeoutMs?: number;
   /** Statements run once on every new connection, e.g. the dialect's session time zone. */
   sessionSetup?: readonly string[];
+  /** Statements every new connection PREPAREs (see OdbcSession.prepare): the ones each write runs. */
+  prepareOnOpen?: readonly string[];
   /** A statement that only a live connection answers (`SELECT 1`), to tell a dead connection from a bad statement. */
   pingSql?: string;
 }
@@ -246,6 +258,19 @@ export class OdbcPool {
     });
   }
 
+  /**
+   * Opens connections until `count` are open, so the first writes after a deploy find them ready
+   * (connected, set up, statements prepared) instead of paying for that while events wait.
+   */
+  async warm(count: number): Promise<void> {
+    const opening: Array<Promise<OdbcSession>> = [];
+    while (this.size < Math.min(count, this.options.maxSize)) opening.push(this.openSession());
+    const sessions = await Promise.allSettled(opening);
+    for (const result of sessions) if (result.status === 'fulfilled') this.release(result.value, true);
+    const failed = sessions.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
   /** Connections open now, and how many of them are idle (for tests and status). */
   stats(): { size: number; idle: number; waiting: number } {
     return { size: this.size, idle: this.idle.length, waiting: this.waiting.length };
@@ -255,11 +280,12 @@ export class OdbcPool {
     this.size++;
     try {
       const session = new OdbcSession(await connectOdbc(this.options), this.options.queryTimeoutSeconds);
-      for (const statement of this.options.sessionSetup ?? []) {
-        await session.connection.query(statement).catch(async (err) => {
-          await session.dispose();
-          throw err;
-        });
+      try {
+        for (const statement of this.options.sessionSetup ?? []) await session.connection.query(statement);
+        for (const statement of this.options.prepareOnOpen ?? []) await session.prepare(statement);
+      } catch (err) {
+        await session.dispose();
+        throw err;
       }
       return session;
     } catch (err) {
