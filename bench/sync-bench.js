@@ -19,7 +19,8 @@
 // EXS_BENCH_PHASES=latency (part of it, for profiling; RESULTS.md is then left alone),
 // EXS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (node options for the EXS runtime),
 // EXS_BENCH_LATENCY_DUMP=/tmp/lat (each write's publish time and latency, one file per pipeline and run),
-// EXS_BENCH_DEBUG=1 (the runtime's output in the temp folder, progress on the console).
+// EXS_BENCH_DEBUG=1 (the runtime's output in the temp folder, progress on the console), UV_THREADPOOL_SIZE
+// (passed on to the EXS runtime: every ODBC call and file write runs on libuv's thread pool, 4 threads by default).
 'use strict';
 const { spawn } = require('child_process');
 const fs = require('fs');

@@ -2,6 +2,7 @@
 // the mapped record is republished as JSON. It proves the connector seam: nothing in the
 // mapper, the queue or the change log knows which connector sits behind `SyncConnector`.
 import * as mqtt from 'mqtt';
+import { quietMqttLog } from './durable-mqtt-source';
 import type { ApplyResult, MappedRecord, SyncConnector } from '../types';
 
 export interface MqttConnectorOptions {
@@ -28,6 +29,7 @@ export class MqttConnector implements SyncConnector {
       password: this.options.password,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
+      ...quietMqttLog,
     });
   }
 

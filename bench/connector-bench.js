@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// The ODBC connector alone on PostgreSQL: the CPU this process spends per record (conflict law,
+// state texts and fingerprints, timestamps, JSON, node-odbc) and the records written per second,
+// for batches of a few sizes. A steadier yardstick for connector work than the full pipeline on a
+// shared machine: it has no broker, no Node-RED and no publisher competing for the two cores.
+//
+//   node bench/connector-bench.js [RECORDS] [KEYS]      (default 20000 records over 1000 keys)
+//
+// Every record carries a newer LAST_CHG_TS than the last of its key, under LAST_WRITE_WINS, so each
+// one is decided, written and its state saved, as in the sync benchmark. Needs PostgreSQL on
+// 127.0.0.1:5432 (database test, user postgres) and `npm run build` first. Prints one line per
+// batch size; EXS_BENCH_BATCHES="1,100,500" picks the sizes, EXS_BENCH_RUNS=3 repeats each
+// (alternating sizes, medians shown), as this machine's speed drifts within minutes.
+'use strict';
+const odbc = require('odbc');
+const { OdbcConnector } = require('../dist/nodes/core/connectors/odbc-connector.js');
+const { sourceVersionOf } = require('../dist/nodes/core/conflict.js');
+
+const RECORDS = Number(process.argv[2] ?? 20_000);
+const KEYS = Number(process.argv[3] ?? 1000);
+const BATCHES = (process.env.EXS_BENCH_BATCHES ?? '1,100,500').split(',').map(Number);
+const RUNS = Math.max(1, Number(process.env.EXS_BENCH_RUNS ?? 1));
+const PG = 'DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=test;UID=postgres;PWD=;CommLog=0;Debug=0';
+const POLICY = { rule: 'LAST_WRITE_WINS', timestampColumn: 'LAST_CHG_TS' };
+const START = Date.parse('2026-01-01T00:00:00Z');
+
+function record(i) {
+  const updatedAt = new Date(START + i * 1000).toISOString();
+  const row = { PERMIT_ID: `P-${i % KEYS}`, PERMIT_STAT: `S${i % 7}`, LAST_CHG_TS: updatedAt, SEQ: i };
+  return { record: { keyColumn: 'PERMIT_ID', keyValue: row.PERMIT_ID, row, version: sourceVersionOf(updatedAt) ?? null }, policy: POLICY };
+}
+
+/** Writes RECORDS records in batches of `size` (distinct keys in each); CPU and wall time per record. */
+async function measure(size, round) {
+  const table = `exs_conn_bench_${process.pid}_${size}_${round}`;
+  const db = await odbc.connect(PG);
+  await db.query(`CREATE TABLE ${table} (PERMIT_ID varchar(20) PRIMARY KEY, PERMIT_STAT varchar(20), LAST_CHG_TS timestamp(6), SEQ integer)`);
+  const connector = new OdbcConnector({ connectionString: PG, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT', 'LAST_CHG_TS', 'SEQ'], poolSize: 2 });
+  try {
+    await connector.open();
+    // Warm-up (JIT, the state rows of every key): not counted.
+    for (let at = 0; at < KEYS; at += Math.min(size, KEYS)) {
+      await connector.applyBatch(Array.from({ length: Math.min(size, KEYS - at) }, (_, j) => record(at + j)));
+    }
+    const cpu = process.cpuUsage();
+    const began = process.hrtime.bigint();
+    let applied = 0;
+    for (let at = KEYS; at < KEYS + RECORDS; at += size) {
+      const batch = Array.from({ length: Math.min(size, KEYS + RECORDS - at, KEYS) }, (_, j) => record(at + j));
+      const results = await connector.applyBatch(batch);
+      applied += results.filter((r) => r.result?.outcome === 'applied').length;
+    }
+    const wallMs = Number(process.hrtime.bigint() - began) / 1e6;
+    const used = process.cpuUsage(cpu);
+    if (applied !== RECORDS) throw new Error(`${table}: ${applied} of ${RECORDS} records applied`);
+    return { size, cpuMicros: (used.user + used.system) / RECORDS, perSecond: RECORDS / (wallMs / 1000) };
+  } finally {
+    await connector.close();
+    await db.query(`DROP TABLE IF EXISTS ${table}`);
+    await db.query(`DELETE FROM exs_record_state WHERE job_id = '${table}'`).catch(() => undefined);
+    await db.close();
+  }
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function main() {
+  const results = new Map(BATCHES.map((size) => [size, []]));
+  for (let round = 0; round < RUNS; round++) {
+    for (const size of BATCHES) results.get(size).push(await measure(size, round));
+  }
+  console.log(`${RECORDS} records over ${KEYS} keys, Node ${process.version}${RUNS > 1 ? `, medians of ${RUNS} runs` : ''}`);
+  for (const [size, runs] of results) {
+    const cpu = median(runs.map((r) => r.cpuMicros));
+    const rate = median(runs.map((r) => r.perSecond));
+    console.log(`batches of ${String(size).padStart(3)}: ${cpu.toFixed(1).padStart(7)} µs CPU per record, ${rate.toFixed(0).padStart(6)} records/s`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
