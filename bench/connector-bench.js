@@ -9,9 +9,13 @@
 // Every record carries a newer LAST_CHG_TS than the last of its key, under LAST_WRITE_WINS, so each
 // one is decided, written and its state saved, as in the sync benchmark. Needs PostgreSQL on
 // 127.0.0.1:5432 (database test, user postgres) and `npm run build` first. Prints one line per
-// batch size; EXS_BENCH_BATCHES="1,100,500" picks the sizes, EXS_BENCH_RUNS=3 repeats each
-// (alternating sizes, medians shown), as this machine's speed drifts within minutes.
+// batch size and writes bench/results/connector.md; EXS_BENCH_BATCHES="1,100,500" picks the sizes,
+// EXS_BENCH_RUNS=3 repeats each (alternating sizes, medians shown), as this machine's speed drifts
+// within minutes.
 'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const odbc = require('odbc');
 const { OdbcConnector } = require('../dist/nodes/core/connectors/odbc-connector.js');
 const { sourceVersionOf } = require('../dist/nodes/core/conflict.js');
@@ -70,11 +74,30 @@ async function main() {
     for (const size of BATCHES) results.get(size).push(await measure(size, round));
   }
   console.log(`${RECORDS} records over ${KEYS} keys, Node ${process.version}${RUNS > 1 ? `, medians of ${RUNS} runs` : ''}`);
+  const lines = [];
   for (const [size, runs] of results) {
     const cpu = median(runs.map((r) => r.cpuMicros));
     const rate = median(runs.map((r) => r.perSecond));
     console.log(`batches of ${String(size).padStart(3)}: ${cpu.toFixed(1).padStart(7)} µs CPU per record, ${rate.toFixed(0).padStart(6)} records/s`);
+    lines.push(`| ${size} | ${cpu.toFixed(1)} | ${rate.toFixed(0)} |`);
   }
+  const cpus = os.cpus();
+  const file = path.join(__dirname, 'results', 'connector.md');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, [
+    '# ODBC connector alone (PostgreSQL)',
+    '',
+    `${new Date().toISOString()} on ${cpus.length} x ${cpus[0]?.model.replace(/\s+/g, ' ').trim()}, Node ${process.version}, psqlODBC.`,
+    `${RECORDS} records over ${KEYS} keys, LAST_WRITE_WINS, every record newer than its key's last${RUNS > 1 ? `; medians of ${RUNS} runs` : ''}.`,
+    'CPU is this process\'s, all threads (node-odbc and psqlODBC run on the thread pool).',
+    '',
+    '| batch size | µs CPU per record | records/s |',
+    '|---|---|---|',
+    ...lines,
+    '',
+    `Reproduce: \`${RUNS > 1 ? `EXS_BENCH_RUNS=${RUNS} ` : ''}${process.env.EXS_BENCH_BATCHES ? `EXS_BENCH_BATCHES=${BATCHES.join(',')} ` : ''}node bench/connector-bench.js ${RECORDS} ${KEYS}\` (after \`npm run build\`).`,
+    '',
+  ].join('\n'));
 }
 
 main().catch((err) => {
