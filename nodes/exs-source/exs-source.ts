@@ -13,6 +13,8 @@ interface SourceConfig extends JobNodeConfig {
   topic: string;
   client_id?: string;
   session_expiry?: number | string;
+  /** Node-RED's: the ids each output is wired to. */
+  wires?: string[][];
 }
 
 /** Stable across restarts of this runtime, different between runtimes sharing a subscription. */
@@ -42,6 +44,14 @@ export = function registerExsSource(RED: RED) {
     const job = jobOf(RED, this, config.job);
     if (!job) return;
     let source: DurableMqttSource;
+    // Wired only to sync queues (the usual flow), the output just shows the flow: a queue ignores
+    // journaled events and delivers them from the journal. Then no message leaves per event, which
+    // spares every event a Node-RED hop (a message id, a deferred delivery, metrics). Anything else
+    // wired here (a debug node, a function) gets each stored event. Decided at the first event,
+    // when every node of the flow exists.
+    let showsFlowOnly: boolean | undefined;
+    const onlyQueuesListen = () => (config.wires ?? []).flat()
+      .every((id) => (RED.nodes.getNode(id) as { type?: string } | null)?.type === 'exs-sync-queue');
     try {
       const topic = resolved(config.topic || '', 'topic');
       if (!topic) throw new Error('no topic configured');
@@ -55,7 +65,8 @@ export = function registerExsSource(RED: RED) {
         password: this.credentials?.password ? resolved(this.credentials.password, 'password') : undefined,
         store: async (eventTopic, payload) => {
           const seq = await job.accept(eventTopic, payload);
-          this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
+          showsFlowOnly ??= onlyQueuesListen();
+          if (!showsFlowOnly) this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
         },
         onStatus: (status, detail) => {
           this.status(SOURCE_STATUS[status]);
