@@ -49,8 +49,10 @@ async function measure(size, round) {
     const cpu = process.cpuUsage();
     const began = process.hrtime.bigint();
     let applied = 0;
-    for (let at = KEYS; at < KEYS + RECORDS; at += size) {
+    for (let at = KEYS; at < KEYS + RECORDS; ) {
+      // A batch holds one record per key: at most KEYS records.
       const batch = Array.from({ length: Math.min(size, KEYS + RECORDS - at, KEYS) }, (_, j) => record(at + j));
+      at += batch.length;
       const results = await connector.applyBatch(batch);
       applied += results.filter((r) => r.result?.outcome === 'applied').length;
     }
@@ -61,7 +63,7 @@ async function measure(size, round) {
   } finally {
     await connector.close();
     await db.query(`DROP TABLE IF EXISTS ${table}`);
-    await db.query(`DELETE FROM exs_record_state WHERE job_id = '${table}'`).catch(() => undefined);
+    await db.query(`DELETE FROM "EXS_SYNC_STATE" WHERE job_id = '${table}'`);
     await db.close();
   }
 }

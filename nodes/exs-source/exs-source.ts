@@ -47,11 +47,21 @@ export = function registerExsSource(RED: RED) {
     // Wired only to sync queues (the usual flow), the output just shows the flow: a queue ignores
     // journaled events and delivers them from the journal. Then no message leaves per event, which
     // spares every event a Node-RED hop (a message id, a deferred delivery, metrics). Anything else
-    // wired here (a debug node, a function) gets each stored event. Decided at the first event,
-    // when every node of the flow exists.
-    let showsFlowOnly: boolean | undefined;
-    const onlyQueuesListen = () => (config.wires ?? []).flat()
-      .every((id) => (RED.nodes.getNode(id) as { type?: string } | null)?.type === 'exs-sync-queue');
+    // wired here (a debug node, a function) gets each stored event. Decided again whenever the
+    // wires change: a deploy of modified nodes rewires a node without restarting it, giving it a
+    // new `wires` array. A wired node that does not exist right now (restarting) means "send" and
+    // is not remembered, so the next event looks again.
+    let decidedFor: unknown;
+    let showsFlowOnly = false;
+    const onlyQueuesListen = (): boolean => {
+      const wires = (this as RedNode & { wires?: string[][] }).wires ?? config.wires ?? [];
+      if (wires === decidedFor) return showsFlowOnly;
+      const types = wires.flat().map((id) => (RED.nodes.getNode(id) as { type?: string } | null)?.type);
+      if (types.some((type) => type === undefined)) return false;
+      decidedFor = wires;
+      showsFlowOnly = types.every((type) => type === 'exs-sync-queue');
+      return showsFlowOnly;
+    };
     try {
       const topic = resolved(config.topic || '', 'topic');
       if (!topic) throw new Error('no topic configured');
@@ -65,8 +75,7 @@ export = function registerExsSource(RED: RED) {
         password: this.credentials?.password ? resolved(this.credentials.password, 'password') : undefined,
         store: async (eventTopic, payload) => {
           const seq = await job.accept(eventTopic, payload);
-          showsFlowOnly ??= onlyQueuesListen();
-          if (!showsFlowOnly) this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
+          if (!onlyQueuesListen()) this.send({ topic: eventTopic, payload, exs: { job: job.id, seq, journaled: true } });
         },
         onStatus: (status, detail) => {
           this.status(SOURCE_STATUS[status]);

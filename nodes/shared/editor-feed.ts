@@ -20,7 +20,12 @@ export interface LiveLogUpdate {
   job: string;
   entries: ChangeLogEntry[];
   skipped: number;
+  /** Some entry since the last update, shown or left out, changed the dead letters or parked conflicts. */
+  attention: boolean;
 }
+
+/** Outcomes after which the sidebar reloads its dead letters and parked conflicts. */
+const NEEDS_ATTENTION = new Set<string>(['dead_letter', 'parked', 'resolved']);
 
 /** Publishes `exs/state/<job>` and `exs/changelog/<job>` until the returned function is called. */
 export function feedEditor(red: RED, job: SyncJob): () => void {
@@ -36,16 +41,19 @@ export function feedEditor(red: RED, job: SyncJob): () => void {
   };
   let pending: ChangeLogEntry[] = [];
   let skipped = 0;
+  let attention = false;
   let logTimer: NodeJS.Timeout | undefined;
   const publishLog = () => {
     logTimer = undefined;
     const entries = pending.length > LIVE_LOG_ENTRIES ? pending.slice(-LIVE_LOG_ENTRIES) : pending;
-    const update: LiveLogUpdate = { job: job.id, entries, skipped: skipped + pending.length - entries.length };
+    const update: LiveLogUpdate = { job: job.id, entries, skipped: skipped + pending.length - entries.length, attention };
     pending = [];
     skipped = 0;
+    attention = false;
     comms.publish(`exs/changelog/${job.id}`, update);
   };
   const onEntry = (entry: ChangeLogEntry) => {
+    if (NEEDS_ATTENTION.has(entry.outcome)) attention = true;
     pending.push(entry);
     if (pending.length > 2 * LIVE_LOG_ENTRIES) {
       skipped += pending.length - LIVE_LOG_ENTRIES;

@@ -36,7 +36,7 @@ describe(`exs-source on Node-RED ${nodeRedVersion()}`, () => {
    * Three events wait in the source's persistent session at the broker (made beforehand with its
    * client id), so they arrive as soon as the flow's source connects; counts what the source sends.
    */
-  async function run(t: TestContext, sourceWires: string[]): Promise<{ delivered: any[]; watched: Promise<any[]>; sent: () => number } | undefined> {
+  async function run(t: TestContext, sourceWires: string[]): Promise<{ delivered: any[]; watched: Promise<any[]>; sent: () => number; jobId: string; topic: string; clientId: string } | undefined> {
     if (!(await needService(t, 'mosquitto'))) return undefined;
     process.env.EXS_DATA_DIR = path.join(tempDir('source'), 'exs');
     const jobId = `Source_${Date.now().toString(36)}_${sourceWires.length}`;
@@ -61,9 +61,9 @@ describe(`exs-source on Node-RED ${nodeRedVersion()}`, () => {
       send(msg);
     };
     const delivered = collectMessages(helper.getNode('delivered'), 3);
-    const watched = collectMessages(helper.getNode('watcher'), 3, 3000);
+    const watched = collectMessages(helper.getNode('watcher'), 3);
     watched.catch(() => undefined); // only the second test waits for it
-    return { delivered: await delivered, watched, sent: () => sends };
+    return { delivered: await delivered, watched, sent: () => sends, jobId, topic, clientId };
   }
 
   it('wired to the sync queue alone, sends nothing itself: the queue delivers every event from the journal', async (t) => {
@@ -81,5 +81,21 @@ describe(`exs-source on Node-RED ${nodeRedVersion()}`, () => {
     assert.deepEqual(watched.map((m) => [statusOf(m.payload), m.exs.journaled, typeof m.exs.seq]),
       [['Pending', true, 'number'], ['Approved', true, 'number'], ['Issued', true, 'number']]);
     assert.equal(result.sent(), 3);
+  });
+
+  it('sends again once a deploy of modified nodes wires something else to it, without restarting it', async (t) => {
+    const result = await run(t, ['queue']);
+    if (!result) return;
+    assert.equal(result.sent(), 0);
+    const source = helper.getNode('source');
+    await helper.setFlows(sourceFlow(result.jobId, result.topic, result.clientId, ['queue', 'watcher']), 'nodes');
+    assert.equal(helper.getNode('source'), source, 'the source kept running: only its wires changed');
+    const watched = collectMessages(helper.getNode('watcher'), 2);
+    const publisher = await mqtt.connectAsync(MQTT_URL, { clientId: `${result.clientId}-pub2` });
+    t.after(() => publisher.endAsync());
+    for (const status of ['Denied', 'Appealed']) {
+      await publisher.publishAsync(result.topic, JSON.stringify({ permit_id: 'P-2', status }), { qos: 1 });
+    }
+    assert.deepEqual((await watched).map((m) => statusOf(m.payload)), ['Denied', 'Appealed']);
   });
 });

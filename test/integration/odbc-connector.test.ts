@@ -780,6 +780,48 @@ for (const target of TARGETS) {
 // PostgreSQL's batch statements bind rows as JSON and read values back by pg_type: every kind of
 // column a legacy table may have must write, read back as the other drivers hand values over, and
 // count as unchanged when the same values come again (no false clerk's edit).
+describe('OdbcConnector on PostgreSQL at deploy', () => {
+  it('opens with its statements prepared, and still opens and writes when the server allows it one connection', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const db = await connectOdbc({ connectionString: PG_CONN });
+    const suffix = crypto.randomBytes(4).toString('hex');
+    const role = `exs_it_limited_${suffix}`;
+    const table = `exs_it_deploy_${suffix}`;
+    // Trust authentication: the role needs no password. One connection at a time for it.
+    await db.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
+    await db.query(`CREATE TABLE ${table} (permit_id varchar(20) PRIMARY KEY, permit_stat varchar(20))`);
+    await db.query(`GRANT ALL ON ${table} TO ${role}`);
+    await db.query(`GRANT ALL ON SCHEMA public TO ${role}`);
+    const limited = PG_CONN.replace(/UID=[^;]*/, `UID=${role}`);
+    const connector = new OdbcConnector({ connectionString: limited, jobId: table, table, keyColumn: 'permit_id', columns: ['permit_stat'], poolSize: 4, stateTable: `${table}_state` });
+    try {
+      // open() connects once to read the catalog and closes that connection before the pool opens
+      // its own: the server may not have counted the first one out yet. A connector that insisted
+      // on both pool connections would fail every time.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await connector.open();
+          break;
+        } catch (err) {
+          if (attempt === 3) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }
+      const [{ n }] = await db.query(`SELECT COUNT(*) AS n FROM pg_stat_activity WHERE usename = '${role}'`);
+      assert.equal(Number(n), 1, 'one connection open at deploy; the second the server refused');
+      const result = await connector.applyBatch([{ record: { keyColumn: 'permit_id', keyValue: 'P-1', row: { permit_id: 'P-1', permit_stat: 'OK' }, version: null } }]);
+      assert.equal(result[0].result?.outcome, 'applied');
+    } finally {
+      await connector.close();
+      await db.query(`DROP TABLE IF EXISTS ${table}_state`);
+      await db.query(`DROP TABLE ${table}`);
+      await db.query(`REVOKE ALL ON SCHEMA public FROM ${role}`);
+      await db.query(`DROP ROLE ${role}`);
+      await db.close();
+    }
+  });
+});
+
 describe('OdbcConnector on PostgreSQL column types', () => {
   it('enum in another schema with a quoted name, domain, array, bit(n), boolean, money, numeric, bigint and a CHAR key', async (t) => {
     if (!(await needService(t, 'postgres'))) return;

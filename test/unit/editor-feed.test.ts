@@ -34,6 +34,19 @@ describe('the editor feed', () => {
     assert.equal(updates.length, 1);
     assert.deepEqual(updates[0].entries.map((e) => e.seq), Array.from({ length: LIVE_LOG_ENTRIES }, (_, i) => 951 + i));
     assert.equal(updates[0].skipped, 950);
+    assert.equal(updates[0].attention, false);
+    stop();
+  });
+
+  it('flags an update when a left-out entry changed the dead letters, so the sidebar reloads them', async () => {
+    const { job, red, logUpdates } = fakes();
+    const stop = feedEditor(red, job as unknown as SyncJob);
+    job.changeLog.emit('entry', { ...entry(1), outcome: 'dead_letter' });
+    for (let seq = 2; seq <= 200; seq++) job.changeLog.emit('entry', entry(seq));
+    await settle();
+    const [update] = logUpdates();
+    assert.equal(update.entries.some((e) => e.outcome === 'dead_letter'), false, 'the dead letter itself was left out');
+    assert.equal(update.attention, true);
     stop();
   });
 
@@ -42,7 +55,7 @@ describe('the editor feed', () => {
     const stop = feedEditor(red, job as unknown as SyncJob);
     job.changeLog.emit('entry', entry(7));
     await settle();
-    assert.deepEqual(logUpdates(), [{ job: 'Job_A', entries: [entry(7)], skipped: 0 }]);
+    assert.deepEqual(logUpdates(), [{ job: 'Job_A', entries: [entry(7)], skipped: 0, attention: false }]);
     job.changeLog.emit('entry', entry(8));
     stop();
     await settle();

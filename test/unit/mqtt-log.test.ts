@@ -25,5 +25,7 @@ describe('mqtt.js logging', () => {
     assert.equal(quietLogWith('mqttjs*'), false);
     assert.equal(quietLogWith('express:*,mqttjs:client'), false);
     assert.equal(quietLogWith('*'), false);
+    assert.equal(quietLogWith('mqtt*'), false);
+    assert.equal(quietLogWith('-mqttjs*'), true, 'an exclusion is not a request');
   });
 });

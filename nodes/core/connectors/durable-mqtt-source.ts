@@ -25,9 +25,9 @@ export const DEFAULT_SESSION_EXPIRY_SECONDS = 7 * 24 * 3600;
 /**
  * mqtt.js logs every packet through `debug`, whose calls gather their arguments into an array even
  * when nobody listens (a few percent of the intake's allocations under load). Unless DEBUG asks
- * for mqtt.js's log, the client gets a logger that does nothing.
+ * for mqtt.js's log (`mqttjs*`, `mqtt*`, `*`; read at start), the client gets a logger that does nothing.
  */
-export const quietMqttLog: { log?: (...args: unknown[]) => void } = /(^|[\s,])(\*|mqttjs)/.test(process.env.DEBUG ?? '') ? {} : { log: () => undefined };
+export const quietMqttLog: { log?: (...args: unknown[]) => void } = /(^|[\s,])(\*|mqtt)/.test(process.env.DEBUG ?? '') ? {} : { log: () => undefined };
 
 export class DurableMqttSource {
   private client?: mqtt.MqttClient;

@@ -162,13 +162,16 @@ export class OdbcConnector implements SyncConnector {
       prepareOnOpen: this.steps.prepareOnOpen,
       pingSql: this.plan.dialect.name === 'db2' ? 'SELECT 1 FROM SYSIBM.SYSDUMMY1' : 'SELECT 1',
     });
-    // The connections the first batches need, opened now rather than by the first events.
+    // The connections the first batches need, opened now rather than by the first events. One is
+    // required (it also proves the write statements prepare); more are a head start only: a server
+    // near its connection limit still gets writes, one batch at a time, as before.
     try {
-      await this.pool.warm(this.parallelBatches);
+      await this.pool.warm(1);
     } catch (err) {
       await this.close();
-      throw toDbError(err, `cannot connect for ${this.options.table}`);
+      throw toDbError(err, `cannot open a connection for ${this.options.table} and prepare its write statements`);
     }
+    await this.pool.warm(this.parallelBatches).catch(() => undefined);
   }
 
   /**
