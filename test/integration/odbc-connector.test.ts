@@ -781,7 +781,7 @@ for (const target of TARGETS) {
 // column a legacy table may have must write, read back as the other drivers hand values over, and
 // count as unchanged when the same values come again (no false clerk's edit).
 describe('OdbcConnector on PostgreSQL at deploy', () => {
-  it('opens with its statements prepared, and still opens and writes when the server allows it one connection', async (t) => {
+  it('opens and writes when the server allows it one connection: a second one at deploy is a head start, not a must', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const db = await connectOdbc({ connectionString: PG_CONN });
     const suffix = crypto.randomBytes(4).toString('hex');
