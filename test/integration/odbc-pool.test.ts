@@ -77,6 +77,24 @@ describe('OdbcPool on PostgreSQL', () => {
     assert.equal(pool.stats().size, 2);
   });
 
+  it('replaces a connection that died while it idled before handing it out', async (t) => {
+    if (!(await needService(t, 'postgres'))) return;
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, pingSql: 'SELECT 1', idleCheckMs: 0 });
+    t.after(() => pool.close());
+    await pool.warm(1);
+    const first = await pidOf(pool);
+    const killer = await connectOdbc({ connectionString: PG_CONN });
+    try {
+      await killer.query(`SELECT pg_terminate_backend(${first})`);
+    } finally {
+      await killer.close();
+    }
+    // No error reaches the caller: the dead connection fails its ping and a fresh one does the work.
+    const second = await pidOf(pool);
+    assert.notEqual(second, first);
+    assert.deepEqual(pool.stats(), { size: 1, idle: 1, waiting: 0 });
+  });
+
   it('fails to warm up with the connection error, leaving no connection counted', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 2, prepareOnOpen: ['SELECT * FROM exs_no_such_table_anywhere'] });

@@ -165,15 +165,25 @@ export interface PoolOptions extends ConnectOptions {
   prepareOnOpen?: readonly string[];
   /** A statement that only a live connection answers (`SELECT 1`), to tell a dead connection from a bad statement. */
   pingSql?: string;
+  /**
+   * A connection that sat idle at least this long answers pingSql before it is handed out (default
+   * 60 s): a server's idle timeout or a firewall may have dropped it meanwhile (the connections
+   * opened at deploy may wait hours for a nightly job's first event), and a dead one would fail the
+   * write and pause the job. A connection that does not answer is replaced.
+   */
+  idleCheckMs?: number;
 }
 
 /** Characters of values runPrepared puts into the statement's text; above, they are bound (see there). */
 const INLINE_VALUES_MAX = 32_768;
 
 const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;
+const DEFAULT_IDLE_CHECK_MS = 60_000;
 
 export class OdbcPool {
   private readonly idle: OdbcSession[] = [];
+  /** When each idle connection came back to the pool. */
+  private readonly idleSince = new Map<OdbcSession, number>();
   private readonly waiting: Array<() => void> = [];
   private size = 0;
   private closed = false;
@@ -224,6 +234,7 @@ export class OdbcPool {
   async close(): Promise<void> {
     this.closed = true;
     this.waiting.splice(0).forEach((wake) => wake());
+    this.idleSince.clear();
     await Promise.all(this.idle.splice(0).map((session) => session.dispose()));
   }
 
@@ -233,12 +244,31 @@ export class OdbcPool {
     for (;;) {
       if (this.closed) throw new Error('connection pool is closed');
       const session = this.idle.pop();
-      if (session) return session;
+      if (session) {
+        if (await this.answersAfterIdling(session)) return session;
+        continue;
+      }
       if (this.size < this.options.maxSize) return this.openSession();
       const left = deadline - Date.now();
       if (left <= 0 || !(await this.waitForRelease(left))) {
         throw new DbError({ transient: true, message: `no free database connection within ${timeoutMs / 1000} s (pool size ${this.options.maxSize})` });
       }
+    }
+  }
+
+  /** False (and the connection closed) when one that idled long no longer answers. */
+  private async answersAfterIdling(session: OdbcSession): Promise<boolean> {
+    const since = this.idleSince.get(session);
+    this.idleSince.delete(session);
+    const checkAfter = this.options.idleCheckMs ?? DEFAULT_IDLE_CHECK_MS;
+    if (!this.options.pingSql || since === undefined || Date.now() - since < checkAfter) return true;
+    try {
+      await session.connection.query(this.options.pingSql);
+      return true;
+    } catch {
+      this.size--;
+      void session.dispose();
+      return false;
     }
   }
 
@@ -298,6 +328,7 @@ export class OdbcPool {
   private release(session: OdbcSession, healthy: boolean): void {
     if (healthy && !session.broken && !this.closed) {
       this.idle.push(session);
+      this.idleSince.set(session, Date.now());
     } else {
       this.size--;
       void session.dispose();
