@@ -3,6 +3,7 @@
 // sync queue listens (to the queue alone it would be a Node-RED hop per event for nothing).
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import { helper, loadFlow, collectMessages, nodeRedVersion } from '../support/node-red';
@@ -39,7 +40,8 @@ describe(`exs-source on Node-RED ${nodeRedVersion()}`, () => {
   async function run(t: TestContext, sourceWires: string[]): Promise<{ delivered: any[]; watched: Promise<any[]>; sent: () => number; jobId: string; topic: string; clientId: string } | undefined> {
     if (!(await needService(t, 'mosquitto'))) return undefined;
     process.env.EXS_DATA_DIR = path.join(tempDir('source'), 'exs');
-    const jobId = `Source_${Date.now().toString(36)}_${sourceWires.length}`;
+    // Unique per test: both Node-RED suites use the machine's broker, where these sessions outlive a test by a minute.
+    const jobId = `Source_${crypto.randomBytes(4).toString('hex')}`;
     const topic = `exs-test/${jobId}`;
     const clientId = `exs-test-${jobId}`;
     const session = await mqtt.connectAsync(MQTT_URL, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
