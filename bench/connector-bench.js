@@ -35,11 +35,11 @@ function record(i) {
 }
 
 /** Writes RECORDS records in batches of `size` (distinct keys in each); CPU and wall time per record. */
-async function measure(size, round) {
-  const table = `exs_conn_bench_${process.pid}_${size}_${round}`;
+async function measure(size, round, known) {
+  const table = `exs_conn_bench_${process.pid}_${size}_${round}_${known ?? 'k'}`;
   const db = await odbc.connect(PG);
   await db.query(`CREATE TABLE ${table} (PERMIT_ID varchar(20) PRIMARY KEY, PERMIT_STAT varchar(20), LAST_CHG_TS timestamp(6), SEQ integer)`);
-  const connector = new OdbcConnector({ connectionString: PG, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT', 'LAST_CHG_TS', 'SEQ'], poolSize: 2 });
+  const connector = new OdbcConnector({ connectionString: PG, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT', 'LAST_CHG_TS', 'SEQ'], poolSize: 2, knownRecords: known });
   try {
     await connector.open();
     // Warm-up (JIT, the state rows of every key): not counted.
@@ -47,6 +47,7 @@ async function measure(size, round) {
       await connector.applyBatch(Array.from({ length: Math.min(size, KEYS - at) }, (_, j) => record(at + j)));
     }
     const cpu = process.cpuUsage();
+    const postgresBefore = postgresCpuSeconds();
     const began = process.hrtime.bigint();
     let applied = 0;
     for (let at = KEYS; at < KEYS + RECORDS; ) {
@@ -58,8 +59,9 @@ async function measure(size, round) {
     }
     const wallMs = Number(process.hrtime.bigint() - began) / 1e6;
     const used = process.cpuUsage(cpu);
+    const postgresMicros = ((postgresCpuSeconds() - postgresBefore) * 1e6) / RECORDS;
     if (applied !== RECORDS) throw new Error(`${table}: ${applied} of ${RECORDS} records applied`);
-    return { size, cpuMicros: (used.user + used.system) / RECORDS, perSecond: RECORDS / (wallMs / 1000) };
+    return { size, cpuMicros: (used.user + used.system) / RECORDS, postgresMicros, perSecond: RECORDS / (wallMs / 1000) };
   } finally {
     await connector.close();
     await db.query(`DROP TABLE IF EXISTS ${table}`);
@@ -68,20 +70,42 @@ async function measure(size, round) {
   }
 }
 
+/** CPU seconds of every process named postgres so far (the server's backends included). */
+function postgresCpuSeconds() {
+  let ticks = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100;
+}
+
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function main() {
-  const results = new Map(BATCHES.map((size) => [size, []]));
+  // Each size through both paths, alternating: the checked one-statement write of records the
+  // connector wrote last (the default), and the locked transaction alone (knownRecords 0).
+  const modes = [['one statement', undefined], ['locked', 0]];
+  const results = new Map(BATCHES.flatMap((size) => modes.map(([mode]) => [`${size} ${mode}`, []])));
   for (let round = 0; round < RUNS; round++) {
-    for (const size of BATCHES) results.get(size).push(await measure(size, round));
+    for (const size of BATCHES) for (const [mode, known] of modes) results.get(`${size} ${mode}`).push(await measure(size, round, known));
   }
   console.log(`${RECORDS} records over ${KEYS} keys, Node ${process.version}${RUNS > 1 ? `, medians of ${RUNS} runs` : ''}`);
   const lines = [];
-  for (const [size, runs] of results) {
+  for (const [name, runs] of results) {
+    const [size, ...mode] = name.split(' ');
     const cpu = median(runs.map((r) => r.cpuMicros));
+    const postgres = median(runs.map((r) => r.postgresMicros));
     const rate = median(runs.map((r) => r.perSecond));
-    console.log(`batches of ${String(size).padStart(3)}: ${cpu.toFixed(1).padStart(7)} µs CPU per record, ${rate.toFixed(0).padStart(6)} records/s`);
-    lines.push(`| ${size} | ${cpu.toFixed(1)} | ${rate.toFixed(0)} |`);
+    console.log(`batches of ${size.padStart(3)}, ${mode.join(' ').padEnd(13)}: ${cpu.toFixed(1).padStart(7)} µs CPU per record, PostgreSQL ${postgres.toFixed(1).padStart(6)} µs, ${rate.toFixed(0).padStart(6)} records/s`);
+    lines.push(`| ${size} | ${mode.join(' ')} | ${cpu.toFixed(1)} | ${postgres.toFixed(1)} | ${rate.toFixed(0)} |`);
   }
   const cpus = os.cpus();
   const file = path.join(__dirname, 'results', 'connector.md');
@@ -91,10 +115,12 @@ async function main() {
     '',
     `${new Date().toISOString()} on ${cpus.length} x ${cpus[0]?.model.replace(/\s+/g, ' ').trim()}, Node ${process.version}, psqlODBC.`,
     `${RECORDS} records over ${KEYS} keys, LAST_WRITE_WINS, every record newer than its key's last${RUNS > 1 ? `; medians of ${RUNS} runs` : ''}.`,
-    'CPU is this process\'s, all threads (node-odbc and psqlODBC run on the thread pool).',
+    'CPU is this process\'s, all threads (node-odbc and psqlODBC run on the thread pool), and the PostgreSQL server\'s.',
+    '"one statement": records the connector wrote last, written in one checked statement and a commit (the default);',
+    '"locked": the locked transaction alone (lock, upsert, state save, commit), as with `knownRecords: 0`.',
     '',
-    '| batch size | µs CPU per record | records/s |',
-    '|---|---|---|',
+    '| batch size | path | µs CPU per record | PostgreSQL µs per record | records/s |',
+    '|---|---|---|---|---|',
     ...lines,
     '',
     `Reproduce: \`${RUNS > 1 ? `EXS_BENCH_RUNS=${RUNS} ` : ''}${process.env.EXS_BENCH_BATCHES ? `EXS_BENCH_BATCHES=${BATCHES.join(',')} ` : ''}node bench/connector-bench.js ${RECORDS} ${KEYS}\` (after \`npm run build\`).`,

@@ -27,6 +27,8 @@ interface Target {
   /** SQLite ignores varchar lengths; a CHECK makes it refuse long values like the others. */
   statusConstraint: string;
   tooLongState: string;
+  /** Options every connector of the target's tests gets. */
+  options?: Partial<OdbcConnectorOptions>;
 }
 
 const TARGETS: Target[] = [
@@ -67,7 +69,7 @@ async function withPermitTable(
   await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(64) PRIMARY KEY, PERMIT_STAT varchar(8)${target.statusConstraint},`
     + ` LAST_CHG_TS ${target.timestampType}, PERMIT_LEVEL integer, REMARKS varchar(200))`);
   const connector = new OdbcConnector({
-    connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 1, ...options,
+    connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 1, ...target.options, ...options,
   });
   try {
     await body({
@@ -308,12 +310,26 @@ describe('OdbcConnector after a dropped connection', () => {
       const [killed] = await table.db.query('SELECT pg_terminate_backend(?) AS ok', [String(connectorPids[0])]);
       assert.equal(String(Object.values(killed)[0]), '1');
 
+      // P-1 is known (this connector wrote it): its write is one statement, on the dead connection.
       await assert.rejects(table.connector.apply(permit('P-1', { PERMIT_STAT: 'APPR' })), (err: unknown) => {
         assert.equal(classifyDbError(err).transient, true, String(err));
         return true;
       });
       assert.equal((await table.connector.apply(permit('P-1', { PERMIT_STAT: 'APPR' }))).outcome, 'applied');
       assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'APPR');
+      assert.deepEqual(table.connector.stats, { known: 2, locked: 0 });
+
+      // The same on the locked path: a key the connector has not written, in a table with rows
+      // from before EXS (so keys it has not seen are not presumed new).
+      await table.db.query(`INSERT INTO ${table.name} (PERMIT_ID, PERMIT_STAT) VALUES ('OLD-1', 'PEND'), ('OLD-2', 'PEND'), ('OLD-3', 'PEND')`);
+      for (const key of ['OLD-1', 'OLD-2', 'OLD-3']) await table.connector.apply(permit(key, { PERMIT_STAT: 'APPR' }));
+      const [pid] = [...(await backends())].filter((p) => !before.has(p));
+      await table.db.query('SELECT pg_terminate_backend(?) AS ok', [String(pid)]);
+      await table.db.query(`INSERT INTO ${table.name} (PERMIT_ID, PERMIT_STAT) VALUES ('OLD-4', 'PEND')`);
+      await assert.rejects(table.connector.apply(permit('OLD-4', { PERMIT_STAT: 'APPR' })), (err: unknown) => classifyDbError(err).transient);
+      assert.equal((await table.connector.apply(permit('OLD-4', { PERMIT_STAT: 'APPR' }))).outcome, 'applied');
+      assert.equal((await table.row('OLD-4'))?.PERMIT_STAT, 'APPR');
+      assert.equal(table.connector.stats.known, 2, 'known records before, unseen ones after the presumption failed');
     });
   });
 });
@@ -408,7 +424,11 @@ function modelFinalRows(events: MappedRecord[]): Map<string, Record<string, unkn
   return new Map([...best].map(([key, { event }]) => [key, event.row]));
 }
 
-for (const target of TARGETS) {
+// On PostgreSQL a record the connector wrote last is written in one checked statement (see
+// OdbcConnector.applyKnown); the law must end the same through the locked transaction alone.
+const LAW_TARGETS: Target[] = [...TARGETS, { ...TARGETS[0], dbms: 'PostgreSQL, locked transactions only', options: { knownRecords: 0 } }];
+
+for (const target of LAW_TARGETS) {
   describe(`OdbcConnector conflict law on ${target.dbms}`, () => {
     it('source order: an older event is skipped, a redelivery is unchanged, ties and untimed events keep the newest', async (t) => {
       if (!(await needService(t, target.service))) return;
@@ -587,7 +607,7 @@ for (const target of TARGETS) {
       const db = await connectOdbc({ connectionString: target.connectionString });
       const wholeSeconds = target.dialect === 'postgresql' ? 'timestamp(0)' : 'datetime';
       await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(20) PRIMARY KEY, AMOUNT decimal(10,2), LAST_CHG_TS ${wholeSeconds})`);
-      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: ['AMOUNT', 'LAST_CHG_TS'] });
+      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: ['AMOUNT', 'LAST_CHG_TS'], ...target.options });
       try {
         await connector.open();
         const apply = (amount: number, ts: string) => connector.apply(
@@ -599,6 +619,8 @@ for (const target of TARGETS) {
         const second = await apply(7.125, '2026-03-01T10:00:05.400Z');
         assert.deepEqual([second.outcome, second.conflicts], ['applied', undefined], 'nobody edited the row: nothing to park');
         assert.deepEqual(await connector.listConflicts(), []);
+        // PostgreSQL: both in one statement each, the first one's state saved again as stored.
+        if (target.dialect === 'postgresql' && !target.options) assert.deepEqual(connector.stats, { known: 2, locked: 0 });
       } finally {
         await connector.close();
         await db.query(`DROP TABLE ${name}`);
@@ -619,7 +641,7 @@ for (const target of TARGETS) {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         const other = new OdbcConnector({
-          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2,
+          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2, ...target.options,
         });
         await Promise.all([table.connector.open(), other.open()]);
         const outcomes: Record<string, number> = {};
@@ -674,7 +696,7 @@ for (const target of TARGETS) {
       await db.query(`CREATE TABLE ${name}_I (PERMIT_ID integer PRIMARY KEY, PERMIT_STAT varchar(8))`);
       try {
         for (const [table, keys] of [[`${name}_C`, ['K1', 'K2']], [`${name}_I`, ['007', '8']]] as const) {
-          const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'] });
+          const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'], ...target.options });
           await connector.open();
           try {
             const batchOf = (stat: string, at: string) => keys.map((key) => ({
@@ -705,7 +727,7 @@ for (const target of TARGETS) {
       const name = `EXS_WIDE_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
       const columns = Array.from({ length: 99 }, (_, i) => `C${i}`);
       await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(20) PRIMARY KEY, ${columns.map((c) => `${c} varchar(8)`).join(', ')})`);
-      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns, poolSize: 1 });
+      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns, poolSize: 1, ...target.options });
       try {
         await connector.open();
         // 400 records x 100 columns = 40,000 parameters: past what node-odbc survives in one statement.
@@ -740,7 +762,7 @@ for (const target of TARGETS) {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {
         const other = new OdbcConnector({
-          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2,
+          connectionString: target.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 2, ...target.options,
         });
         await Promise.all([table.connector.open(), other.open()]);
         const retries = { count: 0 };
@@ -780,6 +802,94 @@ for (const target of TARGETS) {
 // PostgreSQL's batch statements bind rows as JSON and read values back by pg_type: every kind of
 // column a legacy table may have must write, read back as the other drivers hand values over, and
 // count as unchanged when the same values come again (no false clerk's edit).
+describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
+  const pg = TARGETS[0];
+  it('writes them in one checked statement; a clerk\'s edit or another runtime\'s write in between sends the record through the locked transaction, which sees it', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      const other = new OdbcConnector({ connectionString: pg.connectionString, jobId: table.name, table: table.name, keyColumn: 'PERMIT_ID', columns: COLUMNS, poolSize: 1 });
+      await Promise.all([table.connector.open(), other.open()]);
+      try {
+        const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+        const apply = (connector: OdbcConnector, fields: Record<string, unknown>) => connector.apply(versioned('P-1', fields), { rule: 'DESTINATION_WINS' });
+        // New (presumed so), then known: both one statement.
+        assert.equal((await apply(table.connector, { PERMIT_STAT: 'NEW', LAST_CHG_TS: at('001') })).reason, 'new record');
+        const second = await apply(table.connector, { PERMIT_STAT: 'APPR', LAST_CHG_TS: at('002'), REMARKS: 'ok' });
+        assert.deepEqual([second.outcome, second.reason, second.before?.PERMIT_STAT, second.after.PERMIT_STAT], ['applied', 'event is newer', 'NEW', 'APPR']);
+        // Only the status and time change (the other columns agree): the statement writes those alone.
+        assert.equal((await apply(table.connector, { PERMIT_STAT: 'INSP', LAST_CHG_TS: at('003'), REMARKS: 'ok' })).outcome, 'applied');
+        assert.deepEqual(table.connector.stats, { known: 3, locked: 0 });
+
+        // A clerk edits the row: the check fails, the locked transaction reads the edit and the
+        // rule keeps it.
+        await table.db.query(`UPDATE ${table.name} SET REMARKS = 'clerk' WHERE PERMIT_ID = 'P-1'`);
+        const edited = await apply(table.connector, { PERMIT_STAT: 'DONE', LAST_CHG_TS: at('004'), REMARKS: 'hms' });
+        assert.deepEqual([edited.outcome, edited.before?.REMARKS, edited.after.REMARKS, edited.after.PERMIT_STAT], ['applied', 'clerk', 'clerk', 'DONE']);
+        assert.deepEqual(edited.conflicts, [{ column: 'REMARKS', rule: 'DESTINATION_WINS', winner: 'destination' }]);
+        assert.deepEqual(table.connector.stats, { known: 3, locked: 1 });
+
+        // Another runtime writes the record: this one's knowledge of the state is stale; the
+        // locked transaction sees the newer version and skips the older event.
+        assert.equal((await apply(other, { PERMIT_STAT: 'OTHER', LAST_CHG_TS: at('006'), REMARKS: 'clerk' })).outcome, 'applied');
+        const stale = await apply(table.connector, { PERMIT_STAT: 'LATE', LAST_CHG_TS: at('005'), REMARKS: 'clerk' });
+        assert.deepEqual([stale.outcome, stale.after.PERMIT_STAT], ['skipped', 'OTHER']);
+        assert.deepEqual(table.connector.stats, { known: 3, locked: 2 });
+
+        // Known again after the locked transaction: one statement.
+        assert.equal((await apply(table.connector, { PERMIT_STAT: 'LAST', LAST_CHG_TS: at('007'), REMARKS: 'clerk' })).outcome, 'applied');
+        assert.deepEqual(table.connector.stats, { known: 4, locked: 2 });
+        assert.deepEqual(comparable(await table.row('P-1')), { PERMIT_STAT: 'LAST', LAST_CHG_TS: '2026-03-01 10:00:00.007000', PERMIT_LEVEL: 1, REMARKS: 'clerk' });
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
+  it('a trigger that changes the written row: the answer and the remembered baseline are the row as stored', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.db.query(`CREATE FUNCTION ${table.name}_t() RETURNS trigger AS $$ BEGIN NEW.remarks := upper(NEW.remarks); RETURN NEW; END $$ LANGUAGE plpgsql`);
+      await table.db.query(`CREATE TRIGGER ${table.name}_t BEFORE INSERT OR UPDATE ON ${table.name} FOR EACH ROW EXECUTE FUNCTION ${table.name}_t()`);
+      try {
+        await table.connector.open();
+        const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+        const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned('P-1', fields), { rule: 'MANUAL' });
+        assert.equal((await apply({ REMARKS: 'quiet', LAST_CHG_TS: at('001') })).after.REMARKS, 'QUIET');
+        const next = await apply({ PERMIT_STAT: 'APPR', REMARKS: 'quiet', LAST_CHG_TS: at('002') });
+        // 'QUIET' is what EXS stored, so nobody edited it; the event's 'quiet' is written again.
+        assert.deepEqual([next.outcome, next.conflicts, next.after.REMARKS], ['applied', undefined, 'QUIET']);
+        assert.deepEqual(await table.connector.listConflicts(), []);
+        assert.deepEqual(table.connector.stats, { known: 2, locked: 0 });
+      } finally {
+        await table.db.query(`DROP FUNCTION ${table.name}_t() CASCADE`);
+      }
+    });
+  });
+  it('a trigger that writes the row again after EXS did, in the same transaction: the next write reads the row first', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.db.query(`CREATE FUNCTION ${table.name}_a() RETURNS trigger AS $$ BEGIN`
+        + ` UPDATE ${table.name} SET remarks = 'audited' WHERE permit_id = NEW.permit_id AND remarks IS DISTINCT FROM 'audited'; RETURN NULL; END $$ LANGUAGE plpgsql`);
+      await table.db.query(`CREATE TRIGGER ${table.name}_a AFTER INSERT OR UPDATE ON ${table.name} FOR EACH ROW EXECUTE FUNCTION ${table.name}_a()`);
+      try {
+        await table.connector.open();
+        const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+        const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned('P-1', fields), { rule: 'HMS_WINS' });
+        await apply({ REMARKS: 'first', LAST_CHG_TS: at('001') });
+        assert.equal((await table.row('P-1'))?.REMARKS, 'audited');
+        // The row changed after the statement answered (same transaction, so the same xmin, but a
+        // new row version): the check misses, and the locked transaction sees 'audited' as an edit.
+        const next = await apply({ PERMIT_STAT: 'APPR', REMARKS: 'second', LAST_CHG_TS: at('002') });
+        assert.deepEqual([next.outcome, next.before?.REMARKS], ['applied', 'audited']);
+        assert.deepEqual(next.conflicts, [{ column: 'REMARKS', rule: 'HMS_WINS', winner: 'hms' }]);
+        assert.deepEqual(table.connector.stats, { known: 1, locked: 1 });
+      } finally {
+        await table.db.query(`DROP FUNCTION ${table.name}_a() CASCADE`);
+      }
+    });
+  });
+});
+
 describe('OdbcConnector on PostgreSQL at deploy', () => {
   it('opens and writes when the server allows it one connection: a second one at deploy is a head start, not a must', async (t) => {
     if (!(await needService(t, 'postgres'))) return;

@@ -43,6 +43,7 @@ import {
   type SourceVersion,
 } from '../conflict';
 import type { ParkedRecord } from '../sync-job';
+import { KnownRecords, UNSEEN, type KnownRecord, type StateCheck } from './known-records';
 import type { ApplyResult, ConflictRule, MappedRecord, SyncConnector } from '../types';
 
 export interface OdbcConnectorOptions {
@@ -70,6 +71,12 @@ export interface OdbcConnectorOptions {
   queryTimeoutSeconds?: number;
   /** How long a write waits for a free pooled connection (default 30 s). */
   acquireTimeoutMs?: number;
+  /**
+   * PostgreSQL: how many records the connector remembers as it last wrote them, so that their
+   * next event is written in one checked statement instead of a locked transaction (default 5,000;
+   * 0 writes every record through the locked transaction).
+   */
+  knownRecords?: number;
 }
 
 
@@ -122,6 +129,14 @@ interface PreparedRecord {
 
 const DEFAULT_POOL_SIZE = 4;
 const DEFAULT_STATE_TABLE = 'EXS_SYNC_STATE';
+/** About 1 KB each: what a flood over many keys keeps of them. */
+const DEFAULT_KNOWN_RECORDS = 5000;
+/**
+ * The largest batch written in one checked statement. It saves three round trips whatever the
+ * batch's size, but costs PostgreSQL more per record than the locked transaction's statements
+ * (bench/results/connector.md): worth it while round trips dominate, not for a flood's batches.
+ */
+const KNOWN_BATCH_MAX = 64;
 const DEFAULT_QUERY_TIMEOUT_SECONDS = 30;
 /** Most parameters in one statement (node-odbc 2.6 aborts beyond 32,767), and a state row's. */
 const MAX_PARAMETERS = 30_000;
@@ -134,6 +149,10 @@ export class OdbcConnector implements SyncConnector {
   private plan?: WritePlan;
   private steps?: TransactionSteps;
   private pool?: OdbcPool;
+  /** PostgreSQL: the records this connector wrote last (see applyKnown). */
+  private known?: KnownRecords;
+  /** Records written by the one-statement path (known) and by the locked transaction. */
+  readonly stats = { known: 0, locked: 0 };
 
   constructor(private readonly options: OdbcConnectorOptions) {}
 
@@ -151,6 +170,8 @@ export class OdbcConnector implements SyncConnector {
       const dialectName = this.options.dialect ?? (await this.detectDialectOf(connection));
       this.plan = await buildWritePlan(connection, DIALECTS[dialectName], this.options);
       this.steps = transactionSteps(this.plan, this.options.jobId);
+      const remembered = this.options.knownRecords ?? DEFAULT_KNOWN_RECORDS;
+      this.known = this.steps.writeKnown && remembered > 0 ? new KnownRecords(remembered) : undefined;
     } finally {
       await connection.close().catch(() => undefined);
     }
@@ -252,20 +273,126 @@ export class OdbcConnector implements SyncConnector {
     });
     if (prepared.length === 0) return outcomes;
     // Every runtime locks a batch's rows in the same (key) order, so two batches cannot deadlock.
-    prepared.sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
-    const context = prepared.length === 1 ? `${this.describe()}, key ${JSON.stringify(items[prepared[0].index].record.keyValue)}`
-      : `${this.describe()}, ${prepared.length} records`;
+    prepared.sort(byKey);
+    const contextOf = (records: PreparedRecord[]) => (records.length === 1 ? `${this.describe()}, key ${JSON.stringify(items[records[0].index].record.keyValue)}`
+      : `${this.describe()}, ${records.length} records`);
+    let unknown = prepared;
+    if (this.known && prepared.length <= KNOWN_BATCH_MAX) {
+      try {
+        unknown = await this.applyKnown(prepared, outcomes);
+      } catch (err) {
+        const error = err instanceof DbError ? err : toDbError(err, contextOf(prepared));
+        for (const p of prepared) outcomes[p.index] = { error, refusedAlone: prepared.length === 1 };
+        return outcomes;
+      }
+    }
+    if (unknown.length === 0) return outcomes;
+    const context = contextOf(unknown);
     try {
-      const committed = await this.transact(context, prepared.map((p) => p.key),
-        ({ state, current }, i) => decideConflict(prepared[i].law, state, current, prepared[i].incoming, plan.same));
-      prepared.forEach((p, i) => {
+      const committed = await this.transact(context, unknown.map((p) => p.key),
+        ({ state, current }, i) => decideConflict(unknown[i].law, state, current, unknown[i].incoming, plan.same));
+      unknown.forEach((p, i) => {
         const { decision, current, after } = committed[i];
         outcomes[p.index] = { result: resultOf(decision, current, after) };
+        this.rememberLocked(String(p.key), committed[i]);
       });
+      this.stats.locked += unknown.length;
     } catch (err) {
-      for (const p of prepared) outcomes[p.index] = { error: err as Error, refusedAlone: prepared.length === 1 };
+      for (const p of unknown) outcomes[p.index] = { error: err as Error, refusedAlone: unknown.length === 1 };
     }
     return outcomes;
+  }
+
+  /**
+   * PostgreSQL: the records whose state and row the connector knows (it wrote them last, or they
+   * are presumed new) are decided from that knowledge and written in one statement that checks it:
+   * one round trip and a commit instead of four. Sets their outcomes; returns the others, for the
+   * locked path, in key order.
+   */
+  private async applyKnown(prepared: PreparedRecord[], outcomes: TogetherOutcome[]): Promise<PreparedRecord[]> {
+    const plan = this.openPlan();
+    const known = this.known!;
+    const candidates: KnownDecision[] = [];
+    const unknown: PreparedRecord[] = [];
+    for (const p of prepared) {
+      const record = known.lookUp(String(p.key));
+      if (record?.saved) {
+        record.state = this.savedState(record.saved);
+        record.saved = undefined;
+      }
+      const decision = record && !record.state?.parked ? decideConflict(p.law, record.state, record.current, p.incoming, plan.same) : undefined;
+      if (record && decision && this.writableKnown(decision)) candidates.push({ prepared: p, known: record, decision });
+      else unknown.push(p);
+    }
+    if (candidates.length === 0) return unknown;
+    const steps = this.openSteps();
+    // A check that raced or a value the table refuses sends the records to the locked path, which
+    // decides again from what it reads and finds the refused record. A database that is gone is
+    // reported at once: the locked path would only wait for it a second time.
+    const committed = await this.pool!.withSession((session) => session.transaction(() => steps.writeKnown!(session, candidates)))
+      .catch((err) => {
+        if (classifyDbError(err).transient && !isLockConflict(err)) throw err;
+        return new Array<CommittedRow | undefined>(candidates.length);
+      });
+    let missed = false;
+    candidates.forEach(({ prepared: p, known: record, decision }, i) => {
+      const key = String(p.key);
+      const row = committed[i];
+      if (record === UNSEEN) known.learnWhetherNew(row !== undefined);
+      if (!row) {
+        known.forget(key);
+        unknown.push(p);
+        missed = true;
+        return;
+      }
+      this.stats.known += 1;
+      this.remember(key, row, record.state);
+      const before = record.current && { ...record.current };
+      outcomes[p.index] = { result: resultOf(decision, before, row.after === record.current ? before : row.after) };
+    });
+    // Misses rejoin in key order, the order every runtime locks in.
+    return missed ? unknown.sort(byKey) : unknown;
+  }
+
+  /** Whether writeKnown can carry the decision: a new state to save, and nothing parked for a person. */
+  private writableKnown(decision: ConflictDecision): boolean {
+    return decision.state !== undefined && !decision.state.parked && decision.outcome !== 'parked';
+  }
+
+  /** What the locked path committed becomes what is known of the record. */
+  private rememberLocked(key: string, committed: CommittedRecord): void {
+    const known = this.known;
+    if (!known) return;
+    const { locked } = committed;
+    if (locked.rowHash === undefined) return;
+    if (!known.isKnown(key)) known.learnWhetherNew(locked.state === null && locked.current === null);
+    // A row the transaction did not write is as the lock read it.
+    const rowHash = committed.rowHash !== undefined ? committed.rowHash : locked.rowHash;
+    this.remember(key, { ...committed, rowHash }, locked.state, locked.check ?? null);
+  }
+
+  /**
+   * Remembers a record as committed: the state as saved (read back as the locked path would read
+   * it) or, when none was saved, as it was; the row as it now is, copied, since results travel on
+   * in messages that anyone may change.
+   */
+  private remember(key: string, row: CommittedRow, stateBefore: RecordState | null, checkBefore: StateCheck | null = null): void {
+    const known = this.known!;
+    if (row.rowHash === undefined) return known.forget(key);
+    if (row.saved) {
+      // Read back when the record's next event comes, if it comes while the record is remembered.
+      const [version, tiebreak, fingerprint] = row.saved;
+      const check = { fingerprint: String(fingerprint), version: version === null ? null : String(version), tiebreak: String(tiebreak) };
+      known.remember(key, { state: null, saved: row.saved, check, current: row.after && { ...row.after }, rowHash: row.rowHash });
+      return;
+    }
+    if (!checkBefore && stateBefore) return known.forget(key); // a state whose stored check values are not known
+    known.remember(key, { state: stateBefore, check: checkBefore, current: row.after && { ...row.after }, rowHash: row.rowHash });
+  }
+
+  /** A state as saved (stateParameters()), as the locked path would read it back. */
+  private savedState([version, tiebreak, fingerprint, writtenText, parked]: SqlParameter[]): RecordState | null {
+    return stateOf({ version, tiebreak, fingerprint, written: writtenText, parked }, this.plan!.columns[0].contractName);
   }
 
   /** The job's records whose conflict waits for a person (MANUAL). */
@@ -283,6 +410,7 @@ export class OdbcConnector implements SyncConnector {
    */
   async resolveParked(key: string, take: 'hms' | 'destination'): Promise<ApplyResult> {
     const plan = this.openPlan();
+    this.known?.forget(key);
     const context = `${this.describe()}, key ${JSON.stringify(key)}`;
     const [{ decision, current, after }] = await this.transact(context, [key], ({ state, current }) => {
       const parked = state?.parked;
@@ -330,8 +458,8 @@ export class OdbcConnector implements SyncConnector {
     return this.withLockRetries(context, () => this.pool!.withSession((session) => session.transaction(async () => {
       const locked = await steps.lock(session, keys);
       const decided = locked.map((record, i) => ({ key: keys[i], current: record.current, decision: decide(record, i) }));
-      const after = await steps.commit(session, decided);
-      return decided.map((record, i) => ({ ...record, after: after[i] }));
+      const committed = await steps.commit(session, decided);
+      return decided.map((record, i) => ({ ...record, ...committed[i], locked: locked[i] }));
     })));
   }
 
@@ -467,6 +595,9 @@ function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
 interface LockedRecord {
   state: RecordState | null;
   current: Record<string, unknown> | null;
+  /** PostgreSQL: the state row's check values and the row's hash, as KnownRecords keeps them. */
+  check?: StateCheck | null;
+  rowHash?: string | null;
 }
 
 /** What the law decided for a locked record. */
@@ -476,9 +607,25 @@ interface DecidedRecord {
   current: Record<string, unknown> | null;
 }
 
-interface CommittedRecord extends DecidedRecord {
+/** A decided record as the transaction left it. */
+interface CommittedRow {
   /** The row as it now is. */
   after: Record<string, unknown> | null;
+  /** PostgreSQL: the row's hash as it now is. */
+  rowHash?: string | null;
+  /** The state's parameters as saved (stateParameters()); absent when the state stayed as it was. */
+  saved?: SqlParameter[];
+}
+
+interface CommittedRecord extends DecidedRecord, CommittedRow {
+  locked: LockedRecord;
+}
+
+/** A record whose state and row the connector knows, decided from them, for writeKnown. */
+interface KnownDecision {
+  prepared: PreparedRecord;
+  known: KnownRecord;
+  decision: ConflictDecision;
 }
 
 /**
@@ -490,7 +637,14 @@ interface CommittedRecord extends DecidedRecord {
  */
 interface TransactionSteps {
   lock(session: OdbcSession, keys: SqlParameter[]): Promise<LockedRecord[]>;
-  commit(session: OdbcSession, records: DecidedRecord[]): Promise<Array<Record<string, unknown> | null>>;
+  commit(session: OdbcSession, records: DecidedRecord[]): Promise<CommittedRow[]>;
+  /**
+   * PostgreSQL: records decided from what the connector knows, written in one statement that
+   * checks that knowledge (ArrayBatchSql.writeKnown). Answers, per record, its committed row, or
+   * undefined when the check failed (the record then takes the locked path); throws (and the
+   * caller rolls back) when the statement could not keep its records consistent.
+   */
+  writeKnown?(session: OdbcSession, records: KnownDecision[]): Promise<Array<CommittedRow | undefined>>;
   /** Statements a connection PREPAREs when it opens (the ones a full record's write runs). */
   readonly prepareOnOpen?: readonly string[];
 }
@@ -533,12 +687,12 @@ function cachedByShape(build: (columns: PlannedColumn[]) => string): (columns: P
 const written = (decision: ConflictDecision) => Object.keys(decision.columns).length > 0;
 
 /** The new state of each record that has one: its key and its state's parameters. */
-function statesToSave(records: DecidedRecord[], after: Array<Record<string, unknown> | null>): Array<{ key: string; parameters: SqlParameter[] }> {
-  const states: Array<{ key: string; parameters: SqlParameter[] }> = [];
+function statesToSave(records: DecidedRecord[], after: Array<Record<string, unknown> | null>): Array<{ at: number; key: string; parameters: SqlParameter[] }> {
+  const states: Array<{ at: number; key: string; parameters: SqlParameter[] }> = [];
   const savedAt = new Date().toISOString();
   records.forEach(({ key, decision }, i) => {
     const state = stateAsStored(decision, after[i]);
-    if (state) states.push({ key: String(key), parameters: stateParameters(state, savedAt) });
+    if (state) states.push({ at: i, key: String(key), parameters: stateParameters(state, savedAt) });
   });
   return states;
 }
@@ -566,7 +720,7 @@ function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
       return locked;
     },
     async commit(session, records) {
-      const after: Array<Record<string, unknown> | null> = [];
+      const after: CommittedRow[] = [];
       for (const { key, decision, current } of records) {
         let row = current;
         if (written(decision)) {
@@ -574,7 +728,7 @@ function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
           await session.run(upsertSql(columns), columns.map((c) => decision.columns[c.contractName] as SqlParameter));
           row = await readRow(session, key);
         }
-        after.push(row);
+        after.push({ after: row });
         const state = stateAsStored(decision, row);
         if (state) await session.run(updateStateSql, [...stateParameters(state, new Date().toISOString()), jobId, String(key)]);
       }
@@ -621,7 +775,7 @@ function rowSteps(plan: WritePlan, batch: RowBatchSql, jobId: string): Transacti
       if (states.length > 0) {
         await session.run(batch.saveStates(plan.state, states.length), states.flatMap((s) => [jobId, s.key, ...s.parameters]));
       }
-      return after;
+      return after.map((row) => ({ after: row }));
     },
   };
 }
@@ -629,23 +783,34 @@ function rowSteps(plan: WritePlan, batch: RowBatchSql, jobId: string): Transacti
 /** PostgreSQL: three statements whatever the number of records, values bound as arrays, answers as JSON. */
 function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): TransactionSteps {
   const infos = plan.columns.map((c) => c.info);
+  const keyColumn = plan.columns[0].contractName;
   const lockSql = batch.lock(plan.state, plan.table, infos[0], infos);
   const saveSql = batch.saveStates(plan.state);
+  const writeKnownSql = cachedByShape((columns) => batch.writeKnown(plan.state, plan.table, columns.map((c) => c.info), infos));
   const upsertSql = cachedByShape((columns) => batch.upsertRows(plan.table, columns.map((c) => c.info), infos));
   /** A row as a statement answered it: the plan's columns, in chunks of 90 values. */
   const rowFrom = (chunks: unknown[][]) => {
-    const values = chunks.flat();
-    return Object.fromEntries(plan.columns.map((c, i) => [c.contractName, fromJsonValue(c.info, values[i] ?? null)]));
+    const values = chunks.length === 1 ? chunks[0] : chunks.flat();
+    const row: Record<string, unknown> = {};
+    for (let i = 0; i < plan.columns.length; i++) row[plan.columns[i].contractName] = fromJsonValue(plan.columns[i].info, values[i] ?? null);
+    return row;
+  };
+  const saveStates = async (session: OdbcSession, states: Array<{ key: string; parameters: SqlParameter[] }>) => {
+    const column = (k: number) => arrayLiteral(states.map((s) => s.parameters[k]));
+    await session.runPrepared(saveSql, [jobId, arrayLiteral(states.map((s) => s.key)), ...STATE_SAVED.map((_, k) => column(k))]);
   };
   return {
-    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql],
+    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql, writeKnownSql(plan.columns)],
     async lock(session, keys) {
       const entries = jsonRows(await session.runPrepared(lockSql, [arrayLiteral(keys.map(String)), jobId]));
       const locked: LockedRecord[] = new Array(keys.length);
-      for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values] of entries) {
+      for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values, rowHash] of entries) {
+        const fields = { version, tiebreak, fingerprint, written: writtenText, parked };
         locked[Number(ord) - 1] = {
-          state: stateOf({ version, tiebreak, fingerprint, written: writtenText, parked }, plan.columns[0].contractName),
+          state: stateOf(fields, keyColumn),
           current: found ? rowFrom(values as unknown[][]) : null,
+          check: checkOf(fields),
+          rowHash: found ? (rowHash as string) : null,
         };
       }
       const missing = keys.filter((_, i) => !locked[i]);
@@ -657,6 +822,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
     },
     async commit(session, records) {
       const after = records.map((r) => r.current);
+      const hashes: Array<string | null | undefined> = new Array(records.length);
       for (const { columns, at } of writeGroups(plan, records)) {
         const rows = at.map((i) => {
           const row: Record<string, unknown> = {};
@@ -667,17 +833,98 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
         // A key-only write of an existing row changes nothing and returns nothing: the row stays as
         // read. Any other write returns its row; one that does not (a trigger that changed the key)
         // is read as gone, as a read-back would find it.
-        if (columns.length > 1) for (const i of at) after[i] = null;
-        for (const [ord, values] of stored) after[at[Number(ord) - 1]] = rowFrom(values as unknown[][]);
+        if (columns.length > 1) for (const i of at) [after[i], hashes[i]] = [null, null];
+        for (const [ord, values, rowHash] of stored) {
+          after[at[Number(ord) - 1]] = rowFrom(values as unknown[][]);
+          hashes[at[Number(ord) - 1]] = rowHash as string;
+        }
       }
       const states = statesToSave(records, after);
-      if (states.length > 0) {
-        const column = (k: number) => arrayLiteral(states.map((s) => s.parameters[k]));
-        await session.runPrepared(saveSql, [jobId, arrayLiteral(states.map((s) => s.key)), ...STATE_SAVED.map((_, k) => column(k))]);
+      if (states.length > 0) await saveStates(session, states);
+      const committed: CommittedRow[] = after.map((row, i) => ({ after: row, ...(hashes[i] !== undefined && { rowHash: hashes[i] }) }));
+      for (const state of states) committed[state.at].saved = state.parameters;
+      return committed;
+    },
+    async writeKnown(session, records) {
+      const savedAt = new Date().toISOString();
+      const assumed = records.map(({ decision }) => stateParameters(decision.state!, savedAt));
+      // One statement per set of columns written, as the locked path's upserts; records that write
+      // no row (only their state) go with the first.
+      const groups = writeGroups(plan, records.map(({ prepared, decision }) => ({ key: prepared.key, decision, current: null })));
+      if (groups.length === 0) groups.push({ columns: plan.columns, at: [] });
+      records.forEach(({ decision }, i) => { if (!written(decision)) groups[0].at.push(i); });
+      const passed: Array<[number, unknown[][] | null, string | null]> = [];
+      for (const { columns, at } of groups) {
+        const input = at.map((i, ordinal) => {
+          const { prepared, known, decision } = records[i];
+          let row: Record<string, unknown> | null = null;
+          if (written(decision)) {
+            row = {};
+            for (const c of columns) row[c.info.name] = decision.columns[c.contractName];
+          }
+          const [version, tiebreak, fingerprint, writtenText, , updatedAt] = assumed[i];
+          return {
+            o: ordinal + 1,
+            k: String(prepared.key),
+            sf: known.check?.fingerprint ?? null,
+            sv: known.check?.version ?? null,
+            st: known.check?.tiebreak ?? null,
+            rh: known.rowHash,
+            w: row ? 1 : 0,
+            r: row,
+            nv: version,
+            nt: tiebreak,
+            nf: fingerprint,
+            nw: writtenText,
+            nu: updatedAt,
+          };
+        });
+        const [answer] = await session.runPrepared(writeKnownSql(columns), [JSON.stringify(input), jobId]);
+        const [consistent, ok, rows] = JSON.parse(String(answer.exs_rows)) as [boolean, Array<[number, string]> | null, Array<[string, unknown[][], string]> | null];
+        if (!consistent) throw new DbError({ transient: true, sqlState: '40001', message: `state rows appeared meanwhile in ${plan.state.table}` });
+        // A written row that does not come back (a trigger changed its key) is read as gone, as in the locked path.
+        const stored = new Map((rows ?? []).map(([key, values, rowHash]) => [key, { values, rowHash }]));
+        for (const [ord, key] of ok ?? []) {
+          const row = stored.get(key);
+          passed.push([at[Number(ord) - 1] + 1, row?.values ?? null, row?.rowHash ?? null]);
+        }
       }
-      return after;
+      const committed: Array<CommittedRow | undefined> = new Array(records.length);
+      // The state was saved as if each written column stored the value written; where the table
+      // stored another (a rounding column, a trigger), it is saved again from the row as stored.
+      const corrections: Array<{ key: string; parameters: SqlParameter[] }> = [];
+      for (const [ord, values, rowHash] of passed) {
+        const at = Number(ord) - 1;
+        const { prepared, known, decision } = records[at];
+        if (!written(decision)) {
+          committed[at] = { after: known.current, rowHash: known.rowHash, saved: assumed[at] };
+          continue;
+        }
+        const after = values ? rowFrom(values) : null;
+        let saved = assumed[at];
+        if (!after || Object.keys(decision.columns).some((column) => after[column] !== decision.columns[column])) {
+          const parameters = stateParameters(stateAsStored(decision, after)!, savedAt);
+          if (parameters[2] !== saved[2]) corrections.push({ key: String(prepared.key), parameters: (saved = parameters) });
+        }
+        committed[at] = { after, rowHash: after ? rowHash : null, saved };
+      }
+      if (corrections.length > 0) await saveStates(session, corrections);
+      return committed;
     },
   };
+}
+
+/** Key order, as every runtime locks a batch's rows. */
+function byKey(a: PreparedRecord, b: PreparedRecord): number {
+  const x = String(a.key);
+  const y = String(b.key);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** A state row's check values as the lock statement read them; null for a row claimed just now. */
+function checkOf(fields: StateFields): StateCheck | null {
+  if (!fields.fingerprint) return null;
+  return { fingerprint: String(fields.fingerprint), version: fields.version === null || fields.version === undefined ? null : String(fields.version), tiebreak: String(fields.tiebreak ?? '') };
 }
 
 /** What stateParameters() returns, in order. */
