@@ -11,7 +11,8 @@
 // 127.0.0.1:5432 (database test, user postgres) and `npm run build` first. Prints one line per
 // batch size and writes bench/results/connector.md; EXS_BENCH_BATCHES="1,100,500" picks the sizes,
 // EXS_BENCH_RUNS=3 repeats each (alternating sizes, medians shown), as this machine's speed drifts
-// within minutes.
+// within minutes. Each size is measured through both write paths (see the results file);
+// EXS_BENCH_PATHS=locked picks one.
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -92,7 +93,8 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 async function main() {
   // Each size through both paths, alternating: the checked one-statement write of records the
   // connector wrote last (the default), and the locked transaction alone (knownRecords 0).
-  const modes = [['one statement', undefined], ['locked', 0]];
+  // EXS_BENCH_PATHS=locked (or "one statement") measures one of them.
+  const modes = [['one statement', undefined], ['locked', 0]].filter(([mode]) => !process.env.EXS_BENCH_PATHS || process.env.EXS_BENCH_PATHS.split(',').includes(mode));
   const results = new Map(BATCHES.flatMap((size) => modes.map(([mode]) => [`${size} ${mode}`, []])));
   for (let round = 0; round < RUNS; round++) {
     for (const size of BATCHES) for (const [mode, known] of modes) results.get(`${size} ${mode}`).push(await measure(size, round, known));

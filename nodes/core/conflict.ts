@@ -4,7 +4,7 @@
 // destination, with the record's state row locked, so runtimes cannot race between the read and
 // the write (see OdbcConnector.apply).
 import { createHash, hash as oneShotHash } from 'node:crypto';
-import { CANONICAL_TIMESTAMP, epochMillis, formatInstant, parseInstant } from './time';
+import { CANONICAL_TIMESTAMP, canonicalMillis, epochMillis, formatInstant, isCanonicalTimestamp, parseInstant } from './time';
 import { CONFLICT_RULES, type ConflictRule } from './types';
 
 export interface ConflictPolicy {
@@ -60,6 +60,7 @@ export function sourceVersionOf(value: unknown, type: VersionType = 'time'): Sou
     const text = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : typeof value === 'string' ? value.trim() : '';
     return DECIMAL.test(text) ? text.replace(/^(-?)0+(?=\d)/, '$1') : undefined;
   }
+  if (typeof value === 'string' && isCanonicalTimestamp(value)) return value;
   const instant = parseInstant(value);
   return instant ? formatInstant(instant, CANONICAL_TIMESTAMP) : undefined;
 }
@@ -69,6 +70,8 @@ const TIME_VERSION = /^\d{4}-\d{2}-\d{2} /;
 /** The version as epoch milliseconds when it is a time, for the clock-skew check and LAST_WRITE_WINS. */
 export function versionMillis(version: SourceVersion): number | undefined {
   if (version === null || !TIME_VERSION.test(version)) return undefined;
+  const millis = canonicalMillis(version);
+  if (millis !== undefined) return millis;
   const instant = parseInstant(version);
   return instant && epochMillis(instant);
 }
@@ -97,8 +100,11 @@ export function compareVersions(a: SourceVersion, b: SourceVersion): number {
  * Breaks ties between two different events of the same version: the hash of what the event
  * would write. Any order of the same events then ends at the same row.
  */
-export function contentHash(row: Record<string, unknown>): string {
-  const canonical = JSON.stringify(Object.keys(row).sort().map((column) => [column, row[column] ?? null]));
+export function contentHash(row: Record<string, unknown>, sortedColumns?: readonly string[]): string {
+  // The same text either way: the row's columns in sorted order. A caller that knows every column
+  // a row can have, sorted, saves sorting each row's.
+  const columns = sortedColumns ? sortedColumns.filter((column) => Object.hasOwn(row, column)) : Object.keys(row).sort();
+  const canonical = JSON.stringify(columns.map((column) => [column, row[column] ?? null]));
   return sha256Hex(canonical).slice(0, 32);
 }
 
@@ -360,6 +366,10 @@ function conflictReason(conflicts: FieldConflict[], legacyNewer: boolean): strin
  * text or a number (a BIGINT column), epoch milliseconds, Dates.
  */
 export function timeValue(value: unknown): number | undefined {
+  if (typeof value === 'string') {
+    const millis = canonicalMillis(value);
+    if (millis !== undefined) return millis;
+  }
   const instant = parseInstant(value);
   return instant && epochMillis(instant);
 }

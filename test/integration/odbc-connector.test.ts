@@ -845,6 +845,85 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     });
   });
 
+  it('a state saved by a large batch is stored as written: quotes, backslashes and accents keep its fingerprint, so the record\'s next write is one statement', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.connector.open();
+      const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+      const remarks = 'say "hi" \\ back\\slash, caf\u00e9 \u{1F600} {"json": [1]}';
+      // 100 records: beyond one checked statement, so the locked transaction saves their states.
+      const batch = Array.from({ length: 100 }, (_, i) => ({ record: versioned(`Q-${String(i).padStart(3, '0')}`, { REMARKS: remarks, LAST_CHG_TS: at('001') }), policy: { rule: 'MANUAL' as const } }));
+      const results = await table.connector.applyBatch(batch);
+      assert.ok(results.every((r) => r.result?.outcome === 'applied'));
+      assert.deepEqual(table.connector.stats, { known: 0, locked: 100 });
+      const next = await table.connector.apply(versioned('Q-007', { PERMIT_STAT: 'APPR', REMARKS: remarks, LAST_CHG_TS: at('002') }), { rule: 'MANUAL' });
+      assert.deepEqual([next.outcome, next.conflicts, next.after.REMARKS], ['applied', undefined, remarks]);
+      assert.deepEqual(table.connector.stats, { known: 1, locked: 100 });
+    });
+  });
+
+  it('a batch part written in one statement is not written again when the rest of the batch fails and is written one by one', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.connector.open();
+      const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+      await table.connector.apply(versioned('K-1', { LAST_CHG_TS: at('001') }));
+      // Rows from before EXS: unseen keys are no longer presumed new, so they take the locked path.
+      await table.db.query(`INSERT INTO ${table.name} (PERMIT_ID, PERMIT_STAT) VALUES ('OLD-1', 'PEND'), ('OLD-2', 'PEND'), ('OLD-3', 'PEND'), ('OLD-4', 'PEND')`);
+      for (const key of ['OLD-1', 'OLD-2']) await table.connector.apply(versioned(key, { LAST_CHG_TS: at('001') }));
+      const before = { ...table.connector.stats };
+      const results = await table.connector.applyBatch([
+        { record: versioned('K-1', { PERMIT_STAT: 'APPR', LAST_CHG_TS: at('002') }) },
+        { record: versioned('OLD-3', { PERMIT_STAT: 'APPR', LAST_CHG_TS: at('002') }) },
+        { record: versioned('OLD-4', { PERMIT_STAT: 'MUCH TOO LONG', LAST_CHG_TS: at('002') }) },
+      ]);
+      assert.deepEqual(results.map((r) => r.result?.outcome ?? classifyDbError(r.error).sqlState), ['applied', 'applied', '22001']);
+      assert.equal(results[0].result?.reason, 'event is newer');
+      assert.equal(table.connector.stats.known, before.known + 1, 'K-1 in one statement, once');
+      assert.equal((await table.row('K-1'))?.PERMIT_STAT, 'APPR');
+    });
+  });
+
+  it('a key the table stores differently from how it was sent (numeric(10,2)): the written row is matched as the table compares keys', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    const name = `EXS_NUMKEY_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
+    const db = await connectOdbc({ connectionString: pg.connectionString });
+    await db.query(`CREATE TABLE ${name} (ID numeric(10,2) PRIMARY KEY, STAT varchar(8))`);
+    const connector = new OdbcConnector({ connectionString: pg.connectionString, jobId: name, table: name, keyColumn: 'ID', columns: ['STAT'] });
+    try {
+      await connector.open();
+      const apply = (stat: string) => connector.apply({ keyColumn: 'ID', keyValue: '7', row: { ID: '7', STAT: stat }, version: null });
+      const first = await apply('A');
+      assert.deepEqual([first.outcome, Number(first.after.ID), first.after.STAT], ['applied', 7, 'A']);
+      const second = await apply('B');
+      assert.deepEqual([second.outcome, second.before?.STAT, second.after.STAT], ['applied', 'A', 'B']);
+      assert.deepEqual(connector.stats, { known: 2, locked: 0 });
+    } finally {
+      await connector.close();
+      await db.query(`DROP TABLE ${name}`);
+      await db.close();
+    }
+  });
+
+  it('a view as the destination has no row versions: every write takes the locked transaction', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.db.query(`CREATE VIEW ${table.name}_V AS SELECT * FROM ${table.name}`);
+      const connector = new OdbcConnector({ connectionString: pg.connectionString, jobId: `${table.name}_V`, table: `${table.name}_V`, keyColumn: 'PERMIT_ID', columns: COLUMNS });
+      try {
+        await connector.open();
+        const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+        assert.equal((await connector.apply(versioned('P-1', { LAST_CHG_TS: at('001') }))).outcome, 'applied');
+        assert.equal((await connector.apply(versioned('P-1', { PERMIT_STAT: 'APPR', LAST_CHG_TS: at('002') }))).outcome, 'applied');
+        assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'APPR');
+        assert.deepEqual(connector.stats, { known: 0, locked: 2 });
+      } finally {
+        await connector.close();
+        await table.db.query(`DROP VIEW ${table.name}_V`);
+      }
+    });
+  });
+
   it('a trigger that changes the written row: the answer and the remembered baseline are the row as stored', async (t) => {
     if (!(await needService(t, pg.service))) return;
     await withPermitTable(pg, async (table) => {

@@ -7,7 +7,7 @@ const record = (status: string): KnownRecord => ({
   state: { version: null, tiebreak: 't', written: { STATUS: status }, columns: {} },
   check: { fingerprint: `f-${status}`, version: null, tiebreak: 't' },
   current: { STATUS: status },
-  rowHash: `h-${status}`,
+  rowVersion: `v-${status}`,
 });
 
 describe('KnownRecords', () => {
@@ -19,8 +19,8 @@ describe('KnownRecords', () => {
     known.remember('C', record('c'));
     assert.equal(known.size, 2);
     assert.equal(known.isKnown('B'), false);
-    assert.equal(known.lookUp('A')?.rowHash, 'h-a2');
-    assert.equal(known.lookUp('C')?.rowHash, 'h-c');
+    assert.equal(known.lookUp('A')?.rowVersion, 'v-a2');
+    assert.equal(known.lookUp('C')?.rowVersion, 'v-c');
     known.forget('C');
     assert.equal(known.isKnown('C'), false);
   });
@@ -43,6 +43,6 @@ describe('KnownRecords', () => {
     // What is known is returned whatever the presumption.
     known.remember('K', record('k'));
     for (let i = 0; i < 5; i++) known.learnWhetherNew(false);
-    assert.equal(known.lookUp('K')?.rowHash, 'h-k');
+    assert.equal(known.lookUp('K')?.rowVersion, 'v-k');
   });
 });

@@ -149,7 +149,7 @@ describe('batch conflict transaction SQL', () => {
   const PG_READ = 'json_build_array(json_build_array(%.exs_v0, %.exs_v1, %.exs_v2, CASE WHEN %.exs_v3 THEN 1 WHEN NOT %.exs_v3 THEN 0 END,'
     + ' CAST(%.exs_v4 AS text), CAST(%.exs_v5 AS numeric)))';
   /** The row's version, as writeKnown compares it: the same expression wherever a row is read or written. */
-  const PG_HASH = (alias: string) => `CAST(${alias}.xmin AS text) || ':' || CAST(${alias}.ctid AS text)`;
+  const PG_ROW_VERSION = (alias: string) => `CAST(${alias}.tableoid AS text) || ':' || CAST(${alias}.xmin AS text) || ':' || CAST(${alias}.ctid AS text)`;
 
   it('postgresql: lock existing state rows, insert new ones, each in key order, then lock the rows, in one statement answering JSON', () => {
     assert.equal(pg.lock(state, 'PERMIT_TABLE', PG_COLUMNS[0], PG_COLUMNS),
@@ -164,9 +164,9 @@ describe('batch conflict transaction SQL', () => {
       + ' RETURNING "record_key" AS exs_key, "version", "tiebreak", "fingerprint", "written", "parked"),'
       + ' exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),'
       + ' exs_r AS (SELECT s.exs_key, t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3,'
-      + ` t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_HASH('t')} AS exs_h FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) FOR UPDATE OF t)`
+      + ` t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) FOR UPDATE OF t)`
       + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(s."version" AS text), CAST(s."tiebreak" AS text), CAST(s."fingerprint" AS text),'
-      + ` CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL, ${PG_READ.replaceAll('%', 'r')}, r.exs_h) ORDER BY k.exs_ord) AS exs_rows`
+      + ` CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL, ${PG_READ.replaceAll('%', 'r')}, r.exs_rv) ORDER BY k.exs_ord) AS exs_rows`
       + ' FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key');
   });
 
@@ -178,34 +178,39 @@ describe('batch conflict transaction SQL', () => {
       + ' SELECT "PERMIT_ID", "PERMIT_STAT", "LAST_CHG_TS", "ACTIVE", "BIG", "PRICE" FROM exs_in ORDER BY exs_ord'
       + ' ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT", "LAST_CHG_TS" = excluded."LAST_CHG_TS",'
       + ' "ACTIVE" = excluded."ACTIVE", "BIG" = excluded."BIG", "PRICE" = excluded."PRICE"'
-      + ` RETURNING t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3, t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_HASH('t')} AS exs_h)`
-      + ` SELECT json_agg(json_build_array(i.exs_ord, ${PG_READ.replaceAll('%', 'w')}, w.exs_h)) AS exs_rows`
+      + ` RETURNING t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3, t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv)`
+      + ` SELECT json_agg(json_build_array(i.exs_ord, ${PG_READ.replaceAll('%', 'w')}, w.exs_rv)) AS exs_rows`
       + ' FROM exs_w w JOIN exs_in i ON w.exs_v0 = i."PERMIT_ID"');
     assert.match(pg.upsertRows('PERMIT_TABLE', [PG_COLUMNS[0]], PG_COLUMNS), /ON CONFLICT \("PERMIT_ID"\) DO NOTHING RETURNING/);
+    // A view has no row versions: the statements answer none.
+    assert.ok(pg.upsertRows('PERMIT_TABLE', PG_COLUMNS, PG_COLUMNS, false).includes('t."PRICE" AS exs_v5, NULL AS exs_rv)'));
+    assert.ok(pg.lock(state, 'PERMIT_TABLE', PG_COLUMNS[0], PG_COLUMNS, false).includes('t."PRICE" AS exs_v5, NULL AS exs_rv FROM'));
   });
 
   it('postgresql: the one-statement write of known records checks state and row under lock before it writes either', () => {
     const sql = pg.writeKnown(state, 'PERMIT_TABLE', PG_COLUMNS.slice(0, 2), PG_COLUMNS);
     // Existing state rows checked and locked in key order, before the destination rows.
     assert.match(sql, /exs_s AS \(SELECT .* AND s\."fingerprint" = i\.exs_sf AND s\."tiebreak" = i\.exs_st AND s\."version" IS NOT DISTINCT FROM i\.exs_sv AND s\."parked" IS NULL ORDER BY s\."record_key" FOR UPDATE OF s\)/);
-    assert.ok(sql.includes(`exs_t AS (SELECT s.exs_ord FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) WHERE ${PG_HASH('t')} = s.exs_rh FOR UPDATE OF t)`));
-    // Only the shape's columns are written, as the locked path's upsert; every column answered and hashed.
-    assert.ok(sql.includes('INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT") SELECT r."PERMIT_ID", r."PERMIT_STAT"'));
+    assert.ok(sql.includes(`exs_t AS (SELECT s.exs_ord FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) WHERE ${PG_ROW_VERSION('t')} = s.exs_was FOR UPDATE OF t)`));
+    // Only the shape's columns are written, as the locked path's upsert; every column answered, with the row's version.
+    assert.ok(sql.includes('INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT") SELECT r."PERMIT_ID", r."PERMIT_STAT" FROM exs_r r ORDER BY r.exs_ord'));
     assert.ok(sql.includes('ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT" RETURNING'));
-    assert.ok(sql.includes(`t."PRICE" AS exs_v5, ${PG_HASH('t')} AS exs_h)`));
+    assert.ok(sql.includes(`t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv)`));
     // A new state row another runtime inserted meanwhile is not overwritten, and the answer says so.
     assert.match(sql, /exs_si AS \(INSERT INTO "EXS_SYNC_STATE" .* WHERE o\.exs_sf IS NULL ORDER BY o\.exs_key ON CONFLICT \("job_id", "record_key"\) DO NOTHING/);
     assert.ok(sql.includes('SELECT json_build_array((SELECT count(*) FROM exs_ok) = (SELECT count(*) FROM exs_su) + (SELECT count(*) FROM exs_si),'));
     // Each record reads its JSON once (json_to_recordset), and the CTEs are filtered by hashed subplans, not joined.
     assert.ok(sql.startsWith('WITH exs_in AS (SELECT e.o AS exs_ord, e.k AS exs_key'));
-    assert.ok(sql.includes('exs_ok AS (SELECT s.*, CAST(s.exs_key AS character varying) AS exs_tk FROM exs_c s WHERE s.exs_ord IN (SELECT exs_ord FROM exs_t)'));
+    assert.ok(sql.includes('exs_ok AS (SELECT s.* FROM exs_c s WHERE s.exs_ord IN (SELECT exs_ord FROM exs_t)'));
+    // Written rows are matched to their records by the key as the table stores it, as upsertRows() does.
+    assert.ok(sql.includes('FROM exs_w w JOIN exs_r r ON w.exs_v0 = r."PERMIT_ID"'));
   });
 
-  it('postgresql: states saved from arrays', () => {
+  it('postgresql: states saved from one JSON array, each read once', () => {
     assert.equal(pg.saveStates(state),
       'INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "version", "tiebreak", "fingerprint", "written", "parked", "updated_at")'
-      + ' SELECT CAST(? AS text), * FROM ROWS FROM (unnest(CAST(? AS text[])), unnest(CAST(? AS text[])), unnest(CAST(? AS text[])),'
-      + ' unnest(CAST(? AS text[])), unnest(CAST(? AS text[])), unnest(CAST(? AS text[])), unnest(CAST(? AS text[])))'
+      + ' SELECT CAST(? AS text), s.k, s.v, s.t, s.f, CAST(s.w AS text), CAST(s.p AS text), s.u'
+      + ' FROM json_to_recordset(CAST(? AS json)) AS s (k text, v text, t text, f text, w json, p json, u text)'
       + ' ON CONFLICT ("job_id", "record_key") DO UPDATE SET "version" = excluded."version", "tiebreak" = excluded."tiebreak",'
       + ' "fingerprint" = excluded."fingerprint", "written" = excluded."written", "parked" = excluded."parked", "updated_at" = excluded."updated_at"');
   });

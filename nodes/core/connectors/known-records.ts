@@ -21,12 +21,12 @@ export interface KnownRecord {
   check: StateCheck | null;
   /** The destination row as the connector read or wrote it (the law's `current`); null: no row. */
   current: Record<string, unknown> | null;
-  /** The database's hash of that row (see ArrayBatchSql.writeKnown); null: no row. */
-  rowHash: string | null;
+  /** Which version of that row it is, as the database names it (see ArrayBatchSql.writeKnown); null: no row. */
+  rowVersion: string | null;
 }
 
 /** A record presumed new: neither a state row nor a destination row. */
-export const UNSEEN: KnownRecord = Object.freeze({ state: null, check: null, current: null, rowHash: null });
+export const UNSEEN: KnownRecord = Object.freeze({ state: null, check: null, current: null, rowVersion: null });
 
 /** How far the presumption that unseen keys are new may be wrong before it is no longer made. */
 const PRESUMPTION_SCORE_LIMIT = 20;

@@ -105,6 +105,15 @@ interface WritePlan {
   listParkedSql: string;
   /** How the law compares a stored and a written value of a column (by contract name), per column kind. */
   same: SameValue;
+  /** The columns by contract name. */
+  byName: Map<string, PlannedColumn>;
+  /** Contract names in sorted order, as contentHash() orders a row's columns. */
+  sortedNames: string[];
+  /**
+   * PostgreSQL: whether the destination's rows have versions (xmin, ctid) the one-statement path
+   * can check; a view or a foreign table has none, and is always written by the locked path.
+   */
+  rowVersions: boolean;
 }
 
 /** One record of a batch and the law it is written under. */
@@ -171,7 +180,7 @@ export class OdbcConnector implements SyncConnector {
       this.plan = await buildWritePlan(connection, DIALECTS[dialectName], this.options);
       this.steps = transactionSteps(this.plan, this.options.jobId);
       const remembered = this.options.knownRecords ?? DEFAULT_KNOWN_RECORDS;
-      this.known = this.steps.writeKnown && remembered > 0 ? new KnownRecords(remembered) : undefined;
+      this.known = this.steps.writeKnown && this.plan.rowVersions && remembered > 0 ? new KnownRecords(remembered) : undefined;
     } finally {
       await connection.close().catch(() => undefined);
     }
@@ -242,7 +251,8 @@ export class OdbcConnector implements SyncConnector {
   private async oneByOne(items: BatchItem[], outcomes: TogetherOutcome[]): Promise<TogetherOutcome[]> {
     let down: Error | undefined;
     for (const [i, item] of items.entries()) {
-      if (outcomes[i].refusedAlone) continue;
+      // Refused alone already, or written (by the one-statement path, before the rest failed).
+      if (outcomes[i].refusedAlone || outcomes[i].result) continue;
       if (down) {
         outcomes[i] = { error: down };
         continue;
@@ -338,7 +348,8 @@ export class OdbcConnector implements SyncConnector {
     candidates.forEach(({ prepared: p, known: record, decision }, i) => {
       const key = String(p.key);
       const row = committed[i];
-      if (record === UNSEEN) known.learnWhetherNew(row !== undefined);
+      // A miss (or a failed statement) is learnt from by the locked path, which reads what is there.
+      if (record === UNSEEN && row) known.learnWhetherNew(true);
       if (!row) {
         known.forget(key);
         unknown.push(p);
@@ -364,11 +375,11 @@ export class OdbcConnector implements SyncConnector {
     const known = this.known;
     if (!known) return;
     const { locked } = committed;
-    if (locked.rowHash === undefined) return;
+    if (locked.rowVersion === undefined) return;
     if (!known.isKnown(key)) known.learnWhetherNew(locked.state === null && locked.current === null);
     // A row the transaction did not write is as the lock read it.
-    const rowHash = committed.rowHash !== undefined ? committed.rowHash : locked.rowHash;
-    this.remember(key, { ...committed, rowHash }, locked.state, locked.check ?? null);
+    const rowVersion = committed.rowVersion !== undefined ? committed.rowVersion : locked.rowVersion;
+    this.remember(key, { ...committed, rowVersion }, locked.state, locked.check ?? null);
   }
 
   /**
@@ -378,16 +389,16 @@ export class OdbcConnector implements SyncConnector {
    */
   private remember(key: string, row: CommittedRow, stateBefore: RecordState | null, checkBefore: StateCheck | null = null): void {
     const known = this.known!;
-    if (row.rowHash === undefined) return known.forget(key);
+    if (row.rowVersion === undefined) return known.forget(key);
     if (row.saved) {
       // Read back when the record's next event comes, if it comes while the record is remembered.
       const [version, tiebreak, fingerprint] = row.saved;
       const check = { fingerprint: String(fingerprint), version: version === null ? null : String(version), tiebreak: String(tiebreak) };
-      known.remember(key, { state: null, saved: row.saved, check, current: row.after && { ...row.after }, rowHash: row.rowHash });
+      known.remember(key, { state: null, saved: row.saved, check, current: row.after && { ...row.after }, rowVersion: row.rowVersion });
       return;
     }
     if (!checkBefore && stateBefore) return known.forget(key); // a state whose stored check values are not known
-    known.remember(key, { state: stateBefore, check: checkBefore, current: row.after && { ...row.after }, rowHash: row.rowHash });
+    known.remember(key, { state: stateBefore, check: checkBefore, current: row.after && { ...row.after }, rowVersion: row.rowVersion });
   }
 
   /** A state as saved (stateParameters()), as the locked path would read it back. */
@@ -497,12 +508,6 @@ export class OdbcConnector implements SyncConnector {
   }
 }
 
-interface BoundRecord {
-  /** Key first, then the mapped columns the record carries, in plan order. */
-  columns: PlannedColumn[];
-  parameters: SqlParameter[];
-}
-
 /** A column among the connector's by contract spelling, else without regard to case. */
 function plannedColumn(plan: WritePlan, wanted: string, what: string): PlannedColumn {
   const column = plan.columns.find((c) => c.contractName === wanted)
@@ -551,13 +556,13 @@ function resultOf(decision: ConflictDecision, before: Record<string, unknown> | 
 
 /** A record bound for the destination and put in the shape the law reads; throws what is wrong with it. */
 function prepareRecord(plan: WritePlan, record: MappedRecord, policy: ConflictPolicy | undefined, index: number): PreparedRecord {
-  const bound = recordParameters(plan, record);
-  const row = Object.fromEntries(bound.columns.map((c, i) => [c.contractName, bound.parameters[i]]));
+  const row = boundRow(plan, record);
+  const keyColumn = plan.columns[0].contractName;
   return {
     index,
-    key: bound.parameters[0],
+    key: row[keyColumn] as SqlParameter,
     law: lawFor(plan, policy),
-    incoming: { row, keyColumn: plan.columns[0].contractName, version: record.version ?? null, tiebreak: contentHash(row) },
+    incoming: { row, keyColumn, version: record.version ?? null, tiebreak: contentHash(row, plan.sortedNames) },
   };
 }
 
@@ -595,9 +600,9 @@ function stateFromRow(plan: WritePlan, row: OdbcRow): RecordState | null {
 interface LockedRecord {
   state: RecordState | null;
   current: Record<string, unknown> | null;
-  /** PostgreSQL: the state row's check values and the row's hash, as KnownRecords keeps them. */
+  /** PostgreSQL: the state row's check values and the row's version, as KnownRecords keeps them. */
   check?: StateCheck | null;
-  rowHash?: string | null;
+  rowVersion?: string | null;
 }
 
 /** What the law decided for a locked record. */
@@ -611,8 +616,8 @@ interface DecidedRecord {
 interface CommittedRow {
   /** The row as it now is. */
   after: Record<string, unknown> | null;
-  /** PostgreSQL: the row's hash as it now is. */
-  rowHash?: string | null;
+  /** PostgreSQL: the row's version (see KnownRecord) as it now is. */
+  rowVersion?: string | null;
   /** The state's parameters as saved (stateParameters()); absent when the state stayed as it was. */
   saved?: SqlParameter[];
 }
@@ -784,10 +789,10 @@ function rowSteps(plan: WritePlan, batch: RowBatchSql, jobId: string): Transacti
 function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): TransactionSteps {
   const infos = plan.columns.map((c) => c.info);
   const keyColumn = plan.columns[0].contractName;
-  const lockSql = batch.lock(plan.state, plan.table, infos[0], infos);
+  const lockSql = batch.lock(plan.state, plan.table, infos[0], infos, plan.rowVersions);
   const saveSql = batch.saveStates(plan.state);
   const writeKnownSql = cachedByShape((columns) => batch.writeKnown(plan.state, plan.table, columns.map((c) => c.info), infos));
-  const upsertSql = cachedByShape((columns) => batch.upsertRows(plan.table, columns.map((c) => c.info), infos));
+  const upsertSql = cachedByShape((columns) => batch.upsertRows(plan.table, columns.map((c) => c.info), infos, plan.rowVersions));
   /** A row as a statement answered it: the plan's columns, in chunks of 90 values. */
   const rowFrom = (chunks: unknown[][]) => {
     const values = chunks.length === 1 ? chunks[0] : chunks.flat();
@@ -796,21 +801,24 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
     return row;
   };
   const saveStates = async (session: OdbcSession, states: Array<{ key: string; parameters: SqlParameter[] }>) => {
-    const column = (k: number) => arrayLiteral(states.map((s) => s.parameters[k]));
-    await session.runPrepared(saveSql, [jobId, arrayLiteral(states.map((s) => s.key)), ...STATE_SAVED.map((_, k) => column(k))]);
+    // `written` and `parked` are JSON texts (stateParameters()) and travel as JSON values, verbatim.
+    const text = (value: SqlParameter) => JSON.stringify(value);
+    const rows = states.map(({ key, parameters: [v, t, f, w, p, u] }) =>
+      `{"k":${text(key)},"v":${text(v)},"t":${text(t)},"f":${text(f)},"w":${w},"p":${p ?? 'null'},"u":${text(u)}}`);
+    await session.runPrepared(saveSql, [jobId, `[${rows.join(',')}]`]);
   };
   return {
-    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql, writeKnownSql(plan.columns)],
+    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql, ...(plan.rowVersions ? [writeKnownSql(plan.columns)] : [])],
     async lock(session, keys) {
       const entries = jsonRows(await session.runPrepared(lockSql, [arrayLiteral(keys.map(String)), jobId]));
       const locked: LockedRecord[] = new Array(keys.length);
-      for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values, rowHash] of entries) {
+      for (const [ord, version, tiebreak, fingerprint, writtenText, parked, found, values, rowVersion] of entries) {
         const fields = { version, tiebreak, fingerprint, written: writtenText, parked };
         locked[Number(ord) - 1] = {
           state: stateOf(fields, keyColumn),
           current: found ? rowFrom(values as unknown[][]) : null,
           check: checkOf(fields),
-          rowHash: found ? (rowHash as string) : null,
+          rowVersion: found ? (rowVersion as string) : null,
         };
       }
       const missing = keys.filter((_, i) => !locked[i]);
@@ -822,7 +830,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
     },
     async commit(session, records) {
       const after = records.map((r) => r.current);
-      const hashes: Array<string | null | undefined> = new Array(records.length);
+      const versions: Array<string | null | undefined> = new Array(records.length);
       for (const { columns, at } of writeGroups(plan, records)) {
         const rows = at.map((i) => {
           const row: Record<string, unknown> = {};
@@ -833,15 +841,15 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
         // A key-only write of an existing row changes nothing and returns nothing: the row stays as
         // read. Any other write returns its row; one that does not (a trigger that changed the key)
         // is read as gone, as a read-back would find it.
-        if (columns.length > 1) for (const i of at) [after[i], hashes[i]] = [null, null];
-        for (const [ord, values, rowHash] of stored) {
+        if (columns.length > 1) for (const i of at) [after[i], versions[i]] = [null, null];
+        for (const [ord, values, rowVersion] of stored) {
           after[at[Number(ord) - 1]] = rowFrom(values as unknown[][]);
-          hashes[at[Number(ord) - 1]] = rowHash as string;
+          versions[at[Number(ord) - 1]] = rowVersion as string;
         }
       }
       const states = statesToSave(records, after);
       if (states.length > 0) await saveStates(session, states);
-      const committed: CommittedRow[] = after.map((row, i) => ({ after: row, ...(hashes[i] !== undefined && { rowHash: hashes[i] }) }));
+      const committed: CommittedRow[] = after.map((row, i) => ({ after: row, ...(versions[i] !== undefined && { rowVersion: versions[i] }) }));
       for (const state of states) committed[state.at].saved = state.parameters;
       return committed;
     },
@@ -869,7 +877,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
             sf: known.check?.fingerprint ?? null,
             sv: known.check?.version ?? null,
             st: known.check?.tiebreak ?? null,
-            rh: known.rowHash,
+            rv: known.rowVersion,
             w: row ? 1 : 0,
             r: row,
             nv: version,
@@ -880,24 +888,24 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
           };
         });
         const [answer] = await session.runPrepared(writeKnownSql(columns), [JSON.stringify(input), jobId]);
-        const [consistent, ok, rows] = JSON.parse(String(answer.exs_rows)) as [boolean, Array<[number, string]> | null, Array<[string, unknown[][], string]> | null];
+        const [consistent, ok, rows] = JSON.parse(String(answer.exs_rows)) as [boolean, number[] | null, Array<[number, unknown[][], string]> | null];
         if (!consistent) throw new DbError({ transient: true, sqlState: '40001', message: `state rows appeared meanwhile in ${plan.state.table}` });
         // A written row that does not come back (a trigger changed its key) is read as gone, as in the locked path.
-        const stored = new Map((rows ?? []).map(([key, values, rowHash]) => [key, { values, rowHash }]));
-        for (const [ord, key] of ok ?? []) {
-          const row = stored.get(key);
-          passed.push([at[Number(ord) - 1] + 1, row?.values ?? null, row?.rowHash ?? null]);
+        const stored = new Map((rows ?? []).map(([ord, values, rowVersion]) => [Number(ord), { values, rowVersion }]));
+        for (const ord of ok ?? []) {
+          const row = stored.get(Number(ord));
+          passed.push([at[Number(ord) - 1] + 1, row?.values ?? null, row?.rowVersion ?? null]);
         }
       }
       const committed: Array<CommittedRow | undefined> = new Array(records.length);
       // The state was saved as if each written column stored the value written; where the table
       // stored another (a rounding column, a trigger), it is saved again from the row as stored.
       const corrections: Array<{ key: string; parameters: SqlParameter[] }> = [];
-      for (const [ord, values, rowHash] of passed) {
+      for (const [ord, values, rowVersion] of passed) {
         const at = Number(ord) - 1;
         const { prepared, known, decision } = records[at];
         if (!written(decision)) {
-          committed[at] = { after: known.current, rowHash: known.rowHash, saved: assumed[at] };
+          committed[at] = { after: known.current, rowVersion: known.rowVersion, saved: assumed[at] };
           continue;
         }
         const after = values ? rowFrom(values) : null;
@@ -906,7 +914,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
           const parameters = stateParameters(stateAsStored(decision, after)!, savedAt);
           if (parameters[2] !== saved[2]) corrections.push({ key: String(prepared.key), parameters: (saved = parameters) });
         }
-        committed[at] = { after, rowHash: after ? rowHash : null, saved };
+        committed[at] = { after, rowVersion: after ? rowVersion : null, saved };
       }
       if (corrections.length > 0) await saveStates(session, corrections);
       return committed;
@@ -927,9 +935,6 @@ function checkOf(fields: StateFields): StateCheck | null {
   return { fingerprint: String(fields.fingerprint), version: fields.version === null || fields.version === undefined ? null : String(fields.version), tiebreak: String(fields.tiebreak ?? '') };
 }
 
-/** What stateParameters() returns, in order. */
-const STATE_SAVED = ['version', 'tiebreak', 'fingerprint', 'written', 'parked', 'updated_at'] as const;
-
 /** The one JSON cell (`exs_rows`) an array statement answers with; null when it touched no row. */
 function jsonRows(rows: OdbcRow[]): unknown[][] {
   const cell = rows[0]?.exs_rows;
@@ -942,7 +947,7 @@ function jsonRows(rows: OdbcRow[]): unknown[][] {
  */
 function fromJsonValue(column: ColumnInfo, value: unknown): unknown {
   if (value === null) return null;
-  if (column.kind === 'timestamp') return canonicalTimestamp(value);
+  if (column.kind === 'timestamp') return (column.pg?.name === 'timestamp' && typeof value === 'string' && canonicalOfPgJson(value)) || canonicalTimestamp(value);
   if (column.pg?.name === 'int8' && typeof value === 'string') {
     const number = Number(value);
     return Number.isSafeInteger(number) ? number : value;
@@ -989,20 +994,29 @@ function parseJson(value: unknown): unknown {
 }
 
 
-/** Parameters in plan order for the columns the record carries; unknown columns are refused. */
-function recordParameters(plan: WritePlan, record: MappedRecord): BoundRecord {
+/**
+ * The record's values as bound (contract names, plan order, key first) for the columns it carries;
+ * unknown columns are refused.
+ */
+function boundRow(plan: WritePlan, record: MappedRecord): Record<string, SqlParameter> {
   const [key, ...others] = plan.columns;
   if (record.keyColumn.toLowerCase() !== key.contractName.toLowerCase()) {
     throw new Error(`record is keyed by '${record.keyColumn}', the connector by '${key.contractName}'`);
   }
   if (record.keyValue === null || record.keyValue === undefined) throw new Error('record has no key value');
-
-  const unknown = Object.keys(record.row).filter((name) => !plan.columns.some((c) => c.contractName === name));
-  if (unknown.length > 0) throw new Error(`record has columns the connector was not opened with: ${unknown.join(', ')}`);
+  for (const name in record.row) {
+    if (Object.hasOwn(record.row, name) && !plan.byName.has(name)) {
+      const unknown = Object.keys(record.row).filter((column) => !plan.byName.has(column));
+      throw new Error(`record has columns the connector was not opened with: ${unknown.join(', ')}`);
+    }
+  }
+  const row: Record<string, SqlParameter> = { [key.contractName]: toParameter(key, record.keyValue) };
   // A missing value is not written as NULL: that would erase data the event never mentioned.
-  const present = [key, ...others.filter((column) => record.row[column.contractName] !== undefined)];
-  const parameters = present.map((column, i) => toParameter(column, i === 0 ? record.keyValue : record.row[column.contractName]));
-  return { columns: present, parameters };
+  for (const column of others) {
+    const value = record.row[column.contractName];
+    if (value !== undefined) row[column.contractName] = toParameter(column, value);
+  }
+  return row;
 }
 
 function toParameter(column: PlannedColumn, value: unknown): SqlParameter {
@@ -1036,6 +1050,23 @@ function fromDatabaseRow(plan: WritePlan, row: OdbcRow): Record<string, unknown>
     const value = typeof raw === 'bigint' ? (Number.isSafeInteger(Number(raw)) ? Number(raw) : raw.toString()) : raw;
     return [c.contractName, c.info.kind === 'timestamp' && value !== null ? canonicalTimestamp(value) : value];
   }));
+}
+
+/**
+ * A `timestamp` (without time zone) as PostgreSQL's JSON renders it, `2026-03-01T10:00:00.5`, as
+ * canonical text, by moving characters: PostgreSQL wrote a valid time. Undefined for any other
+ * form (a year beyond 9999 or BC, infinity), which canonicalTimestamp() reads.
+ */
+function canonicalOfPgJson(text: string): string | undefined {
+  const length = text.length;
+  if (length < 19 || length > 26 || text.charCodeAt(10) !== 84 || text.charCodeAt(4) !== 45 || text.charCodeAt(16) !== 58) return undefined;
+  if (length === 19) return `${text.slice(0, 10)} ${text.slice(11)}.000000`;
+  if (text.charCodeAt(19) !== 46 || length === 20) return undefined;
+  for (let i = 20; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return undefined;
+  }
+  return `${text.slice(0, 10)} ${text.slice(11)}${'000000'.slice(length - 20)}`;
 }
 
 /** Drivers render timestamps differently (PostgreSQL trims trailing zeros); compare them canonically. */
@@ -1179,7 +1210,16 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
     state,
     listParkedSql: dialect.listParked(state),
     same: sameValueIn(columns),
+    byName: new Map(columns.map((c) => [c.contractName, c])),
+    sortedNames: columns.map((c) => c.contractName).sort(),
+    rowVersions: dialect.name === 'postgresql' && await hasRowVersions(connection, dialect, table.sqlName),
   };
+}
+
+/** PostgreSQL: whether the relation stores its rows itself (a table or a partitioned table, not a view). */
+async function hasRowVersions(connection: OdbcConnection, dialect: SqlDialect, table: string): Promise<boolean> {
+  const [row] = await connection.query('SELECT relkind FROM pg_class WHERE oid = CAST(? AS regclass)', [dialect.quoteTable(table)]) as unknown as Array<Record<string, string>>;
+  return row?.relkind === 'r' || row?.relkind === 'p';
 }
 
 /** PostgreSQL: each column's type as pg_type knows it, which the batch statements name and read it by. */

@@ -1,6 +1,6 @@
 // SQL text for each destination family. Builders only ever emit `?` placeholders: values are
 // bound by the driver, never spliced into the text, and every identifier is validated first.
-import { CANONICAL_TIMESTAMP, TIMESTAMP_FORMS, formatInstant, parseInstant } from '../time';
+import { CANONICAL_TIMESTAMP, TIMESTAMP_FORMS, formatInstant, isCanonicalTimestamp, parseInstant } from '../time';
 
 export const DIALECT_NAMES = ['postgresql', 'mysql', 'sqlite', 'sqlserver', 'db2'] as const;
 export type DialectName = (typeof DIALECT_NAMES)[number];
@@ -112,36 +112,42 @@ export interface ArrayBatchSql {
    * Locks the keys' existing state rows and inserts the missing ones (each in key order, so
    * runtimes queue rather than deadlock), then locks their destination rows. Parameters: the keys (a text array), the job id. Answers
    * `exs_rows`: a JSON array with, per key, [ordinal (1-based), version, tiebreak, fingerprint,
-   * written, parked, destination row found, [[`columns`]], the row's hash] (values in chunks of 90;
-   * the hash is md5 of the row's `columns` as text, what writeKnown checks).
+   * written, parked, destination row found, [[`columns`]], the row's version] (values in chunks of
+   * 90; the version is what writeKnown checks; null unless `rowVersions`, false for a view)).
    */
-  lock(state: StateTable, table: string, key: ColumnInfo, columns: ColumnInfo[]): string;
+  lock(state: StateTable, table: string, key: ColumnInfo, columns: ColumnInfo[], rowVersions?: boolean): string;
   /**
    * Insert-or-update of rows of one shape. Parameter: the rows, a JSON array of objects keyed by
    * column name (`columns`, key first), read by json_populate_record with each column's own type.
    * Answers `exs_rows`: per row written, [ordinal, [[`returned` as the table stored them]], the
-   * row's hash over `returned`] (values in chunks of 90); `returned` starts with the key.
+   * row's version (as lock())] (values in chunks of 90); `returned` starts with the key.
    */
-  upsertRows(table: string, columns: ColumnInfo[], returned: ColumnInfo[]): string;
+  upsertRows(table: string, columns: ColumnInfo[], returned: ColumnInfo[], rowVersions?: boolean): string;
   /**
    * The whole transaction in one statement, for records whose state and destination row the
    * caller believes it knows (it wrote them last): each record's state row must still have the
    * fingerprint, version and tiebreak given (or be missing, when none is given) and no parked
-   * conflict, and its destination row the hash given (or be missing); for the records where both
+   * conflict, and its destination row the version given (or be missing); for the records where both
    * hold, the row's `columns` (key first) are written as upsertRows() writes them, when asked, and
    * the new state saved, with the same locks, in the same order, as lock() and upsertRows(). The
    * others are left untouched. Rows are checked and answered by their `returned` columns.
    * Parameters: the records, a JSON array of objects {o: ordinal, k: key text, sf, sv, st: expected
-   * state fingerprint (null: no state row), version, tiebreak; rh: expected row hash (null: no
+   * state fingerprint (null: no state row), version, tiebreak; rv: expected row version (null: no
    * row); w: 1 to write the row; r: the row, keyed by column name; nv, nt, nf, nw, nu: the new
    * state's version, tiebreak, fingerprint, written and updated_at}; the job id. Answers `exs_rows`: [consistent, [[ordinal,
-   * key]] of the records that passed, [[key, [[`returned` as stored]], hash]] of the rows written],
-   * each key as the table compares it, read as text; null for none. `consistent` is false when a
+   * ordinals of the records that passed, [[ordinal, [[`returned` as stored]], version]] of the rows
+   * written (matched to their records by the key as the table stores it); null for none. `consistent` is false when a
    * passed record's state could not be saved (a state row inserted meanwhile by another runtime):
    * the caller must roll back.
    */
   writeKnown(state: StateTable, table: string, columns: ColumnInfo[], returned: ColumnInfo[]): string;
-  /** Parameters: the job id, then arrays of keys, versions, tiebreaks, fingerprints, written, parked, updated_at. */
+  /**
+   * Parameters: the job id, then the states, a JSON array of objects {k: key, v: version, t:
+   * tiebreak, f: fingerprint, w: written, p: parked, u: updated_at}, each read once by
+   * json_to_recordset. `written` and `parked` are JSON themselves and go in as JSON values, not
+   * strings: a json value's text is kept as written, so their fingerprints still hold, and nothing
+   * has to escape their quotes.
+   */
   saveStates(state: StateTable): string;
 }
 
@@ -466,17 +472,16 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
   };
   /**
    * Which version of row `alias` this is: the transaction that wrote it (xmin) and where it lies
-   * (ctid). Any later write, in another transaction or the same (a trigger), makes a new version
+   * (its table or partition, and ctid). Any later write, in another transaction or the same (a trigger), makes a new version
    * with a new place: what writeKnown compares to tell a row unchanged since EXS read or wrote it,
    * far cheaper than hashing its values. A VACUUM FULL moves rows: they then just miss the check.
    */
-  const rowHash = (alias: string, _columns?: ColumnInfo[]) => `CAST(${alias}.xmin AS text) || ':' || CAST(${alias}.ctid AS text)`;
-  const unnestAll = (arrays: string[]) => `ROWS FROM (${arrays.map((a) => `unnest(${a})`).join(', ')})`;
+  const rowVersion = (alias: string) => `CAST(${alias}.tableoid AS text) || ':' || CAST(${alias}.xmin AS text) || ':' || CAST(${alias}.ctid AS text)`;
 
   function arrayBatchSql(): ArrayBatchSql {
     return {
       binding: 'arrays',
-      lock(state, table, key, columns) {
+      lock(state, table, key, columns, rowVersions = true) {
         const { c, table: stateTable } = stateParts(state);
         const claimed = [c.version, c.tiebreak, c.fingerprint, c.written, c.parked];
         // Destination columns under positional names, so none can clash with the statement's own.
@@ -496,13 +501,13 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` ORDER BY k.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) DO NOTHING RETURNING ${c.record_key} AS exs_key, ${read}),`
           + ` exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),`
           // Joined to the claimed state rows: a destination row is locked only once its state row is.
-          + ` exs_r AS (SELECT s.exs_key, ${columns.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowHash('t', columns)} AS exs_h`
+          + ` exs_r AS (SELECT s.exs_key, ${columns.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowVersions ? rowVersion('t') : 'NULL'} AS exs_rv`
           + ` FROM exs_c s JOIN ${quoteTable(table)} t ON t.${quoteIdent(key.name)} = CAST(s.exs_key AS ${baseTypeOf(key)}) FOR UPDATE OF t)`
           + ` SELECT json_agg(json_build_array(k.exs_ord, ${claimed.map((col) => asText(`s.${col}`)).join(', ')}, r.exs_key IS NOT NULL,`
-          + ` ${jsonValues(columns.map((col, i) => readAs(col, `r.${values[i]}`)))}, r.exs_h) ORDER BY k.exs_ord) AS exs_rows`
+          + ` ${jsonValues(columns.map((col, i) => readAs(col, `r.${values[i]}`)))}, r.exs_rv) ORDER BY k.exs_ord) AS exs_rows`
           + ` FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key`;
       },
-      upsertRows(table, columns, returned) {
+      upsertRows(table, columns, returned, rowVersions = true) {
         const [key] = columns;
         const names = columns.map((col) => quoteIdent(col.name));
         const updated = names.slice(1);
@@ -514,8 +519,8 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` LATERAL json_populate_record(NULL::${quoteTable(table)}, e.exs_value) AS r),`
           + ` exs_w AS (INSERT INTO ${quoteTable(table)} AS t (${names.join(', ')}) SELECT ${names.join(', ')} FROM exs_in ORDER BY exs_ord`
           + ` ON CONFLICT (${quoteIdent(key.name)}) ${conflict}`
-          + ` RETURNING ${returned.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowHash('t', returned)} AS exs_h)`
-          + ` SELECT json_agg(json_build_array(i.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_h)) AS exs_rows`
+          + ` RETURNING ${returned.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowVersions ? rowVersion('t') : 'NULL'} AS exs_rv)`
+          + ` SELECT json_agg(json_build_array(i.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_rv)) AS exs_rows`
           + ` FROM exs_w w JOIN exs_in i ON w.${values[0]} = i.${quoteIdent(key.name)}`;
       },
       writeKnown(state, table, columns, returned) {
@@ -534,9 +539,9 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         // one that another runtime inserted meanwhile is not overwritten (ON CONFLICT DO NOTHING),
         // which the answer reports as inconsistent.
         // json_to_recordset reads each record's text once (each ->> would parse it again).
-        return `WITH exs_in AS (SELECT e.o AS exs_ord, e.k AS exs_key, e.sf AS exs_sf, e.sv AS exs_sv, e.st AS exs_st, e.rh AS exs_rh, e.w = 1 AS exs_w,`
+        return `WITH exs_in AS (SELECT e.o AS exs_ord, e.k AS exs_key, e.sf AS exs_sf, e.sv AS exs_sv, e.st AS exs_st, e.rv AS exs_was, e.w = 1 AS exs_w,`
           + ` e.r AS exs_r, e.nv, e.nt, e.nf, e.nw, e.nu FROM json_to_recordset(CAST(? AS json))`
-          + ` AS e (o bigint, k text, sf text, sv text, st text, rh text, w integer, r json, nv text, nt text, nf text, nw text, nu text)),`
+          + ` AS e (o bigint, k text, sf text, sv text, st text, rv text, w integer, r json, nv text, nt text, nf text, nw text, nu text)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
           + ` exs_s AS (SELECT i.* FROM exs_in i, exs_j j, ${stateTable} s WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} = i.exs_key`
           + ` AND i.exs_sf IS NOT NULL AND s.${c.fingerprint} = i.exs_sf AND s.${c.tiebreak} = i.exs_st AND s.${c.version} IS NOT DISTINCT FROM i.exs_sv`
@@ -545,32 +550,36 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` AND NOT EXISTS (SELECT 1 FROM ${stateTable} s WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} = i.exs_key)),`
           + ` exs_c AS (SELECT * FROM exs_s UNION ALL SELECT * FROM exs_a),`
           + ` exs_t AS (SELECT s.exs_ord FROM exs_c s JOIN ${target} t ON t.${keyName} = ${typedKey('s.exs_key')}`
-          + ` WHERE ${rowHash('t', returned)} = s.exs_rh FOR UPDATE OF t),`
+          + ` WHERE ${rowVersion('t')} = s.exs_was FOR UPDATE OF t),`
           // Joins of these CTEs are planned blind (no statistics) and became nested loops over all
           // pairs: the statement filters by hashed subplans instead.
-          + ` exs_ok AS (SELECT s.*, ${typedKey('s.exs_key')} AS exs_tk FROM exs_c s WHERE s.exs_ord IN (SELECT exs_ord FROM exs_t)`
-          + ` OR (s.exs_rh IS NULL AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.${keyName} = ${typedKey('s.exs_key')}))),`
+          + ` exs_ok AS (SELECT s.* FROM exs_c s WHERE s.exs_ord IN (SELECT exs_ord FROM exs_t)`
+          + ` OR (s.exs_was IS NULL AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.${keyName} = ${typedKey('s.exs_key')}))),`
+          // The rows to write, each read by its columns' own types (upsertRows()), the key among them.
+          + ` exs_r AS (SELECT o.exs_ord, r.* FROM exs_ok o, LATERAL json_populate_record(NULL::${target}, o.exs_r) AS r WHERE o.exs_w),`
           + ` exs_w AS (INSERT INTO ${target} AS t (${names.join(', ')}) SELECT ${names.map((n) => `r.${n}`).join(', ')}`
-          + ` FROM exs_ok o, LATERAL json_populate_record(NULL::${target}, o.exs_r) AS r WHERE o.exs_w ORDER BY o.exs_key`
+          + ` FROM exs_r r ORDER BY r.exs_ord`
           + ` ON CONFLICT (${keyName}) ${conflict}`
-          + ` RETURNING ${returned.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowHash('t', returned)} AS exs_h),`
+          + ` RETURNING ${returned.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowVersion('t')} AS exs_rv),`
           + ` exs_su AS (UPDATE ${stateTable} s SET ${c.version} = ${version}, ${c.tiebreak} = ${tiebreak}, ${c.fingerprint} = ${fingerprint},`
           + ` ${c.written} = ${writtenText}, ${c.updated_at} = ${updatedAt} FROM exs_ok o, exs_j j`
           + ` WHERE o.exs_sf IS NOT NULL AND s.${c.job_id} = j.exs_job AND s.${c.record_key} = o.exs_key RETURNING s.${c.record_key}),`
           + ` exs_si AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.version}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
           + ` SELECT j.exs_job, o.exs_key, ${version}, ${tiebreak}, ${fingerprint}, ${writtenText}, ${updatedAt} FROM exs_ok o, exs_j j`
           + ` WHERE o.exs_sf IS NULL ORDER BY o.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) DO NOTHING RETURNING ${c.record_key})`
-          // Written rows are matched to their records by the key as the table compares it (read as
-          // text on both sides), by the caller: a join here was planned as a nested loop.
+          // Written rows are matched to their records by the key as the table stores and compares it,
+          // as upsertRows() does (a batch here is small: the caller sends at most a few dozen).
           + ` SELECT json_build_array((SELECT count(*) FROM exs_ok) = (SELECT count(*) FROM exs_su) + (SELECT count(*) FROM exs_si),`
-          + ` (SELECT json_agg(json_build_array(o.exs_ord, CAST(o.exs_tk AS text))) FROM exs_ok o),`
-          + ` (SELECT json_agg(json_build_array(CAST(w.${values[0]} AS text), ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_h)) FROM exs_w w))`
+          + ` (SELECT json_agg(o.exs_ord) FROM exs_ok o),`
+          + ` (SELECT json_agg(json_build_array(r.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_rv))`
+          + ` FROM exs_w w JOIN exs_r r ON w.${values[0]} = r.${keyName}))`
           + ` AS exs_rows`;
       },
       saveStates(state) {
         const { c, table } = stateParts(state);
         const columns = stateRowColumns(c);
-        return `INSERT INTO ${table} (${columns.join(', ')}) SELECT CAST(? AS text), * FROM ${unnestAll(columns.slice(1).map(() => 'CAST(? AS text[])'))}`
+        return `INSERT INTO ${table} (${columns.join(', ')}) SELECT CAST(? AS text), s.k, s.v, s.t, s.f, CAST(s.w AS text), CAST(s.p AS text), s.u`
+          + ' FROM json_to_recordset(CAST(? AS json)) AS s (k text, v text, t text, f text, w json, p json, u text)'
           + ` ON CONFLICT (${c.job_id}, ${c.record_key}) DO UPDATE SET ${columns.slice(2).map((col) => `${col} = excluded.${col}`).join(', ')}`;
       },
     };
@@ -661,6 +670,7 @@ function invalidTimestamp(value: unknown): Error {
  * connector, the mapper and the conflict law agree on what a time is.
  */
 export function toSqlTimestampText(value: unknown): string {
+  if (typeof value === 'string' && isCanonicalTimestamp(value)) return value; // already as bound
   const instant = parseInstant(value);
   if (!instant) throw invalidTimestamp(value);
   return formatInstant(instant, CANONICAL_TIMESTAMP);
