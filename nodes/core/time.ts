@@ -76,6 +76,20 @@ function numberAt(text: string, at: number, end: number): number {
   return value;
 }
 
+/** What readClock() read last: year, month, day, hour, minute, second (reused: read per event). */
+const clock = new Int32Array(6);
+
+/** The digits of `YYYY-MM-DD?HH:mm:ss` at the start of the text into `clock` (separators not checked); false when one is no digit. */
+function readClock(text: string): boolean {
+  clock[0] = numberAt(text, 0, 4);
+  clock[1] = numberAt(text, 5, 7);
+  clock[2] = numberAt(text, 8, 10);
+  clock[3] = numberAt(text, 11, 13);
+  clock[4] = numberAt(text, 14, 16);
+  clock[5] = numberAt(text, 17, 19);
+  return clock[0] >= 0 && clock[1] >= 0 && clock[2] >= 0 && clock[3] >= 0 && clock[4] >= 0 && clock[5] >= 0;
+}
+
 /**
  * `YYYY-MM-DDTHH:mm:ss[.fraction][Z|+HH:mm]` (or a space for the T), the form nearly every time
  * arrives in, read without a regular expression: an event's time is read several times on its
@@ -85,13 +99,8 @@ function parseCommonIso(text: string): Instant | undefined | false {
   if (text.length < 19 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return false;
   const t = text.charCodeAt(10);
   if (t !== 84 && t !== 116 && t !== 32) return false; // T, t or a space
-  const year = numberAt(text, 0, 4);
-  const month = numberAt(text, 5, 7);
-  const day = numberAt(text, 8, 10);
-  const hour = numberAt(text, 11, 13);
-  const minute = numberAt(text, 14, 16);
-  const seconds = numberAt(text, 17, 19);
-  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || seconds < 0) return false;
+  if (!readClock(text)) return false;
+  const year = clock[0], month = clock[1], day = clock[2], hour = clock[3], minute = clock[4], seconds = clock[5];
   let at = 19;
   let fraction = '';
   if (text.charCodeAt(at) === 46 || text.charCodeAt(at) === 44) { // . or ,
@@ -120,16 +129,11 @@ function parseCommonIso(text: string): Instant | undefined | false {
 export function canonicalMillis(text: string): number | undefined {
   if (text.length !== 26 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 32
     || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58 || text.charCodeAt(19) !== 46) return undefined;
-  const year = numberAt(text, 0, 4);
-  const month = numberAt(text, 5, 7);
-  const day = numberAt(text, 8, 10);
-  const hour = numberAt(text, 11, 13);
-  const minute = numberAt(text, 14, 16);
-  const seconds = numberAt(text, 17, 19);
   const micros = numberAt(text, 20, 26);
+  if (micros < 0 || !readClock(text)) return undefined;
+  const year = clock[0], month = clock[1], day = clock[2], hour = clock[3], minute = clock[4], seconds = clock[5];
   // Years before 100 take fromParts' way round Date.UTC (which reads them as 19xx).
-  if (year < 100 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour < 0 || hour > 23
-    || minute < 0 || minute > 59 || seconds < 0 || seconds > 59 || micros < 0) return undefined;
+  if (year < 100 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || seconds > 59) return undefined;
   return Date.UTC(year, month - 1, day, hour, minute, seconds) + micros / 1000;
 }
 

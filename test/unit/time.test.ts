@@ -2,7 +2,8 @@
 // shared object a caller could change.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { epochMillis, formatInstant, parseInstant, CANONICAL_TIMESTAMP } from '../../nodes/core/time';
+import { canonicalMillis, epochMillis, formatInstant, isCanonicalTimestamp, parseInstant, CANONICAL_TIMESTAMP } from '../../nodes/core/time';
+import { toSqlTimestampText } from '../../nodes/core/sql/dialect';
 
 describe('parseInstant', () => {
   it('reads the same text to the same instant again, as a fresh object each time', () => {
@@ -54,5 +55,33 @@ describe('parseInstant', () => {
       const got = parseInstant(text);
       assert.equal(got && epochMillis(got), reference(text), text);
     }
+  });
+});
+
+describe('canonicalMillis', () => {
+  it('reads canonical text as parseInstant does, and anything else not at all', () => {
+    let seed = 11;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)];
+    const two = (max: number) => String(Math.floor(random() * max)).padStart(2, '0');
+    let canonical = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const text = `${pick(['2026', '2024', '1900', '2000', '0099', '0100', '20x6'])}-${two(14)}-${two(33)}${pick([' ', ' ', 'T'])}${two(25)}:${two(61)}:${two(61)}`
+        + pick(['.123456', '.000000', '.999999', '.12345', '.1234567', '.12345x', '']);
+      const millis = canonicalMillis(text);
+      const instant = parseInstant(text);
+      if (millis === undefined) {
+        // Not canonical (or before the year 100): parseInstant reads it, and it is formatted as ever.
+        assert.ok(!instant || formatInstant(instant, CANONICAL_TIMESTAMP) !== text || text.startsWith('00'), text);
+        continue;
+      }
+      canonical += 1;
+      assert.ok(instant, text);
+      assert.equal(millis, epochMillis(instant!), text);
+      assert.equal(formatInstant(instant!, CANONICAL_TIMESTAMP), text, 'canonical text is its own canonical form');
+      assert.equal(isCanonicalTimestamp(text), true);
+      assert.equal(toSqlTimestampText(text), text);
+    }
+    assert.ok(canonical > 1000, `only ${canonical} canonical texts generated`);
   });
 });
