@@ -845,20 +845,27 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     });
   });
 
-  it('a state saved by a large batch is stored as written: quotes, backslashes and accents keep its fingerprint, so the record\'s next write is one statement', async (t) => {
+  it('a state saved by the locked transaction keeps quotes, backslashes and accents as written: no clerk\'s edit is imagined, and the record\'s next write is one statement', async (t) => {
     if (!(await needService(t, pg.service))) return;
     await withPermitTable(pg, async (table) => {
       await table.connector.open();
       const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
       const remarks = 'say "hi" \\ back\\slash, caf\u00e9 \u{1F600} {"json": [1]}';
-      // 100 records: beyond one checked statement, so the locked transaction saves their states.
+      // 100 records: beyond one checked statement, so the locked transaction saves their states (a first version).
       const batch = Array.from({ length: 100 }, (_, i) => ({ record: versioned(`Q-${String(i).padStart(3, '0')}`, { REMARKS: remarks, LAST_CHG_TS: at('001') }), policy: { rule: 'MANUAL' as const } }));
       const results = await table.connector.applyBatch(batch);
       assert.ok(results.every((r) => r.result?.outcome === 'applied'));
       assert.deepEqual(table.connector.stats, { known: 0, locked: 100 });
-      const next = await table.connector.apply(versioned('Q-007', { PERMIT_STAT: 'APPR', REMARKS: remarks, LAST_CHG_TS: at('002') }), { rule: 'MANUAL' });
+      // A flood's records are not remembered: the next write of one is presumed new, misses, and
+      // takes the locked transaction, which saves its state as the batch did and remembers it.
+      const apply = (status: string, ms: string) => table.connector.apply(versioned('Q-007', { PERMIT_STAT: status, REMARKS: remarks, LAST_CHG_TS: at(ms) }), { rule: 'MANUAL' });
+      assert.deepEqual((await apply('APPR', '002')).conflicts, undefined);
+      assert.deepEqual(table.connector.stats, { known: 0, locked: 101 });
+      // Read back by the locked transaction, the batch's state found no edit (nothing parked); the
+      // state that transaction saved passes the check.
+      const next = await apply('DONE', '003');
       assert.deepEqual([next.outcome, next.conflicts, next.after.REMARKS], ['applied', undefined, remarks]);
-      assert.deepEqual(table.connector.stats, { known: 1, locked: 100 });
+      assert.deepEqual(table.connector.stats, { known: 1, locked: 101 });
     });
   });
 

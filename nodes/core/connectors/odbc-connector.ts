@@ -287,7 +287,12 @@ export class OdbcConnector implements SyncConnector {
     const contextOf = (records: PreparedRecord[]) => (records.length === 1 ? `${this.describe()}, key ${JSON.stringify(items[records[0].index].record.keyValue)}`
       : `${this.describe()}, ${records.length} records`);
     let unknown = prepared;
-    if (this.known && prepared.length <= KNOWN_BATCH_MAX) {
+    // Small batches are what the one-statement path is for, and what it remembers records from; a
+    // flood's records are forgotten instead (kept, they would live just long enough to cost the
+    // garbage collector more than they save: batches that large take the locked path anyway).
+    const small = prepared.length <= KNOWN_BATCH_MAX;
+    if (this.known && !small) for (const p of prepared) this.known.forget(String(p.key));
+    if (this.known && small) {
       try {
         unknown = await this.applyKnown(prepared, outcomes);
       } catch (err) {
@@ -304,7 +309,7 @@ export class OdbcConnector implements SyncConnector {
       unknown.forEach((p, i) => {
         const { decision, current, after } = committed[i];
         outcomes[p.index] = { result: resultOf(decision, current, after) };
-        this.rememberLocked(String(p.key), committed[i]);
+        if (small) this.rememberLocked(String(p.key), committed[i]);
       });
       this.stats.locked += unknown.length;
     } catch (err) {
