@@ -933,6 +933,63 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     });
   });
 
+  it('outside a transaction too, a new key\'s state row inserted meanwhile by another runtime fails the whole statement: the row is not left written without its state', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.connector.open();
+      const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+      // The first write shows every column storing what is written: later ones need no transaction.
+      await table.connector.apply(versioned('K-0', { LAST_CHG_TS: at('001') }));
+      assert.deepEqual(table.connector.stats, { known: 1, locked: 0 });
+      // Another runtime claims K-1's state row and has not committed yet: this runtime's statement
+      // does not see it, writes K-1's row, waits at the state row's insert, finds it taken.
+      const other = await connectOdbc({ connectionString: pg.connectionString });
+      try {
+        await other.beginTransaction();
+        await other.query(`INSERT INTO "EXS_SYNC_STATE" (job_id, record_key, tiebreak, fingerprint, written, updated_at) VALUES (?, 'K-1', '', '', '{}', '')`, [table.name]);
+        const write = table.connector.apply(versioned('K-1', { PERMIT_STAT: 'APPR', LAST_CHG_TS: at('002') }));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await other.commit();
+        const result = await write;
+        // The statement failed whole; the locked transaction then claimed the state row and wrote.
+        assert.deepEqual([result.outcome, result.reason], ['applied', 'new record']);
+        assert.deepEqual(table.connector.stats, { known: 1, locked: 1 });
+        assert.equal((await table.row('K-1'))?.PERMIT_STAT, 'APPR');
+        const [state] = await table.db.query(`SELECT fingerprint FROM "EXS_SYNC_STATE" WHERE job_id = ? AND record_key = 'K-1'`, [table.name]);
+        assert.notEqual(String(state.fingerprint), '', 'the state is the one saved with the row');
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
+  it('a column that stored what was written until it rounds a value: the state written outside a transaction is saved again as stored', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    const name = `EXS_ROUND_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
+    const db = await connectOdbc({ connectionString: pg.connectionString });
+    await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(20) PRIMARY KEY, AMOUNT decimal(10,2), LAST_CHG_TS timestamp(6))`);
+    const connector = new OdbcConnector({ connectionString: pg.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID', columns: ['AMOUNT', 'LAST_CHG_TS'] });
+    try {
+      await connector.open();
+      const apply = (amount: number, ts: string) => connector.apply(
+        { keyColumn: 'PERMIT_ID', keyValue: 'P-1', row: { PERMIT_ID: 'P-1', AMOUNT: amount, LAST_CHG_TS: ts }, version: sourceVersionOf(ts) ?? null },
+        { rule: 'MANUAL', timestampColumn: 'LAST_CHG_TS' });
+      assert.equal((await apply(5.5, '2026-03-01T10:00:01Z')).outcome, 'applied'); // stored as written: AMOUNT is trusted
+      const rounded = await apply(7.125, '2026-03-01T10:00:02Z'); // outside a transaction; stored as 7.13
+      assert.deepEqual([rounded.outcome, Number(rounded.after.AMOUNT)], ['applied', 7.13]);
+      const next = await apply(9.25, '2026-03-01T10:00:03Z');
+      assert.deepEqual([next.outcome, next.conflicts], ['applied', undefined], 'nobody edited AMOUNT: nothing to park');
+      assert.deepEqual(await connector.listConflicts(), []);
+      const [state] = await db.query(`SELECT written FROM "EXS_SYNC_STATE" WHERE job_id = ? AND record_key = 'P-1'`, [name]);
+      assert.equal((JSON.parse(String(state.written)) as { written: Record<string, unknown> }).written.AMOUNT, 9.25);
+    } finally {
+      await connector.close();
+      await db.query(`DROP TABLE ${name}`);
+      await db.query(`DELETE FROM "EXS_SYNC_STATE" WHERE job_id = ?`, [name]);
+      await db.close();
+    }
+  });
+
   it('a trigger that changes the written row: the answer and the remembered baseline are the row as stored', async (t) => {
     if (!(await needService(t, pg.service))) return;
     await withPermitTable(pg, async (table) => {

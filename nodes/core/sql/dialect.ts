@@ -134,11 +134,12 @@ export interface ArrayBatchSql {
    * Parameters: the records, a JSON array of objects {o: ordinal, k: key text, sf, sv, st: expected
    * state fingerprint (null: no state row), version, tiebreak; rv: expected row version (null: no
    * row); w: 1 to write the row; r: the row, keyed by column name; nv, nt, nf, nw, nu: the new
-   * state's version, tiebreak, fingerprint, written and updated_at}; the job id. Answers `exs_rows`: [consistent, [[ordinal,
-   * ordinals of the records that passed, [[ordinal, [[`returned` as stored]], version]] of the rows
-   * written (matched to their records by the key as the table stores it); null for none. `consistent` is false when a
-   * passed record's state could not be saved (a state row inserted meanwhile by another runtime):
-   * the caller must roll back.
+   * state's version, tiebreak, fingerprint, written and updated_at}; the job id. Answers `exs_rows`:
+   * [true, ordinals of the records that passed, [[ordinal, [[`returned` as stored]], version]] of the
+   * rows written (matched to their records by the key as the table stores it)], null for none. When
+   * a passed record's state could not be saved (a state row inserted meanwhile by another runtime)
+   * the statement fails instead (22P02, "exs: state rows appeared meanwhile"), so that none of it
+   * stays: it can run outside a transaction.
    */
   writeKnown(state: StateTable, table: string, columns: ColumnInfo[], returned: ColumnInfo[]): string;
   /**
@@ -537,7 +538,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         // In lock()'s order: existing state rows in key order, then destination rows, each locked
         // only once its record's state row is. A missing state row is inserted last, in key order;
         // one that another runtime inserted meanwhile is not overwritten (ON CONFLICT DO NOTHING),
-        // which the answer reports as inconsistent.
+        // and fails the statement.
         // json_to_recordset reads each record's text once (each ->> would parse it again).
         return `WITH exs_in AS (SELECT e.o AS exs_ord, e.k AS exs_key, e.sf AS exs_sf, e.sv AS exs_sv, e.st AS exs_st, e.rv AS exs_was, e.w = 1 AS exs_w,`
           + ` e.r AS exs_r, e.nv, e.nt, e.nf, e.nw, e.nu FROM json_to_recordset(CAST(? AS json))`
@@ -569,7 +570,11 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` WHERE o.exs_sf IS NULL ORDER BY o.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) DO NOTHING RETURNING ${c.record_key})`
           // Written rows are matched to their records by the key as the table stores and compares it,
           // as upsertRows() does (a batch here is small: the caller sends at most a few dozen).
-          + ` SELECT json_build_array((SELECT count(*) FROM exs_ok) = (SELECT count(*) FROM exs_su) + (SELECT count(*) FROM exs_si),`
+          // A passed record whose new state row another runtime inserted meanwhile would have its row
+          // written without its state: the statement then fails (an impossible cast, evaluated only
+          // then), so that nothing of it stays, in a transaction or not.
+          + ` SELECT json_build_array(CASE WHEN (SELECT count(*) FROM exs_ok) = (SELECT count(*) FROM exs_su) + (SELECT count(*) FROM exs_si) THEN true`
+          + ` ELSE CAST('exs: state rows appeared meanwhile: ' || CAST((SELECT count(*) FROM exs_ok) AS text) AS boolean) END,`
           + ` (SELECT json_agg(o.exs_ord) FROM exs_ok o),`
           + ` (SELECT json_agg(json_build_array(r.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_rv))`
           + ` FROM exs_w w JOIN exs_r r ON w.${values[0]} = r.${keyName}))`
