@@ -933,16 +933,15 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     });
   });
 
-  it('outside a transaction too, a new key\'s state row inserted meanwhile by another runtime fails the whole statement: the row is not left written without its state', async (t) => {
+  it('a new key\'s state row inserted meanwhile by another runtime fails the whole statement: the row is not left written without its state', async (t) => {
     if (!(await needService(t, pg.service))) return;
     await withPermitTable(pg, async (table) => {
       await table.connector.open();
       const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
-      // The first write shows every column storing what is written: later ones need no transaction.
       await table.connector.apply(versioned('K-0', { LAST_CHG_TS: at('001') }));
       assert.deepEqual(table.connector.stats, { known: 1, locked: 0 });
       // Another runtime claims K-1's state row and has not committed yet: this runtime's statement
-      // does not see it, writes K-1's row, waits at the state row's insert, finds it taken.
+      // does not see it, waits at its own insert of that state row, and finds it taken.
       const other = await connectOdbc({ connectionString: pg.connectionString });
       try {
         await other.beginTransaction();
@@ -963,7 +962,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     });
   });
 
-  it('a column that stored what was written until it rounds a value: the state written outside a transaction is saved again as stored', async (t) => {
+  it('a column that stored what was written until it rounds a value: the state is saved again as stored, in the same transaction', async (t) => {
     if (!(await needService(t, pg.service))) return;
     const name = `EXS_ROUND_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
     const db = await connectOdbc({ connectionString: pg.connectionString });
@@ -974,8 +973,8 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       const apply = (amount: number, ts: string) => connector.apply(
         { keyColumn: 'PERMIT_ID', keyValue: 'P-1', row: { PERMIT_ID: 'P-1', AMOUNT: amount, LAST_CHG_TS: ts }, version: sourceVersionOf(ts) ?? null },
         { rule: 'MANUAL', timestampColumn: 'LAST_CHG_TS' });
-      assert.equal((await apply(5.5, '2026-03-01T10:00:01Z')).outcome, 'applied'); // stored as written: AMOUNT is trusted
-      const rounded = await apply(7.125, '2026-03-01T10:00:02Z'); // outside a transaction; stored as 7.13
+      assert.equal((await apply(5.5, '2026-03-01T10:00:01Z')).outcome, 'applied'); // stored as written
+      const rounded = await apply(7.125, '2026-03-01T10:00:02Z'); // stored as 7.13
       assert.deepEqual([rounded.outcome, Number(rounded.after.AMOUNT)], ['applied', 7.13]);
       const next = await apply(9.25, '2026-03-01T10:00:03Z');
       assert.deepEqual([next.outcome, next.conflicts], ['applied', undefined], 'nobody edited AMOUNT: nothing to park');

@@ -162,9 +162,6 @@ export class OdbcConnector implements SyncConnector {
   private known?: KnownRecords;
   /** Records written by the one-statement path (known) and by the locked transaction. */
   readonly stats = { known: 0, locked: 0 };
-  /** Columns (contract names) seen storing exactly what EXS writes, and those seen not to (see trustedAlone). */
-  private readonly faithful = new Set<string>();
-  private readonly unfaithful = new Set<string>();
 
   constructor(private readonly options: OdbcConnectorOptions) {}
 
@@ -344,15 +341,14 @@ export class OdbcConnector implements SyncConnector {
     }
     if (candidates.length === 0) return unknown;
     const steps = this.openSteps();
-    // One statement needs no transaction around it (saving the BEGIN and COMMIT round trips) when
-    // its rows can be trusted to store what is written: no state to save again afterwards.
-    const alone = this.trustedAlone(candidates);
+    // In a transaction, though one statement often does it all: a state saved as if a column had
+    // stored the value written (a rounding column, a trigger) is saved again from the row as stored
+    // before anyone can read it. Outside one, a column that had always stored what was written and
+    // then rounded would leave that state readable, or for good if the second save failed.
     // A check that raced or a value the table refuses sends the records to the locked path, which
     // decides again from what it reads and finds the refused record. A database that is gone is
     // reported at once: the locked path would only wait for it a second time.
-    const committed = await this.pool!.withSession((session) => (alone
-      ? steps.writeKnown!(session, candidates, false)
-      : session.transaction(() => steps.writeKnown!(session, candidates, true))))
+    const committed = await this.pool!.withSession((session) => session.transaction(() => steps.writeKnown!(session, candidates)))
       .catch((err) => {
         if (classifyDbError(err).transient && !isLockConflict(err)) throw err;
         return new Array<CommittedRow | undefined>(candidates.length);
@@ -370,67 +366,12 @@ export class OdbcConnector implements SyncConnector {
         return;
       }
       this.stats.known += 1;
-      this.learnFaithfulness(decision, row);
-      if (row.correction) known.forget(key); // saved again below; read back next time
-      else this.remember(key, row, record.state);
+      this.remember(key, row, record.state);
       const before = record.current && { ...record.current };
       outcomes[p.index] = { result: resultOf(decision, before, row.after === record.current ? before : row.after) };
     });
-    await this.correctStates(candidates, committed);
     // Misses rejoin in key order, the order every runtime locks in.
     return missed ? unknown.sort(byKey) : unknown;
-  }
-
-  /**
-   * Whether the candidates can be written by one statement outside a transaction: one set of
-   * columns written (one statement), each column known to store what EXS writes. A column is
-   * trusted once a write showed it storing the value written, and never again once one did not (a
-   * rounding column, a trigger): its records then go in a transaction, which saves the state again
-   * from the row as stored before it commits.
-   */
-  private trustedAlone(candidates: KnownDecision[]): boolean {
-    let shape: string | undefined;
-    for (const { decision } of candidates) {
-      if (!written(decision)) continue;
-      const columns = Object.keys(decision.columns);
-      for (const column of columns) if (!this.faithful.has(column)) return false;
-      const thisShape = columns.join('\u0000');
-      if (shape !== undefined && shape !== thisShape) return false;
-      shape = thisShape;
-    }
-    return true;
-  }
-
-  private learnFaithfulness(decision: ConflictDecision, row: CommittedRow): void {
-    if (!written(decision)) return;
-    for (const [column, value] of Object.entries(decision.columns)) {
-      if (this.unfaithful.has(column)) continue;
-      if (row.after && row.after[column] === value) this.faithful.add(column);
-      else {
-        this.unfaithful.add(column);
-        this.faithful.delete(column);
-      }
-    }
-  }
-
-  /**
-   * States written outside a transaction as if each column stored the value written, where one did
-   * not: saved again from the row as stored, in a locked transaction, unless another runtime has
-   * saved the record's state since (its state then stands: it decided from the row as stored).
-   * Until then a runtime could read the first state; should this fail, the record's next event
-   * reads it too, and may see the stored value as a clerk's edit.
-   */
-  private async correctStates(candidates: KnownDecision[], committed: Array<CommittedRow | undefined>): Promise<void> {
-    const fixes = candidates.flatMap(({ prepared }, i) => {
-      const row = committed[i];
-      return row?.correction ? [{ prepared, was: String(row.saved![2]), state: this.savedState(row.correction) }] : [];
-    });
-    if (fixes.length === 0) return;
-    fixes.sort((a, b) => byKey(a.prepared, b.prepared));
-    const context = `${this.describe()}, ${fixes.length} states saved again as stored`;
-    await this.transact(context, fixes.map((f) => f.prepared.key), ({ check }, i) => ({
-      outcome: 'unchanged', columns: {}, reason: '', conflicts: [], ...(check?.fingerprint === fixes[i].was && { state: fixes[i].state! }),
-    })).catch(() => undefined);
   }
 
   /** Whether writeKnown can carry the decision: a new state to save, and nothing parked for a person. */
@@ -688,11 +629,6 @@ interface CommittedRow {
   rowVersion?: string | null;
   /** The state's parameters as saved (stateParameters()); absent when the state stayed as it was. */
   saved?: SqlParameter[];
-  /**
-   * writeKnown outside a transaction: the state as it should have been saved, where the table
-   * stored a written value differently; the caller saves it (OdbcConnector.correctStates).
-   */
-  correction?: SqlParameter[];
 }
 
 interface CommittedRecord extends DecidedRecord, CommittedRow {
@@ -722,7 +658,7 @@ interface TransactionSteps {
    * undefined when the check failed (the record then takes the locked path); throws (and the
    * caller rolls back) when the statement could not keep its records consistent.
    */
-  writeKnown?(session: OdbcSession, records: KnownDecision[], inTransaction: boolean): Promise<Array<CommittedRow | undefined>>;
+  writeKnown?(session: OdbcSession, records: KnownDecision[]): Promise<Array<CommittedRow | undefined>>;
   /** Statements a connection PREPAREs when it opens (the ones a full record's write runs). */
   readonly prepareOnOpen?: readonly string[];
 }
@@ -926,7 +862,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
       for (const state of states) committed[state.at].saved = state.parameters;
       return committed;
     },
-    async writeKnown(session, records, inTransaction) {
+    async writeKnown(session, records) {
       const savedAt = new Date().toISOString();
       const assumed = records.map(({ decision }) => stateParameters(decision.state!, savedAt));
       // One statement per set of columns written, as the locked path's upserts; records that write
@@ -961,8 +897,8 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
           };
         });
         const [answer] = await session.runPrepared(writeKnownSql(columns), [JSON.stringify(input), jobId]);
-        const [consistent, ok, rows] = JSON.parse(String(answer.exs_rows)) as [boolean, number[] | null, Array<[number, unknown[][], string]> | null];
-        if (!consistent) throw new DbError({ transient: true, sqlState: '40001', message: `state rows appeared meanwhile in ${plan.state.table}` });
+        // A record whose new state row another runtime inserted meanwhile failed the statement (22P02).
+        const [, ok, rows] = JSON.parse(String(answer.exs_rows)) as [true, number[] | null, Array<[number, unknown[][], string]> | null];
         // A written row that does not come back (a trigger changed its key) is read as gone, as in the locked path.
         const stored = new Map((rows ?? []).map(([ord, values, rowVersion]) => [Number(ord), { values, rowVersion }]));
         for (const ord of ok ?? []) {
@@ -972,8 +908,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
       }
       const committed: Array<CommittedRow | undefined> = new Array(records.length);
       // The state was saved as if each written column stored the value written; where the table
-      // stored another (a rounding column, a trigger), it is saved again from the row as stored:
-      // here, in the transaction, or by the caller when there is none.
+      // stored another (a rounding column, a trigger), it is saved again from the row as stored.
       const corrections: Array<{ key: string; parameters: SqlParameter[] }> = [];
       for (const [ord, values, rowVersion] of passed) {
         const at = Number(ord) - 1;
@@ -986,10 +921,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
         const row: CommittedRow = { after, rowVersion: after ? rowVersion : null, saved: assumed[at] };
         if (!after || Object.keys(decision.columns).some((column) => after[column] !== decision.columns[column])) {
           const parameters = stateParameters(stateAsStored(decision, after)!, savedAt);
-          if (parameters[2] !== row.saved![2]) {
-            if (inTransaction) corrections.push({ key: String(prepared.key), parameters: (row.saved = parameters) });
-            else row.correction = parameters;
-          }
+          if (parameters[2] !== row.saved![2]) corrections.push({ key: String(prepared.key), parameters: (row.saved = parameters) });
         }
         committed[at] = row;
       }

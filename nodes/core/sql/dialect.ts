@@ -139,7 +139,7 @@ export interface ArrayBatchSql {
    * rows written (matched to their records by the key as the table stores it)], null for none. When
    * a passed record's state could not be saved (a state row inserted meanwhile by another runtime)
    * the statement fails instead (22P02, "exs: state rows appeared meanwhile"), so that none of it
-   * stays: it can run outside a transaction.
+   * stays whatever the caller does next.
    */
   writeKnown(state: StateTable, table: string, columns: ColumnInfo[], returned: ColumnInfo[]): string;
   /**
@@ -536,9 +536,10 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         const values = returned.map((_, i) => `exs_v${i}`);
         const [version, tiebreak, fingerprint, writtenText, updatedAt] = ['o.nv', 'o.nt', 'o.nf', 'o.nw', 'o.nu'];
         // In lock()'s order: existing state rows in key order, then destination rows, each locked
-        // only once its record's state row is. A missing state row is inserted last, in key order;
-        // one that another runtime inserted meanwhile is not overwritten (ON CONFLICT DO NOTHING),
-        // and fails the statement.
+        // only once its record's state row is. A missing state row is inserted after the locks, in
+        // key order (the answer's count reads it before the rows are written); one that another
+        // runtime inserted meanwhile is not overwritten (ON CONFLICT DO NOTHING), and fails the
+        // statement.
         // json_to_recordset reads each record's text once (each ->> would parse it again).
         return `WITH exs_in AS (SELECT e.o AS exs_ord, e.k AS exs_key, e.sf AS exs_sf, e.sv AS exs_sv, e.st AS exs_st, e.rv AS exs_was, e.w = 1 AS exs_w,`
           + ` e.r AS exs_r, e.nv, e.nt, e.nf, e.nw, e.nu FROM json_to_recordset(CAST(? AS json))`
@@ -572,7 +573,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           // as upsertRows() does (a batch here is small: the caller sends at most a few dozen).
           // A passed record whose new state row another runtime inserted meanwhile would have its row
           // written without its state: the statement then fails (an impossible cast, evaluated only
-          // then), so that nothing of it stays, in a transaction or not.
+          // then), so that nothing of it stays.
           + ` SELECT json_build_array(CASE WHEN (SELECT count(*) FROM exs_ok) = (SELECT count(*) FROM exs_su) + (SELECT count(*) FROM exs_si) THEN true`
           + ` ELSE CAST('exs: state rows appeared meanwhile: ' || CAST((SELECT count(*) FROM exs_ok) AS text) AS boolean) END,`
           + ` (SELECT json_agg(o.exs_ord) FROM exs_ok o),`
