@@ -402,7 +402,7 @@ export class OdbcConnector implements SyncConnector {
     if (row.saved) {
       // Read back when the record's next event comes, if it comes while the record is remembered.
       const [version, tiebreak, fingerprint] = row.saved;
-      const check = { fingerprint: String(fingerprint), version: version === null ? null : String(version), tiebreak: String(tiebreak) };
+      const check = checkOf({ version, tiebreak, fingerprint, written: null, parked: null });
       known.remember(key, { state: null, saved: row.saved, check, current: row.after && { ...row.after }, rowVersion: row.rowVersion });
       return;
     }

@@ -113,7 +113,7 @@ export interface ArrayBatchSql {
    * runtimes queue rather than deadlock), then locks their destination rows. Parameters: the keys (a text array), the job id. Answers
    * `exs_rows`: a JSON array with, per key, [ordinal (1-based), version, tiebreak, fingerprint,
    * written, parked, destination row found, [[`columns`]], the row's version] (values in chunks of
-   * 90; the version is what writeKnown checks; null unless `rowVersions`, false for a view)).
+   * 90; the version is what writeKnown checks, null when `rowVersions` is false: a view has none).
    */
   lock(state: StateTable, table: string, key: ColumnInfo, columns: ColumnInfo[], rowVersions?: boolean): string;
   /**
@@ -129,8 +129,9 @@ export interface ArrayBatchSql {
    * fingerprint, version and tiebreak given (or be missing, when none is given) and no parked
    * conflict, and its destination row the version given (or be missing); for the records where both
    * hold, the row's `columns` (key first) are written as upsertRows() writes them, when asked, and
-   * the new state saved, with the same locks, in the same order, as lock() and upsertRows(). The
-   * others are left untouched. Rows are checked and answered by their `returned` columns.
+   * the new state saved. Existing state rows are locked in key order before the rows, as lock()
+   * does; a new key's state row is inserted after the rows are locked. The others are left
+   * untouched. Rows are checked and answered by their `returned` columns.
    * Parameters: the records, a JSON array of objects {o: ordinal, k: key text, sf, sv, st: expected
    * state fingerprint (null: no state row), version, tiebreak; rv: expected row version (null: no
    * row); w: 1 to write the row; r: the row, keyed by column name; nv, nt, nf, nw, nu: the new
@@ -473,9 +474,10 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
   };
   /**
    * Which version of row `alias` this is: the transaction that wrote it (xmin) and where it lies
-   * (its table or partition, and ctid). Any later write, in another transaction or the same (a trigger), makes a new version
-   * with a new place: what writeKnown compares to tell a row unchanged since EXS read or wrote it,
-   * far cheaper than hashing its values. A VACUUM FULL moves rows: they then just miss the check.
+   * (its table or partition, and ctid). Any later write, in another transaction or the same (a
+   * trigger), makes a new version with a new place: what writeKnown compares to tell a row
+   * unchanged since EXS read or wrote it, far cheaper than hashing its values. A VACUUM FULL moves
+   * rows: they then just miss the check.
    */
   const rowVersion = (alias: string) => `CAST(${alias}.tableoid AS text) || ':' || CAST(${alias}.xmin AS text) || ':' || CAST(${alias}.ctid AS text)`;
 
