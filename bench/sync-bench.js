@@ -164,8 +164,9 @@ const PIPELINES = [
   ['stock Node-RED', stockNodeRed],
   ['EXS', exs],
 ];
-// EXS_BENCH_ONLY="EXS" (comma-separated names) runs some pipelines only, for profiling; RESULTS.md is then not written.
-const ONLY = process.env.EXS_BENCH_ONLY?.split(',').map((name) => name.trim());
+// EXS_BENCH_ONLY="EXS" (a regular expression matched against the names, say "batched|EXS") runs some
+// pipelines only, for profiling; RESULTS.md is then not written.
+const ONLY = process.env.EXS_BENCH_ONLY ? new RegExp(process.env.EXS_BENCH_ONLY) : undefined;
 // EXS_BENCH_PHASES="latency" (throughput, drain, latency) measures some phases only.
 const PHASES = process.env.EXS_BENCH_PHASES?.split(',').map((phase) => phase.trim()) ?? ['throughput', 'drain', 'latency'];
 
@@ -367,7 +368,7 @@ async function main() {
     const runs = [];
     for (let round = 0; round < RUNS; round++) {
       for (const [name, start] of PIPELINES) {
-        if (!ONLY || ONLY.includes(name)) runs.push(await measure(name, start, ctx, db, publisher, round));
+        if (!ONLY || ONLY.test(name)) runs.push(await measure(name, start, ctx, db, publisher, round));
       }
     }
     for (const [name] of PIPELINES) {

@@ -28,6 +28,33 @@ function statusText(last: ChangeLogEntry | undefined, deadLetters: number, parke
   return parts.join(' · ');
 }
 
+/** What a stream must offer to be held back (a net.Socket does). */
+interface Corkable {
+  cork(): void;
+  uncork(): void;
+  writable?: boolean;
+}
+
+/**
+ * The sockets of the MQTT brokers that the nodes wired to output 1 publish through (core mqtt out
+ * nodes: `brokerConn.client.stream`); none when something else is wired there.
+ *
+ * Why: Node-RED delivers each message in a setImmediate of its own, and mqtt.js flushes each
+ * packet on the next tick, so a batch of a hundred entries cost a hundred writev calls, in the
+ * runtime and in the broker: a tenth of the runtime's CPU under a backlog. Held back while the
+ * batch's messages are delivered, the socket takes them in one write. Holding back changes no
+ * order and loses nothing: the socket is released right after those deliveries.
+ */
+function feedSockets(RED: RED, wires: string[] | undefined): Corkable[] {
+  const sockets = new Set<Corkable>();
+  for (const id of wires ?? []) {
+    const out = RED.nodes.getNode(id) as { brokerConn?: { client?: { stream?: Partial<Corkable> } } } | undefined;
+    const stream = out?.brokerConn?.client?.stream;
+    if (stream && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && stream.writable !== false) sockets.add(stream as Corkable);
+  }
+  return [...sockets];
+}
+
 export = function registerExsChangeLog(RED: RED) {
   function ExsChangeLog(this: RedNode, config: JobNodeConfig) {
     RED.nodes.createNode(this, config);
@@ -95,11 +122,15 @@ export = function registerExsChangeLog(RED: RED) {
         .then(
           () => {
             // One send per message: Node-RED deep-copies every message of a send but the first.
+            // The feed's sockets are released after the deliveries, which were queued before.
+            const held = logged.length > 1 ? feedSockets(RED, (this as RedNode & { wires?: string[][] }).wires?.[0]) : [];
+            for (const socket of held) socket.cork();
             for (const { entry, envelope, letter } of logged) {
               send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
               if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
               job.settle(envelope.seq, entry.outcome);
             }
+            if (held.length > 0) setImmediate(() => held.forEach((socket) => socket.uncork()));
             last = logged[logged.length - 1].entry;
             showStatus();
             done();
