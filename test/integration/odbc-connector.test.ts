@@ -317,7 +317,7 @@ describe('OdbcConnector after a dropped connection', () => {
       });
       assert.equal((await table.connector.apply(permit('P-1', { PERMIT_STAT: 'APPR' }))).outcome, 'applied');
       assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'APPR');
-      assert.deepEqual(table.connector.stats, { known: 2, locked: 0 });
+      assert.deepEqual(table.connector.stats, { known: 2, alone: 2, locked: 0 });
 
       // The same on the locked path: a key the connector has not written, in a table with rows
       // from before EXS (so keys it has not seen are not presumed new).
@@ -620,7 +620,7 @@ for (const target of LAW_TARGETS) {
         assert.deepEqual([second.outcome, second.conflicts], ['applied', undefined], 'nobody edited the row: nothing to park');
         assert.deepEqual(await connector.listConflicts(), []);
         // PostgreSQL: both in one statement each, the first one's state saved again as stored.
-        if (target.dialect === 'postgresql' && !target.options) assert.deepEqual(connector.stats, { known: 2, locked: 0 });
+        if (target.dialect === 'postgresql' && !target.options) assert.deepEqual(connector.stats, { known: 2, alone: 0, locked: 0 });
       } finally {
         await connector.close();
         await db.query(`DROP TABLE ${name}`);
@@ -820,7 +820,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
         assert.deepEqual([second.outcome, second.reason, second.before?.PERMIT_STAT, second.after.PERMIT_STAT], ['applied', 'event is newer', 'NEW', 'APPR']);
         // Only the status and time change (the other columns agree): the statement writes those alone.
         assert.equal((await apply(table.connector, { PERMIT_STAT: 'INSP', LAST_CHG_TS: at('003'), REMARKS: 'ok' })).outcome, 'applied');
-        assert.deepEqual(table.connector.stats, { known: 3, locked: 0 });
+        assert.deepEqual(table.connector.stats, { known: 3, alone: 3, locked: 0 });
 
         // A clerk edits the row: the check fails, the locked transaction reads the edit and the
         // rule keeps it.
@@ -828,18 +828,18 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
         const edited = await apply(table.connector, { PERMIT_STAT: 'DONE', LAST_CHG_TS: at('004'), REMARKS: 'hms' });
         assert.deepEqual([edited.outcome, edited.before?.REMARKS, edited.after.REMARKS, edited.after.PERMIT_STAT], ['applied', 'clerk', 'clerk', 'DONE']);
         assert.deepEqual(edited.conflicts, [{ column: 'REMARKS', rule: 'DESTINATION_WINS', winner: 'destination' }]);
-        assert.deepEqual(table.connector.stats, { known: 3, locked: 1 });
+        assert.deepEqual(table.connector.stats, { known: 3, alone: 3, locked: 1 });
 
         // Another runtime writes the record: this one's knowledge of the state is stale; the
         // locked transaction sees the newer version and skips the older event.
         assert.equal((await apply(other, { PERMIT_STAT: 'OTHER', LAST_CHG_TS: at('006'), REMARKS: 'clerk' })).outcome, 'applied');
         const stale = await apply(table.connector, { PERMIT_STAT: 'LATE', LAST_CHG_TS: at('005'), REMARKS: 'clerk' });
         assert.deepEqual([stale.outcome, stale.after.PERMIT_STAT], ['skipped', 'OTHER']);
-        assert.deepEqual(table.connector.stats, { known: 3, locked: 2 });
+        assert.deepEqual(table.connector.stats, { known: 3, alone: 3, locked: 2 });
 
         // Known again after the locked transaction: one statement.
         assert.equal((await apply(table.connector, { PERMIT_STAT: 'LAST', LAST_CHG_TS: at('007'), REMARKS: 'clerk' })).outcome, 'applied');
-        assert.deepEqual(table.connector.stats, { known: 4, locked: 2 });
+        assert.deepEqual(table.connector.stats, { known: 4, alone: 4, locked: 2 });
         assert.deepEqual(comparable(await table.row('P-1')), { PERMIT_STAT: 'LAST', LAST_CHG_TS: '2026-03-01 10:00:00.007000', PERMIT_LEVEL: 1, REMARKS: 'clerk' });
       } finally {
         await other.close();
@@ -857,17 +857,17 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       const batch = Array.from({ length: 100 }, (_, i) => ({ record: versioned(`Q-${String(i).padStart(3, '0')}`, { REMARKS: remarks, LAST_CHG_TS: at('001') }), policy: { rule: 'MANUAL' as const } }));
       const results = await table.connector.applyBatch(batch);
       assert.ok(results.every((r) => r.result?.outcome === 'applied'));
-      assert.deepEqual(table.connector.stats, { known: 0, locked: 100 });
+      assert.deepEqual(table.connector.stats, { known: 0, alone: 0, locked: 100 });
       // A flood's records are not remembered: the next write of one is presumed new, misses, and
       // takes the locked transaction, which saves its state as the batch did and remembers it.
       const apply = (status: string, ms: string) => table.connector.apply(versioned('Q-007', { PERMIT_STAT: status, REMARKS: remarks, LAST_CHG_TS: at(ms) }), { rule: 'MANUAL' });
       assert.deepEqual((await apply('APPR', '002')).conflicts, undefined);
-      assert.deepEqual(table.connector.stats, { known: 0, locked: 101 });
+      assert.deepEqual(table.connector.stats, { known: 0, alone: 0, locked: 101 });
       // Read back by the locked transaction, the batch's state found no edit (nothing parked); the
       // state that transaction saved passes the check.
       const next = await apply('DONE', '003');
       assert.deepEqual([next.outcome, next.conflicts, next.after.REMARKS], ['applied', undefined, remarks]);
-      assert.deepEqual(table.connector.stats, { known: 1, locked: 101 });
+      assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 101 });
     });
   });
 
@@ -906,7 +906,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       assert.deepEqual([first.outcome, Number(first.after.ID), first.after.STAT], ['applied', 7, 'A']);
       const second = await apply('B');
       assert.deepEqual([second.outcome, second.before?.STAT, second.after.STAT], ['applied', 'A', 'B']);
-      assert.deepEqual(connector.stats, { known: 2, locked: 0 });
+      assert.deepEqual(connector.stats, { known: 2, alone: 0, locked: 0 });
     } finally {
       await connector.close();
       await db.query(`DROP TABLE ${name}`);
@@ -925,7 +925,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
         assert.equal((await connector.apply(versioned('P-1', { LAST_CHG_TS: at('001') }))).outcome, 'applied');
         assert.equal((await connector.apply(versioned('P-1', { PERMIT_STAT: 'APPR', LAST_CHG_TS: at('002') }))).outcome, 'applied');
         assert.equal((await table.row('P-1'))?.PERMIT_STAT, 'APPR');
-        assert.deepEqual(connector.stats, { known: 0, locked: 2 });
+        assert.deepEqual(connector.stats, { known: 0, alone: 0, locked: 2 });
       } finally {
         await connector.close();
         await table.db.query(`DROP VIEW ${table.name}_V`);
@@ -939,7 +939,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       await table.connector.open();
       const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
       await table.connector.apply(versioned('K-0', { LAST_CHG_TS: at('001') }));
-      assert.deepEqual(table.connector.stats, { known: 1, locked: 0 });
+      assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 0 });
       // Another runtime claims K-1's state row and has not committed yet: this runtime's statement
       // does not see it, waits at its own insert of that state row, and finds it taken.
       const other = await connectOdbc({ connectionString: pg.connectionString });
@@ -952,7 +952,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
         const result = await write;
         // The statement failed whole; the locked transaction then claimed the state row and wrote.
         assert.deepEqual([result.outcome, result.reason], ['applied', 'new record']);
-        assert.deepEqual(table.connector.stats, { known: 1, locked: 1 });
+        assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 1 });
         assert.equal((await table.row('K-1'))?.PERMIT_STAT, 'APPR');
         const [state] = await table.db.query(`SELECT fingerprint FROM "EXS_SYNC_STATE" WHERE job_id = ? AND record_key = 'K-1'`, [table.name]);
         assert.notEqual(String(state.fingerprint), '', 'the state is the one saved with the row');
@@ -1003,7 +1003,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
         // 'QUIET' is what EXS stored, so nobody edited it; the event's 'quiet' is written again.
         assert.deepEqual([next.outcome, next.conflicts, next.after.REMARKS], ['applied', undefined, 'QUIET']);
         assert.deepEqual(await table.connector.listConflicts(), []);
-        assert.deepEqual(table.connector.stats, { known: 2, locked: 0 });
+        assert.deepEqual(table.connector.stats, { known: 2, alone: 0, locked: 0 });
       } finally {
         await table.db.query(`DROP FUNCTION ${table.name}_t() CASCADE`);
       }
@@ -1026,9 +1026,59 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
         const next = await apply({ PERMIT_STAT: 'APPR', REMARKS: 'second', LAST_CHG_TS: at('002') });
         assert.deepEqual([next.outcome, next.before?.REMARKS], ['applied', 'audited']);
         assert.deepEqual(next.conflicts, [{ column: 'REMARKS', rule: 'HMS_WINS', winner: 'hms' }]);
-        assert.deepEqual(table.connector.stats, { known: 1, locked: 1 });
+        assert.deepEqual(table.connector.stats, { known: 1, alone: 0, locked: 1 });
       } finally {
         await table.db.query(`DROP FUNCTION ${table.name}_a() CASCADE`);
+      }
+    });
+  });
+
+  it('a plain table\'s records go in one statement without a transaction, unless a value may be stored otherwise than written: that one takes a transaction that saves its state as stored', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.connector.open();
+      const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+      const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned('P-1', fields), { rule: 'MANUAL' });
+      await apply({ PERMIT_STAT: 'NEW', PERMIT_LEVEL: 1, LAST_CHG_TS: at('001') });
+      // A number for a text column is bound as its text, which is what the column stores.
+      const second = await apply({ PERMIT_STAT: 'APPR', PERMIT_LEVEL: 2, REMARKS: 1234.5, LAST_CHG_TS: at('002') });
+      assert.equal(second.after.REMARKS, '1234.5');
+      assert.deepEqual(table.connector.stats, { known: 2, alone: 2, locked: 0 });
+      // PERMIT_STAT is varchar(8): ten characters whose last are spaces are cut to eight without an
+      // error. Written alone, the state would say 'AP' and eight spaces while the row holds six.
+      const padded = `AP${' '.repeat(8)}`;
+      const cut = await apply({ PERMIT_STAT: padded, LAST_CHG_TS: at('003') });
+      assert.deepEqual([cut.outcome, cut.after.PERMIT_STAT], ['applied', 'AP      ']);
+      assert.deepEqual(table.connector.stats, { known: 3, alone: 2, locked: 0 }, 'in a transaction');
+      // The state holds what the row holds: the next event finds no clerk's edit to park.
+      const next = await apply({ PERMIT_STAT: 'DONE', REMARKS: 1234.5, LAST_CHG_TS: at('004') });
+      assert.deepEqual([next.outcome, next.conflicts, next.after.PERMIT_STAT, next.after.REMARKS], ['applied', undefined, 'DONE', '1234.5']);
+      assert.deepEqual(await table.connector.listConflicts(), []);
+      assert.deepEqual(table.connector.stats, { known: 4, alone: 3, locked: 0 });
+    });
+  });
+
+  it('a trigger created after deploy: the statement without a transaction holds nothing, the locked transaction writes the record, and later writes take a transaction', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.connector.open();
+      const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+      const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned('P-1', fields), { rule: 'MANUAL' });
+      await apply({ REMARKS: 'first', LAST_CHG_TS: at('001') });
+      assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 0 });
+      await table.db.query(`CREATE FUNCTION ${table.name}_u() RETURNS trigger AS $$ BEGIN NEW.remarks := upper(NEW.remarks); RETURN NEW; END $$ LANGUAGE plpgsql`);
+      await table.db.query(`CREATE TRIGGER ${table.name}_u BEFORE INSERT OR UPDATE ON ${table.name} FOR EACH ROW EXECUTE FUNCTION ${table.name}_u()`);
+      try {
+        const second = await apply({ REMARKS: 'quiet', LAST_CHG_TS: at('002') });
+        assert.deepEqual([second.outcome, second.after.REMARKS], ['applied', 'QUIET']);
+        assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 1 }, 'the guard held nothing: the locked transaction wrote it');
+        // 'QUIET' is what the table stored for EXS: no clerk's edit, nothing parked.
+        const third = await apply({ PERMIT_STAT: 'APPR', REMARKS: 'quiet', LAST_CHG_TS: at('003') });
+        assert.deepEqual([third.outcome, third.conflicts, third.after.REMARKS], ['applied', undefined, 'QUIET']);
+        assert.deepEqual(await table.connector.listConflicts(), []);
+        assert.deepEqual(table.connector.stats, { known: 2, alone: 1, locked: 1 }, 'one statement again, in a transaction');
+      } finally {
+        await table.db.query(`DROP FUNCTION ${table.name}_u() CASCADE`);
       }
     });
   });

@@ -138,12 +138,12 @@ describe('batch conflict transaction SQL', () => {
 
   // Columns as open() reads them from pg_type: the statements name and read types by it.
   const PG_COLUMNS: ColumnInfo[] = [
-    { name: 'PERMIT_ID', kind: 'text', sqlType: 'varchar(20)', pg: { base: 'character varying', name: 'varchar', category: 'S' } },
-    { name: 'PERMIT_STAT', kind: 'text', sqlType: 'varchar(8)', pg: { base: 'character varying', name: 'varchar', category: 'S' } },
-    { name: 'LAST_CHG_TS', kind: 'timestamp', sqlType: 'timestamp', pg: { base: 'timestamp without time zone', name: 'timestamp', category: 'D' } },
-    { name: 'ACTIVE', kind: 'number', sqlType: 'bool', pg: { base: 'boolean', name: 'bool', category: 'B' } },
-    { name: 'BIG', kind: 'number', sqlType: 'int8', pg: { base: 'bigint', name: 'int8', category: 'N' } },
-    { name: 'PRICE', kind: 'number', sqlType: 'money', pg: { base: 'money', name: 'money', category: 'N' } },
+    { name: 'PERMIT_ID', kind: 'text', sqlType: 'varchar(20)', pg: { base: 'character varying', name: 'varchar', category: 'S', typmod: 24 } },
+    { name: 'PERMIT_STAT', kind: 'text', sqlType: 'varchar(8)', pg: { base: 'character varying', name: 'varchar', category: 'S', typmod: 12 } },
+    { name: 'LAST_CHG_TS', kind: 'timestamp', sqlType: 'timestamp', pg: { base: 'timestamp without time zone', name: 'timestamp', category: 'D', typmod: -1 } },
+    { name: 'ACTIVE', kind: 'number', sqlType: 'bool', pg: { base: 'boolean', name: 'bool', category: 'B', typmod: -1 } },
+    { name: 'BIG', kind: 'number', sqlType: 'int8', pg: { base: 'bigint', name: 'int8', category: 'N', typmod: -1 } },
+    { name: 'PRICE', kind: 'number', sqlType: 'money', pg: { base: 'money', name: 'money', category: 'N', typmod: -1 } },
   ];
   // A boolean answers 1 or 0, a BIGINT text (all its digits), money a number, as the other drivers hand them over.
   const PG_READ = 'json_build_array(json_build_array(%.exs_v0, %.exs_v1, %.exs_v2, CASE WHEN %.exs_v3 THEN 1 WHEN NOT %.exs_v3 THEN 0 END,'
@@ -203,9 +203,19 @@ describe('batch conflict transaction SQL', () => {
       + " ELSE CAST('exs: state rows appeared meanwhile: ' || CAST((SELECT count(*) FROM exs_ok) AS text) AS boolean) END,"));
     // Each record reads its JSON once (json_to_recordset), and the CTEs are filtered by hashed subplans, not joined.
     assert.ok(sql.startsWith('WITH exs_in AS (SELECT e.o AS exs_ord, e.k AS exs_key'));
-    assert.ok(sql.includes('exs_ok AS (SELECT s.* FROM exs_c s WHERE s.exs_ord IN (SELECT exs_ord FROM exs_t)'));
+    assert.ok(sql.includes('exs_ok AS (SELECT s.* FROM exs_c s WHERE (s.exs_ord IN (SELECT exs_ord FROM exs_t)'));
     // Written rows are matched to their records by the key as the table stores it, as upsertRows() does.
-    assert.ok(sql.includes('FROM exs_w w JOIN exs_r r ON w.exs_v0 = r."PERMIT_ID"'));
+    assert.ok(sql.includes('FROM exs_w w JOIN exs_r r ON w.exs_v0 = r."PERMIT_ID")) AS exs_rows'));
+    assert.ok(!sql.includes('exs_g'), 'no guard unless asked');
+  });
+
+  it('postgresql: with a guard, the one-statement write passes no record unless it holds, and answers whether it held', () => {
+    const sql = pg.writeKnown(state, 'PERMIT_TABLE', PG_COLUMNS.slice(0, 2), PG_COLUMNS, '(SELECT true)');
+    assert.ok(sql.includes('exs_g AS (SELECT (SELECT true) AS exs_held),'));
+    assert.ok(sql.includes('= s.exs_was FOR UPDATE OF t),'));
+    // Every record that would pass (row checked, or new) passes only while the guard holds.
+    assert.match(sql, /exs_ok AS \(SELECT s\.\* FROM exs_c s WHERE \(s\.exs_ord IN \(SELECT exs_ord FROM exs_t\) OR \(.*\)\) AND \(SELECT exs_held FROM exs_g\)\),/);
+    assert.ok(sql.endsWith('FROM exs_w w JOIN exs_r r ON w.exs_v0 = r."PERMIT_ID"), (SELECT exs_held FROM exs_g)) AS exs_rows'));
   });
 
   it('postgresql: states saved from one JSON array, each read once', () => {

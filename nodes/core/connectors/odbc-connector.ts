@@ -23,6 +23,7 @@ import { DbError, classifyDbError, isLockConflict, toDbError } from '../sql/erro
 import {
   OdbcPool,
   connectOdbc,
+  dollarQuoted,
   driverNameOf,
   type OdbcConnection,
   type OdbcRow,
@@ -44,6 +45,7 @@ import {
 } from '../conflict';
 import type { ParkedRecord } from '../sync-job';
 import { KnownRecords, UNSEEN, type KnownRecord, type StateCheck } from './known-records';
+import { isCanonicalTimestamp } from '../time';
 import type { ApplyResult, ConflictRule, MappedRecord, SyncConnector } from '../types';
 
 export interface OdbcConnectorOptions {
@@ -114,6 +116,13 @@ interface WritePlan {
    * can check; a view or a foreign table has none, and is always written by the locked path.
    */
   rowVersions: boolean;
+  /**
+   * PostgreSQL: set while the table is a plain table with no triggers or rules of its own, so a
+   * column holds exactly what EXS binds whenever storesAsWritten() says so. The one-statement path
+   * then runs without a transaction; the SQL condition is that the table is still like that (the
+   * statement checks it: a trigger created later turns this off). Unset: in a transaction always.
+   */
+  faithful?: string;
 }
 
 /** One record of a batch and the law it is written under. */
@@ -160,8 +169,11 @@ export class OdbcConnector implements SyncConnector {
   private pool?: OdbcPool;
   /** PostgreSQL: the records this connector wrote last (see applyKnown). */
   private known?: KnownRecords;
-  /** Records written by the one-statement path (known) and by the locked transaction. */
-  readonly stats = { known: 0, locked: 0 };
+  /**
+   * Records written by the one-statement path (known; `alone` of them by a statement outside a
+   * transaction) and by the locked transaction.
+   */
+  readonly stats = { known: 0, alone: 0, locked: 0 };
 
   constructor(private readonly options: OdbcConnectorOptions) {}
 
@@ -344,11 +356,16 @@ export class OdbcConnector implements SyncConnector {
     // In a transaction, though one statement often does it all: a state saved as if a column had
     // stored the value written (a rounding column, a trigger) is saved again from the row as stored
     // before anyone can read it. Outside one, a column that had always stored what was written and
-    // then rounded would leave that state readable, or for good if the second save failed.
+    // then rounded would leave that state readable, or for good if the second save failed. So the
+    // statement runs alone (one call and one round trip instead of three calls) only when every
+    // value is one the table stores as written (oneStatementAlone()).
     // A check that raced or a value the table refuses sends the records to the locked path, which
     // decides again from what it reads and finds the refused record. A database that is gone is
     // reported at once: the locked path would only wait for it a second time.
-    const committed = await this.pool!.withSession((session) => session.transaction(() => steps.writeKnown!(session, candidates)))
+    const alone = oneStatementAlone(plan, candidates);
+    const committed = await this.pool!.withSession((session) => (alone
+      ? steps.writeKnown!(session, candidates, true)
+      : session.transaction(() => steps.writeKnown!(session, candidates))))
       .catch((err) => {
         if (classifyDbError(err).transient && !isLockConflict(err)) throw err;
         return new Array<CommittedRow | undefined>(candidates.length);
@@ -366,6 +383,7 @@ export class OdbcConnector implements SyncConnector {
         return;
       }
       this.stats.known += 1;
+      if (alone) this.stats.alone += 1;
       this.remember(key, row, record.state);
       const before = record.current && { ...record.current };
       outcomes[p.index] = { result: resultOf(decision, before, row.after === record.current ? before : row.after) };
@@ -656,9 +674,10 @@ interface TransactionSteps {
    * PostgreSQL: records decided from what the connector knows, written in one statement that
    * checks that knowledge (ArrayBatchSql.writeKnown). Answers, per record, its committed row, or
    * undefined when the check failed (the record then takes the locked path); throws (and the
-   * caller rolls back) when the statement could not keep its records consistent.
+   * caller rolls back) when the statement could not keep its records consistent. `alone`: the
+   * caller runs it outside a transaction (see oneStatementAlone()).
    */
-  writeKnown?(session: OdbcSession, records: KnownDecision[]): Promise<Array<CommittedRow | undefined>>;
+  writeKnown?(session: OdbcSession, records: KnownDecision[], alone?: boolean): Promise<Array<CommittedRow | undefined>>;
   /** Statements a connection PREPAREs when it opens (the ones a full record's write runs). */
   readonly prepareOnOpen?: readonly string[];
 }
@@ -801,6 +820,9 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
   const lockSql = batch.lock(plan.state, plan.table, infos[0], infos, plan.rowVersions);
   const saveSql = batch.saveStates(plan.state);
   const writeKnownSql = cachedByShape((columns) => batch.writeKnown(plan.state, plan.table, columns.map((c) => c.info), infos));
+  // Guarded by the table's condition as read at open: the statement holds no record once it fails.
+  const faithful = plan.faithful;
+  const writeAloneSql = cachedByShape((columns) => batch.writeKnown(plan.state, plan.table, columns.map((c) => c.info), infos, faithful));
   const upsertSql = cachedByShape((columns) => batch.upsertRows(plan.table, columns.map((c) => c.info), infos, plan.rowVersions));
   /** A row as a statement answered it: the plan's columns, in chunks of 90 values. */
   const rowFrom = (chunks: unknown[][]) => {
@@ -817,7 +839,8 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
     await session.runPrepared(saveSql, [jobId, `[${rows.join(',')}]`]);
   };
   return {
-    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql, ...(plan.rowVersions ? [writeKnownSql(plan.columns)] : [])],
+    prepareOnOpen: [lockSql, upsertSql(plan.columns), saveSql, ...(plan.rowVersions ? [writeKnownSql(plan.columns)] : []),
+      ...(plan.rowVersions && faithful ? [writeAloneSql(plan.columns)] : [])],
     async lock(session, keys) {
       const entries = jsonRows(await session.runPrepared(lockSql, [arrayLiteral(keys.map(String)), jobId]));
       const locked: LockedRecord[] = new Array(keys.length);
@@ -862,7 +885,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
       for (const state of states) committed[state.at].saved = state.parameters;
       return committed;
     },
-    async writeKnown(session, records) {
+    async writeKnown(session, records, alone = false) {
       const savedAt = new Date().toISOString();
       const assumed = records.map(({ decision }) => stateParameters(decision.state!, savedAt));
       // One statement per set of columns written, as the locked path's upserts; records that write
@@ -896,9 +919,12 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
             nu: updatedAt,
           };
         });
-        const [answer] = await session.runPrepared(writeKnownSql(columns), [JSON.stringify(input), jobId]);
+        const [answer] = await session.runPrepared((alone ? writeAloneSql : writeKnownSql)(columns), [JSON.stringify(input), jobId]);
         // A record whose new state row another runtime inserted meanwhile failed the statement (22P02).
-        const [, ok, rows] = JSON.parse(String(answer.exs_rows)) as [true, number[] | null, Array<[number, unknown[][], string]> | null];
+        const [, ok, rows, held] = JSON.parse(String(answer.exs_rows)) as [true, number[] | null, Array<[number, unknown[][], string]> | null, boolean?];
+        // The table is no longer as it was at open (a trigger, a rule, a column's type): no record
+        // passed, and from now on the statement runs in a transaction, which saves states as stored.
+        if (alone && held === false) plan.faithful = undefined;
         // A written row that does not come back (a trigger changed its key) is read as gone, as in the locked path.
         const stored = new Map((rows ?? []).map(([ord, values, rowVersion]) => [Number(ord), { values, rowVersion }]));
         for (const ord of ok ?? []) {
@@ -925,10 +951,38 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
         }
         committed[at] = row;
       }
-      if (corrections.length > 0) await saveStates(session, corrections);
+      if (corrections.length > 0) {
+        // Alone, this is a second statement: storesAsWritten() let a value through that the table
+        // changed. It is not trusted again.
+        if (alone) plan.faithful = undefined;
+        await saveStates(session, corrections);
+      }
       return committed;
     },
   };
+}
+
+/**
+ * Whether writeKnown's statement can run outside a transaction: the table stores what EXS binds
+ * (WritePlan.faithful), every value written is one it stores as written, and all records write the
+ * same columns, so one statement carries them all and each record's row and state commit together.
+ */
+function oneStatementAlone(plan: WritePlan, records: KnownDecision[]): boolean {
+  if (plan.faithful === undefined) return false;
+  let shape: string | undefined;
+  for (const { decision } of records) {
+    if (!written(decision)) continue;
+    let columns = '';
+    for (const c of plan.columns) {
+      const value = decision.columns[c.contractName];
+      if (value === undefined) continue;
+      if (!storesAsWritten(c.info, value)) return false;
+      columns += `${c.contractName}\u0000`;
+    }
+    if (shape !== undefined && columns !== shape) return false;
+    shape = columns;
+  }
+  return true;
 }
 
 /** Key order, as every runtime locks a batch's rows. */
@@ -1041,7 +1095,10 @@ function toParameter(column: PlannedColumn, value: unknown): SqlParameter {
     case 'string':
       return value;
     case 'number':
-      if (Number.isFinite(value)) return value;
+      // A PostgreSQL text column stores a number's text, which JavaScript spells as JSON does: bound
+      // as that text, the value written is the value stored, so its state needs no second save
+      // (and the one-statement path no transaction, see storesAsWritten()).
+      if (Number.isFinite(value)) return column.info.pg?.name === 'varchar' || column.info.pg?.name === 'text' ? String(value) : value;
       break;
     case 'boolean':
       return value ? 1 : 0;
@@ -1222,7 +1279,55 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
     byName: new Map(columns.map((c) => [c.contractName, c])),
     sortedNames: columns.map((c) => c.contractName).sort(),
     rowVersions: dialect.name === 'postgresql' && await hasRowVersions(connection, dialect, table.sqlName),
+    faithful: dialect.name === 'postgresql' ? await faithfulTableCondition(connection, dialect, table.sqlName) : undefined,
   };
+}
+
+/**
+ * PostgreSQL: the SQL condition that the table stores what EXS binds (see WritePlan.faithful) and
+ * that its columns have the types they had at open, or undefined when it does not hold now: a
+ * partitioned table, a trigger of its own (not a foreign key's), a rule. The column types are
+ * compared by number (attnum, type oid, modifier): no name of a column EXS does not write reaches
+ * the statement's text.
+ */
+async function faithfulTableCondition(connection: OdbcConnection, dialect: SqlDialect, table: string): Promise<string | undefined> {
+  const oid = `CAST(${dollarQuoted(dialect.quoteTable(table))} AS regclass)`;
+  const plain = `c.relkind = 'r' AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)`
+    + ' AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid)';
+  const types = `(SELECT string_agg(a.attnum || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum) FROM pg_attribute a`
+    + ' WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)';
+  const [row] = await connection.query(`SELECT CASE WHEN ${plain} THEN 1 ELSE 0 END AS plain, ${types} AS types FROM pg_class c WHERE c.oid = ${oid}`) as unknown as Array<Record<string, unknown>>;
+  if (!row || Number(row.plain) !== 1 || typeof row.types !== 'string') return undefined;
+  return `(SELECT ${plain} AND ${types} = ${dollarQuoted(row.types)} FROM pg_class c WHERE c.oid = ${oid})`;
+}
+
+/**
+ * Whether PostgreSQL stores this value in the column as written, so that reading it back gives
+ * the very value (fromJsonValue): text; a varchar(n) value of at most n characters (a longer one
+ * is cut silently when the rest is spaces); a whole number in an integer column; a canonical
+ * timestamp (microseconds) in a timestamp of six digits. Anything else may be rounded, padded or
+ * respelt (numeric, char(n), floats, timestamptz...), and is written in a transaction that saves
+ * its state as stored.
+ */
+function storesAsWritten(column: ColumnInfo, value: unknown): boolean {
+  if (value === null) return true;
+  const pg = column.pg;
+  if (!pg) return false;
+  switch (pg.name) {
+    case 'text':
+      return typeof value === 'string';
+    case 'varchar':
+      // atttypmod is n + 4; -1 for varchar without a length. JavaScript counts UTF-16 units, never fewer than characters.
+      return typeof value === 'string' && (pg.typmod < 0 || value.length <= pg.typmod - 4);
+    case 'int2':
+    case 'int4':
+    case 'int8':
+      return typeof value === 'number' && Number.isSafeInteger(value);
+    case 'timestamp':
+      return (pg.typmod < 0 || pg.typmod === 6) && typeof value === 'string' && isCanonicalTimestamp(value);
+    default:
+      return false;
+  }
 }
 
 /** PostgreSQL: whether the relation stores its rows itself (a table or a partitioned table, not a view). */
@@ -1235,7 +1340,7 @@ async function hasRowVersions(connection: OdbcConnection, dialect: SqlDialect, t
 async function withPgTypes(connection: OdbcConnection, dialect: SqlDialect, table: string, columns: PlannedColumn[]): Promise<PlannedColumn[]> {
   if (dialect.name !== 'postgresql') return columns;
   const rows = await connection.query(
-    'SELECT a.attname AS name, format_type(a.atttypid, NULL) AS base, t.typname AS type_name, t.typcategory AS category'
+    'SELECT a.attname AS name, format_type(a.atttypid, NULL) AS base, t.typname AS type_name, t.typcategory AS category, a.atttypmod AS typmod'
     + ' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = CAST(? AS regclass) AND a.attnum > 0 AND NOT a.attisdropped',
     [dialect.quoteTable(table)],
   ) as unknown as Array<Record<string, string>>;
@@ -1245,7 +1350,7 @@ async function withPgTypes(connection: OdbcConnection, dialect: SqlDialect, tabl
     if (!row) throw new Error(`column '${column.info.name}' of ${table} is not in pg_attribute`);
     // format_type() names char(n) `character`, which as a cast means char(1): a key cast to it would be cut to one character.
     const base = row.type_name === 'bpchar' ? 'bpchar' : row.base;
-    return { ...column, info: { ...column.info, pg: { base, name: row.type_name, category: row.category } } };
+    return { ...column, info: { ...column.info, pg: { base, name: row.type_name, category: row.category, typmod: Number(row.typmod) } } };
   });
 }
 

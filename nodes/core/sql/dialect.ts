@@ -30,6 +30,8 @@ export interface PgType {
   name: string;
   /** pg_type.typcategory: `B` boolean, `N` numeric, `A` array, `S` string, `D` date/time, ... */
   category: string;
+  /** pg_attribute.atttypmod: varchar(n) n + 4, timestamp(p) p, -1 for none. */
+  typmod: number;
 }
 
 export interface SqlDialect {
@@ -141,8 +143,11 @@ export interface ArrayBatchSql {
    * a passed record's state could not be saved (a state row inserted meanwhile by another runtime)
    * the statement fails instead (22P02, "exs: state rows appeared meanwhile"), so that none of it
    * stays whatever the caller does next.
+   * With a `guard` (a SQL condition, see tableUnchanged()) no record passes unless it holds, and the
+   * answer has a fourth element, whether it held: the statement can then run on its own, outside a
+   * transaction, for a table the caller knows stores what it binds.
    */
-  writeKnown(state: StateTable, table: string, columns: ColumnInfo[], returned: ColumnInfo[]): string;
+  writeKnown(state: StateTable, table: string, columns: ColumnInfo[], returned: ColumnInfo[], guard?: string): string;
   /**
    * Parameters: the job id, then the states, a JSON array of objects {k: key, v: version, t:
    * tiebreak, f: fingerprint, w: written, p: parked, u: updated_at}, each read once by
@@ -526,7 +531,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` SELECT json_agg(json_build_array(i.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_rv)) AS exs_rows`
           + ` FROM exs_w w JOIN exs_in i ON w.${values[0]} = i.${quoteIdent(key.name)}`;
       },
-      writeKnown(state, table, columns, returned) {
+      writeKnown(state, table, columns, returned, guard) {
         const { c, table: stateTable } = stateParts(state);
         const [key] = columns;
         const target = quoteTable(table);
@@ -553,12 +558,14 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` exs_a AS (SELECT i.* FROM exs_in i, exs_j j WHERE i.exs_sf IS NULL`
           + ` AND NOT EXISTS (SELECT 1 FROM ${stateTable} s WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} = i.exs_key)),`
           + ` exs_c AS (SELECT * FROM exs_s UNION ALL SELECT * FROM exs_a),`
+          + (guard ? ` exs_g AS (SELECT ${guard} AS exs_held),` : '')
           + ` exs_t AS (SELECT s.exs_ord FROM exs_c s JOIN ${target} t ON t.${keyName} = ${typedKey('s.exs_key')}`
           + ` WHERE ${rowVersion('t')} = s.exs_was FOR UPDATE OF t),`
           // Joins of these CTEs are planned blind (no statistics) and became nested loops over all
           // pairs: the statement filters by hashed subplans instead.
-          + ` exs_ok AS (SELECT s.* FROM exs_c s WHERE s.exs_ord IN (SELECT exs_ord FROM exs_t)`
-          + ` OR (s.exs_was IS NULL AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.${keyName} = ${typedKey('s.exs_key')}))),`
+          + ` exs_ok AS (SELECT s.* FROM exs_c s WHERE (s.exs_ord IN (SELECT exs_ord FROM exs_t)`
+          + ` OR (s.exs_was IS NULL AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.${keyName} = ${typedKey('s.exs_key')})))`
+          + `${guard ? ' AND (SELECT exs_held FROM exs_g)' : ''}),`
           // The rows to write, each read by its columns' own types (upsertRows()), the key among them.
           + ` exs_r AS (SELECT o.exs_ord, r.* FROM exs_ok o, LATERAL json_populate_record(NULL::${target}, o.exs_r) AS r WHERE o.exs_w),`
           + ` exs_w AS (INSERT INTO ${target} AS t (${names.join(', ')}) SELECT ${names.map((n) => `r.${n}`).join(', ')}`
@@ -580,7 +587,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` ELSE CAST('exs: state rows appeared meanwhile: ' || CAST((SELECT count(*) FROM exs_ok) AS text) AS boolean) END,`
           + ` (SELECT json_agg(o.exs_ord) FROM exs_ok o),`
           + ` (SELECT json_agg(json_build_array(r.exs_ord, ${jsonValues(returned.map((col, n) => readAs(col, `w.${values[n]}`)))}, w.exs_rv))`
-          + ` FROM exs_w w JOIN exs_r r ON w.${values[0]} = r.${keyName}))`
+          + ` FROM exs_w w JOIN exs_r r ON w.${values[0]} = r.${keyName})${guard ? ', (SELECT exs_held FROM exs_g)' : ''})`
           + ` AS exs_rows`;
       },
       saveStates(state) {
