@@ -1063,20 +1063,25 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     await withPermitTable(pg, async (table) => {
       await table.connector.open();
       const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
-      const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned('P-1', fields), { rule: 'MANUAL' });
-      await apply({ REMARKS: 'first', LAST_CHG_TS: at('001') });
+      const apply = (id: string, fields: Record<string, unknown>) => table.connector.apply(versioned(id, fields), { rule: 'MANUAL' });
+      await apply('P-1', { REMARKS: 'first', LAST_CHG_TS: at('001') });
       assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 0 });
       await table.db.query(`CREATE FUNCTION ${table.name}_u() RETURNS trigger AS $$ BEGIN NEW.remarks := upper(NEW.remarks); RETURN NEW; END $$ LANGUAGE plpgsql`);
       await table.db.query(`CREATE TRIGGER ${table.name}_u BEFORE INSERT OR UPDATE ON ${table.name} FOR EACH ROW EXECUTE FUNCTION ${table.name}_u()`);
       try {
-        const second = await apply({ REMARKS: 'quiet', LAST_CHG_TS: at('002') });
-        assert.deepEqual([second.outcome, second.after.REMARKS], ['applied', 'QUIET']);
+        // A new key, presumed new: the guard holds nothing, the locked transaction writes it.
+        const fresh = await apply('P-2', { REMARKS: 'quiet', LAST_CHG_TS: at('002') });
+        assert.deepEqual([fresh.outcome, fresh.after.REMARKS], ['applied', 'QUIET']);
         assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 1 }, 'the guard held nothing: the locked transaction wrote it');
+        // A remembered record: one statement again, in a transaction, which saves 'QUIET' as stored.
+        const second = await apply('P-1', { REMARKS: 'quiet', LAST_CHG_TS: at('003') });
+        assert.deepEqual([second.outcome, second.after.REMARKS], ['applied', 'QUIET']);
+        assert.deepEqual(table.connector.stats, { known: 2, alone: 1, locked: 1 }, 'one statement, in a transaction');
         // 'QUIET' is what the table stored for EXS: no clerk's edit, nothing parked.
-        const third = await apply({ PERMIT_STAT: 'APPR', REMARKS: 'quiet', LAST_CHG_TS: at('003') });
+        const third = await apply('P-1', { PERMIT_STAT: 'APPR', REMARKS: 'quiet', LAST_CHG_TS: at('004') });
         assert.deepEqual([third.outcome, third.conflicts, third.after.REMARKS], ['applied', undefined, 'QUIET']);
         assert.deepEqual(await table.connector.listConflicts(), []);
-        assert.deepEqual(table.connector.stats, { known: 2, alone: 1, locked: 1 }, 'one statement again, in a transaction');
+        assert.deepEqual(table.connector.stats, { known: 3, alone: 1, locked: 1 });
       } finally {
         await table.db.query(`DROP FUNCTION ${table.name}_u() CASCADE`);
       }

@@ -885,7 +885,9 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
       for (const state of states) committed[state.at].saved = state.parameters;
       return committed;
     },
-    async writeKnown(session, records, alone = false) {
+    async writeKnown(session, given, alone = false) {
+      // Written and saved as the table will store them: numbers for text columns as their text.
+      const records = given.map((record) => ({ ...record, decision: withStoredText(plan, record.decision) }));
       const savedAt = new Date().toISOString();
       const assumed = records.map(({ decision }) => stateParameters(decision.state!, savedAt));
       // One statement per set of columns written, as the locked path's upserts; records that write
@@ -976,7 +978,7 @@ function oneStatementAlone(plan: WritePlan, records: KnownDecision[]): boolean {
     for (const c of plan.columns) {
       const value = decision.columns[c.contractName];
       if (value === undefined) continue;
-      if (!storesAsWritten(c.info, value)) return false;
+      if (!storesAsWritten(c.info, storedText(c.info, value))) return false;
       columns += `${c.contractName}\u0000`;
     }
     if (shape !== undefined && columns !== shape) return false;
@@ -1095,10 +1097,7 @@ function toParameter(column: PlannedColumn, value: unknown): SqlParameter {
     case 'string':
       return value;
     case 'number':
-      // A PostgreSQL text column stores a number's text, which JavaScript spells as JSON does: bound
-      // as that text, the value written is the value stored, so its state needs no second save
-      // (and the one-statement path no transaction, see storesAsWritten()).
-      if (Number.isFinite(value)) return column.info.pg?.name === 'varchar' || column.info.pg?.name === 'text' ? String(value) : value;
+      if (Number.isFinite(value)) return value;
       break;
     case 'boolean':
       return value ? 1 : 0;
@@ -1286,19 +1285,53 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
 /**
  * PostgreSQL: the SQL condition that the table stores what EXS binds (see WritePlan.faithful) and
  * that its columns have the types they had at open, or undefined when it does not hold now: a
- * partitioned table, a trigger of its own (not a foreign key's), a rule. The column types are
+ * partitioned table or a partition, a trigger of its own (not a foreign key's), a rule, a database
+ * not in UTF8. The column types are
  * compared by number (attnum, type oid, modifier): no name of a column EXS does not write reaches
  * the statement's text.
  */
 async function faithfulTableCondition(connection: OdbcConnection, dialect: SqlDialect, table: string): Promise<string | undefined> {
   const oid = `CAST(${dollarQuoted(dialect.quoteTable(table))} AS regclass)`;
-  const plain = `c.relkind = 'r' AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)`
+  // A partition is left out: before PostgreSQL 13 the triggers it inherits from its parent are marked
+  // internal. Outside UTF8 (SQL_ASCII) varchar(n) counts bytes, which storesAsWritten() does not.
+  const plain = `c.relkind = 'r' AND NOT c.relispartition AND current_setting('server_encoding') = 'UTF8'`
+    + ' AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)'
     + ' AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid)';
   const types = `(SELECT string_agg(a.attnum || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum) FROM pg_attribute a`
     + ' WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)';
   const [row] = await connection.query(`SELECT CASE WHEN ${plain} THEN 1 ELSE 0 END AS plain, ${types} AS types FROM pg_class c WHERE c.oid = ${oid}`) as unknown as Array<Record<string, unknown>>;
   if (!row || Number(row.plain) !== 1 || typeof row.types !== 'string') return undefined;
   return `(SELECT ${plain} AND ${types} = ${dollarQuoted(row.types)} FROM pg_class c WHERE c.oid = ${oid})`;
+}
+
+/**
+ * A number for a PostgreSQL text column as the column stores it: its text, which JavaScript spells
+ * as JSON does (the statements send rows as JSON). Other values as they are.
+ */
+function storedText(column: ColumnInfo, value: unknown): unknown {
+  return typeof value === 'number' && Number.isFinite(value) && (column.pg?.name === 'varchar' || column.pg?.name === 'text') ? String(value) : value;
+}
+
+/**
+ * The decision with its numbers for text columns as their text (storedText()), in the columns it
+ * writes and in the new state's written values: the state then holds what the row will, and needs
+ * no second save. The event's own row, its tiebreak and the law's reading of it stay as they were.
+ */
+function withStoredText(plan: WritePlan, decision: ConflictDecision): ConflictDecision {
+  let columns = decision.columns;
+  let written = decision.state?.written;
+  for (const c of plan.columns) {
+    const value = columns[c.contractName];
+    const text = storedText(c.info, value);
+    if (text === value) continue;
+    if (columns === decision.columns) columns = { ...columns };
+    columns[c.contractName] = text;
+    if (written && written[c.contractName] === value) {
+      if (written === decision.state!.written) written = { ...written };
+      written[c.contractName] = text;
+    }
+  }
+  return columns === decision.columns ? decision : { ...decision, columns, state: decision.state && { ...decision.state, written: written! } };
 }
 
 /**
@@ -1317,7 +1350,8 @@ function storesAsWritten(column: ColumnInfo, value: unknown): boolean {
     case 'text':
       return typeof value === 'string';
     case 'varchar':
-      // atttypmod is n + 4; -1 for varchar without a length. JavaScript counts UTF-16 units, never fewer than characters.
+      // atttypmod is n + 4; -1 for varchar without a length. JavaScript counts UTF-16 units, never
+      // fewer than characters (the table's condition asks for a UTF8 database, where n counts characters).
       return typeof value === 'string' && (pg.typmod < 0 || value.length <= pg.typmod - 4);
     case 'int2':
     case 'int4':
