@@ -117,7 +117,7 @@ interface WritePlan {
    */
   rowVersions: boolean;
   /**
-   * PostgreSQL: set while the table is a plain table with no triggers or rules of its own, so a
+   * PostgreSQL: set while the table is a plain table with no BEFORE row triggers or rules, so a
    * column holds exactly what EXS binds whenever storesAsWritten() says so. The one-statement path
    * then runs without a transaction; the SQL condition is that the table is still like that (the
    * statement checks it: a trigger created later turns this off). Unset: in a transaction always.
@@ -1285,8 +1285,7 @@ async function buildWritePlan(connection: OdbcConnection, dialect: SqlDialect, o
 /**
  * PostgreSQL: the SQL condition that the table stores what EXS binds (see WritePlan.faithful) and
  * that its columns have the types they had at open, or undefined when it does not hold now: a
- * partitioned table or a partition, a trigger of its own (not a foreign key's), a rule, a database
- * not in UTF8. The column types are
+ * partitioned table or a partition, a BEFORE row trigger, a rule, a database not in UTF8. The column types are
  * compared by number (attnum, type oid, modifier): no name of a column EXS does not write reaches
  * the statement's text.
  */
@@ -1294,8 +1293,12 @@ async function faithfulTableCondition(connection: OdbcConnection, dialect: SqlDi
   const oid = `CAST(${dollarQuoted(dialect.quoteTable(table))} AS regclass)`;
   // A partition is left out: before PostgreSQL 13 the triggers it inherits from its parent are marked
   // internal. Outside UTF8 (SQL_ASCII) varchar(n) counts bytes, which storesAsWritten() does not.
+  // Only a BEFORE row trigger on INSERT or UPDATE (tgtype bits 1, 2 and 4 or 16), enabled or not,
+  // can change the row EXS writes before it is stored; an AFTER trigger that writes the row again
+  // does so after the statement's answer, in a transaction as well as without one, and the row's
+  // new version sends the record's next event through the locked transaction.
   const plain = `c.relkind = 'r' AND NOT c.relispartition AND current_setting('server_encoding') = 'UTF8'`
-    + ' AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)'
+    + ' AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgtype & 3 = 3 AND g.tgtype & 20 <> 0)'
     + ' AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid)';
   const types = `(SELECT string_agg(a.attnum || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum) FROM pg_attribute a`
     + ' WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)';
