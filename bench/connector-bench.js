@@ -118,7 +118,7 @@ async function main() {
     `${new Date().toISOString()} on ${cpus.length} x ${cpus[0]?.model.replace(/\s+/g, ' ').trim()}, Node ${process.version}, psqlODBC.`,
     `${RECORDS} records over ${KEYS} keys, LAST_WRITE_WINS, every record newer than its key's last${RUNS > 1 ? `; medians of ${RUNS} runs` : ''}.`,
     'CPU is this process\'s, all threads (node-odbc and psqlODBC run on the thread pool), and the PostgreSQL server\'s.',
-    '"one statement": records the connector wrote last, written in one checked statement and a commit (the default);',
+    '"one statement": records the connector wrote last, written in one checked statement (the default; on this plain table without a transaction);',
     '"locked": the locked transaction alone (lock, upsert, state save, commit), as with `knownRecords: 0`.',
     '',
     '| batch size | path | µs CPU per record | PostgreSQL µs per record | records/s |',
