@@ -1009,7 +1009,7 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       }
     });
   });
-  it('a trigger that writes the row again after EXS did, in the same transaction: the next write reads the row first', async (t) => {
+  it('a trigger that writes the row again after EXS did, within the statement of EXS: the next write reads the row first', async (t) => {
     if (!(await needService(t, pg.service))) return;
     await withPermitTable(pg, async (table) => {
       await table.db.query(`CREATE FUNCTION ${table.name}_a() RETURNS trigger AS $$ BEGIN`
@@ -1041,10 +1041,14 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
       const apply = (fields: Record<string, unknown>) => table.connector.apply(versioned('P-1', fields), { rule: 'MANUAL' });
       await apply({ PERMIT_STAT: 'NEW', PERMIT_LEVEL: 1, LAST_CHG_TS: at('001') });
-      // A number for a text column is bound as its text, which is what the column stores.
+      // A number for a text column is written, and its state saved, as its text, which is what the
+      // column stores; the event's tiebreak is still the hash of the event's own row, number and all.
       const second = await apply({ PERMIT_STAT: 'APPR', PERMIT_LEVEL: 2, REMARKS: 1234.5, LAST_CHG_TS: at('002') });
       assert.equal(second.after.REMARKS, '1234.5');
       assert.deepEqual(table.connector.stats, { known: 2, alone: 2, locked: 0 });
+      const [state] = await table.db.query('SELECT tiebreak FROM "EXS_SYNC_STATE" WHERE job_id = ? AND record_key = ?', [table.name, 'P-1']);
+      const eventRow = { PERMIT_ID: 'P-1', PERMIT_STAT: 'APPR', LAST_CHG_TS: toSqlTimestampText(at('002')), PERMIT_LEVEL: 2, REMARKS: 1234.5 };
+      assert.equal(state.tiebreak, contentHash(eventRow));
       // PERMIT_STAT is varchar(8): ten characters whose last are spaces are cut to eight without an
       // error. Written alone, the state would say 'AP' and eight spaces while the row holds six.
       const padded = `AP${' '.repeat(8)}`;

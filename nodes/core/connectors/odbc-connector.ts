@@ -1299,7 +1299,11 @@ async function faithfulTableCondition(connection: OdbcConnection, dialect: SqlDi
   // new version sends the record's next event through the locked transaction.
   const plain = `c.relkind = 'r' AND NOT c.relispartition AND current_setting('server_encoding') = 'UTF8'`
     + ' AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgtype & 3 = 3 AND g.tgtype & 20 <> 0)'
-    + ' AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid)';
+    + ' AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid)'
+    // A nondeterministic collation (PostgreSQL 12+, read through JSON so that 11 parses it) lets ON
+    // CONFLICT match a key spelt otherwise, which the row then keeps.
+    + " AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_collation l ON l.oid = a.attcollation WHERE a.attrelid = c.oid AND a.attnum > 0"
+    + " AND to_jsonb(l) ->> 'collisdeterministic' = 'false')";
   const types = `(SELECT string_agg(a.attnum || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum) FROM pg_attribute a`
     + ' WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)';
   const [row] = await connection.query(`SELECT CASE WHEN ${plain} THEN 1 ELSE 0 END AS plain, ${types} AS types FROM pg_class c WHERE c.oid = ${oid}`) as unknown as Array<Record<string, unknown>>;
@@ -1348,7 +1352,8 @@ function withStoredText(plan: WritePlan, decision: ConflictDecision): ConflictDe
 function storesAsWritten(column: ColumnInfo, value: unknown): boolean {
   if (value === null) return true;
   const pg = column.pg;
-  if (!pg) return false;
+  // By name only among PostgreSQL's own types: a domain or type called `text` in another schema is not text.
+  if (!pg?.builtin) return false;
   switch (pg.name) {
     case 'text':
       return typeof value === 'string';
@@ -1377,7 +1382,8 @@ async function hasRowVersions(connection: OdbcConnection, dialect: SqlDialect, t
 async function withPgTypes(connection: OdbcConnection, dialect: SqlDialect, table: string, columns: PlannedColumn[]): Promise<PlannedColumn[]> {
   if (dialect.name !== 'postgresql') return columns;
   const rows = await connection.query(
-    'SELECT a.attname AS name, format_type(a.atttypid, NULL) AS base, t.typname AS type_name, t.typcategory AS category, a.atttypmod AS typmod'
+    'SELECT a.attname AS name, format_type(a.atttypid, NULL) AS base, t.typname AS type_name, t.typcategory AS category, a.atttypmod AS typmod,'
+    + " CASE WHEN t.typnamespace = CAST('pg_catalog' AS regnamespace) THEN 1 ELSE 0 END AS builtin"
     + ' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = CAST(? AS regclass) AND a.attnum > 0 AND NOT a.attisdropped',
     [dialect.quoteTable(table)],
   ) as unknown as Array<Record<string, string>>;
@@ -1387,7 +1393,8 @@ async function withPgTypes(connection: OdbcConnection, dialect: SqlDialect, tabl
     if (!row) throw new Error(`column '${column.info.name}' of ${table} is not in pg_attribute`);
     // format_type() names char(n) `character`, which as a cast means char(1): a key cast to it would be cut to one character.
     const base = row.type_name === 'bpchar' ? 'bpchar' : row.base;
-    return { ...column, info: { ...column.info, pg: { base, name: row.type_name, category: row.category, typmod: Number(row.typmod) } } };
+    const pg = { base, name: row.type_name, category: row.category, typmod: Number(row.typmod), builtin: Number(row.builtin) === 1 };
+    return { ...column, info: { ...column.info, pg } };
   });
 }
 

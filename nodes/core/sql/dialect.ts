@@ -32,6 +32,8 @@ export interface PgType {
   category: string;
   /** pg_attribute.atttypmod: varchar(n) n + 4, timestamp(p) p, -1 for none. */
   typmod: number;
+  /** Whether the type is one of PostgreSQL's own (in pg_catalog). */
+  builtin?: boolean;
 }
 
 export interface SqlDialect {
