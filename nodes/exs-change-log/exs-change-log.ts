@@ -125,12 +125,16 @@ export = function registerExsChangeLog(RED: RED) {
             // The feed's sockets are released after the deliveries, which were queued before.
             const held = logged.length > 1 ? feedSockets(RED, (this as RedNode & { wires?: string[][] }).wires?.[0]) : [];
             for (const socket of held) socket.cork();
-            for (const { entry, envelope, letter } of logged) {
-              send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
-              if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
-              job.settle(envelope.seq, entry.outcome);
+            try {
+              for (const { entry, envelope, letter } of logged) {
+                send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
+                if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
+                job.settle(envelope.seq, entry.outcome);
+              }
+            } finally {
+              // Whatever happened above, the sockets are released: a corked one would hold the feed for good.
+              if (held.length > 0) setImmediate(() => held.forEach((socket) => socket.uncork()));
             }
-            if (held.length > 0) setImmediate(() => held.forEach((socket) => socket.uncork()));
             last = logged[logged.length - 1].entry;
             showStatus();
             done();

@@ -1316,7 +1316,8 @@ async function faithfulTableCondition(connection: OdbcConnection, dialect: SqlDi
  * as JSON does (the statements send rows as JSON). Other values as they are.
  */
 function storedText(column: ColumnInfo, value: unknown): unknown {
-  return typeof value === 'number' && Number.isFinite(value) && (column.pg?.name === 'varchar' || column.pg?.name === 'text') ? String(value) : value;
+  const pg = column.pg;
+  return typeof value === 'number' && Number.isFinite(value) && pg?.builtin && (pg.name === 'varchar' || pg.name === 'text') ? String(value) : value;
 }
 
 /**
