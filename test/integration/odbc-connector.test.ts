@@ -1063,6 +1063,25 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
     });
   });
 
+  it('a batch whose records write different columns takes a transaction: its statements commit together', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    await withPermitTable(pg, async (table) => {
+      await table.connector.open();
+      const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+      const item = (id: string, fields: Record<string, unknown>) => ({ record: versioned(id, fields), policy: { rule: 'HMS_WINS' as const } });
+      await table.connector.applyBatch([item('P-1', { REMARKS: 'a', LAST_CHG_TS: at('001') }), item('P-2', { REMARKS: 'b', LAST_CHG_TS: at('001') })]);
+      assert.deepEqual(table.connector.stats, { known: 2, alone: 2, locked: 0 });
+      // P-1 changes its status and time, P-2 its remarks and time: two sets of columns, two statements.
+      const results = await table.connector.applyBatch([
+        item('P-1', { PERMIT_STAT: 'APPR', REMARKS: 'a', LAST_CHG_TS: at('002') }),
+        item('P-2', { REMARKS: 'c', LAST_CHG_TS: at('002') }),
+      ]);
+      assert.deepEqual(results.map((r) => r.result?.outcome), ['applied', 'applied']);
+      assert.deepEqual(table.connector.stats, { known: 4, alone: 2, locked: 0 }, 'one statement per set of columns, in one transaction');
+      assert.deepEqual([(await table.row('P-1'))?.PERMIT_STAT, (await table.row('P-2'))?.REMARKS], ['APPR', 'c']);
+    });
+  });
+
   it('a trigger created after deploy: the statement without a transaction holds nothing, the locked transaction writes the record, and later writes take a transaction', async (t) => {
     if (!(await needService(t, pg.service))) return;
     await withPermitTable(pg, async (table) => {

@@ -971,20 +971,14 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
  */
 function oneStatementAlone(plan: WritePlan, records: KnownDecision[]): boolean {
   if (plan.faithful === undefined) return false;
-  let shape: string | undefined;
   for (const { decision } of records) {
-    if (!written(decision)) continue;
-    let columns = '';
     for (const c of plan.columns) {
       const value = decision.columns[c.contractName];
-      if (value === undefined) continue;
-      if (!storesAsWritten(c.info, storedText(c.info, value))) return false;
-      columns += `${c.contractName}\u0000`;
+      if (value !== undefined && !storesAsWritten(c.info, storedText(c.info, value))) return false;
     }
-    if (shape !== undefined && columns !== shape) return false;
-    shape = columns;
   }
-  return true;
+  // Grouped as the writeKnown step groups them: one group is one statement.
+  return writeGroups(plan, records.map(({ prepared, decision }) => ({ key: prepared.key, decision, current: null }))).length <= 1;
 }
 
 /** Key order, as every runtime locks a batch's rows. */
