@@ -14,6 +14,8 @@ if (process.env.EXS_V8_PRETENURING !== '1') require('v8').setFlagsFromString('--
 // 1 s before, a backlog waiting meanwhile. Node 20 has no such cache.
 const { enableCompileCache } = require('node:module');
 if (typeof enableCompileCache === 'function' && process.env.EXS_COMPILE_CACHE !== '0') enableCompileCache();
+// Before mqtt.js loads: its logging calls allocate even when switched off (see quiet-debug.ts).
+require('../dist/bin/quiet-debug.js').quietDebugUnlessAsked();
 const { main } = require('../dist/bin/cli.js');
 
 const io = { out: (text) => process.stdout.write(text + '\n'), err: (text) => process.stderr.write(text + '\n') };

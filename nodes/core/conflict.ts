@@ -215,34 +215,51 @@ export function decideConflict(
   incoming: IncomingRecord,
   same: SameValue = plainSame,
 ): ConflictDecision {
+  // Called once per event under a backlog: one pass over the columns, and objects only for what
+  // the decision holds (the connector keeps a batch of these alive across its round trips, so
+  // every object here is copied by the garbage collector, not just allocated).
   const key = incoming.keyColumn;
-  const carried = Object.keys(incoming.row).filter((column) => column !== key);
-  // A column no event has decided yet has no stamp: any event may fill it.
-  const stampOf = (column: string): Stamp | null => (state ? (state.columns ? state.columns[column] ?? null : state) : null);
-  const newer = carried.filter((column) => sourceOrder(stampOf(column), incoming) > 0);
+  const row = incoming.row;
+  const carried = Object.keys(row);
+  /** Columns this event is newer for; the others it is older than, or the same event again. */
+  const newer: string[] = [];
+  let notNewer: string[] | undefined;
+  let repeated = false;
+  for (const column of carried) {
+    if (column === key) continue;
+    // A column no event has decided yet has no stamp: any event may fill it.
+    const order = sourceOrder(state ? (state.columns ? state.columns[column] ?? null : state) : null, incoming);
+    if (order > 0) {
+      newer.push(column);
+    } else {
+      (notNewer ??= []).push(column);
+      if (order === 0) repeated = true;
+    }
+  }
   if (state && newer.length === 0) {
-    const repeated = carried.length === 0 || carried.some((column) => sourceOrder(stampOf(column), incoming) === 0);
-    return repeated
+    return repeated || notNewer === undefined
       ? { outcome: 'unchanged', columns: {}, reason: 'already applied (same version)', conflicts: [] }
       : { outcome: 'skipped', columns: {}, reason: `older than the version EXS last wrote (${describeVersion(state.version)})`, conflicts: [] };
   }
 
-  const legacyNewer = lastWriteWinsKeepsRow(policy, current, incoming);
-  const lastWriteWinsInUse = policy.rule === 'LAST_WRITE_WINS' || Object.values(policy.fieldRules ?? {}).includes('LAST_WRITE_WINS');
-  const ruleOf = (column: string): ConflictRule =>
-    (column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS' : policy.fieldRules?.[column] ?? policy.rule);
+  /** Whether LAST_WRITE_WINS keeps the row: read once, and only when a column needs it. */
+  let legacyNewer: boolean | undefined;
+  const lastWriteWinsInUse = policy.rule === 'LAST_WRITE_WINS' || hasRule(policy.fieldRules, 'LAST_WRITE_WINS');
   const deleted = current === null && state !== null;
-  const taken: Record<string, unknown> = {};
-  const agreed: Record<string, unknown> = {};
+  // The columns to write, key first, then those the event takes in column order.
+  const columns: Record<string, unknown> = { [key]: row[key] };
+  let taken = 0;
+  let agreed: Record<string, unknown> | undefined;
   const conflicts: FieldConflict[] = [];
-  const parkedFields: Record<string, ParkedField> = {};
+  let kept = 0;
+  let parkedFields: Record<string, ParkedField> | undefined;
 
   for (const column of newer) {
-    const value = incoming.row[column];
-    const rule = ruleOf(column);
+    const value = row[column];
+    const rule = column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS' : policy.fieldRules?.[column] ?? policy.rule;
     const currentValue = current?.[column] ?? null;
     if (current !== null && same(column, currentValue, value)) {
-      agreed[column] = currentValue; // both sides hold it: nothing to decide, and it is the new baseline
+      (agreed ??= {})[column] = currentValue; // both sides hold it: nothing to decide, and it is the new baseline
       continue;
     }
     const known = state !== null && Object.hasOwn(state.written, column);
@@ -250,44 +267,59 @@ export function decideConflict(
     // A value EXS never wrote (a row from before EXS): LAST_WRITE_WINS still judges it by time.
     const foreignValue = !known && current !== null && currentValue !== null;
     const contested = editedByLegacy || (rule === 'LAST_WRITE_WINS' && foreignValue);
-    const winner = contested ? winnerOf(rule, legacyNewer) : 'hms';
+    const winner = contested ? winnerOf(rule, rule === 'LAST_WRITE_WINS' && (legacyNewer ??= lastWriteWinsKeepsRow(policy, current, incoming))) : 'hms';
     if (editedByLegacy || winner !== 'hms') conflicts.push({ column, rule, winner });
-    if (winner === 'hms') taken[column] = value;
-    else if (winner === 'parked') parkedFields[column] = { old: state?.written[column] ?? null, new: value, current: currentValue };
+    if (winner === 'hms') {
+      columns[column] = value;
+      taken += 1;
+    } else {
+      kept += 1;
+      if (winner === 'parked') (parkedFields ??= {})[column] = { old: state?.written[column] ?? null, new: value, current: currentValue };
+    }
   }
 
-  const kept = conflicts.filter((c) => c.winner !== 'hms');
   // A row the legacy side deleted is only written again when every column's rule lets HMS win.
   // Under MANUAL the whole event waits, so that taking HMS's side brings the whole row back.
-  const keptDeleted = deleted && kept.length > 0;
-  if (keptDeleted && Object.keys(parkedFields).length > 0) {
-    for (const column of newer) parkedFields[column] ??= { old: state?.written[column] ?? null, new: incoming.row[column], current: null };
+  const keptDeleted = deleted && kept > 0;
+  if (keptDeleted && parkedFields) {
+    for (const column of newer) parkedFields[column] ??= { old: state?.written[column] ?? null, new: row[column], current: null };
   }
-  const columns = keptDeleted ? {} : { [key]: incoming.row[key], ...taken };
-  const writes = current === null ? !keptDeleted : Object.keys(taken).length > 0;
+  const writes = current === null ? !keptDeleted : taken > 0;
+  const written = writes && !keptDeleted ? { ...state?.written, ...agreed, ...columns } : { ...state?.written, ...agreed };
   const stamp: Stamp = { version: incoming.version, tiebreak: incoming.tiebreak };
-  const recordStamp = state && sourceOrder(state, incoming) <= 0 ? { version: state.version, tiebreak: state.tiebreak } : stamp;
+  const stamps: Record<string, Stamp> = { ...state?.columns };
+  for (const column of newer) stamps[column] = stamp;
+  const keepsStamp = state !== null && sourceOrder(state, incoming) <= 0;
   const nextState: RecordState = {
-    ...recordStamp,
-    written: { ...state?.written, ...agreed, ...(writes ? columns : {}) },
-    columns: { ...state?.columns, ...Object.fromEntries(newer.map((column) => [column, stamp])) },
-    parked: parkedOf(state?.parked, parkedFields, incoming),
+    version: keepsStamp ? state.version : incoming.version,
+    tiebreak: keepsStamp ? state.tiebreak : incoming.tiebreak,
+    written,
+    columns: stamps,
+    parked: parkedFields || state?.parked ? parkedOf(state?.parked, parkedFields ?? {}, incoming) : null,
   };
+  const toWrite = keptDeleted ? {} : columns;
 
-  if (Object.keys(parkedFields).length > 0) {
+  if (parkedFields) {
     const reason = `MANUAL: ${Object.keys(parkedFields).join(', ')} parked for a person to decide`;
-    return { outcome: 'parked', columns: writes ? columns : {}, reason, conflicts, state: nextState };
+    return { outcome: 'parked', columns: writes ? toWrite : {}, reason, conflicts, state: nextState };
   }
   if (!writes) {
-    if (kept.length === 0) return { outcome: 'unchanged', columns: {}, reason: 'destination already holds these values', conflicts, state: nextState };
-    const reason = keptDeleted ? `the legacy row was deleted; kept deleted (${kept[0].rule})` : keptReason(kept, legacyNewer);
+    if (kept === 0) return { outcome: 'unchanged', columns: {}, reason: 'destination already holds these values', conflicts, state: nextState };
+    const keptConflicts = conflicts.filter((c) => c.winner !== 'hms');
+    const reason = keptDeleted
+      ? `the legacy row was deleted; kept deleted (${keptConflicts[0].rule})`
+      : keptReason(keptConflicts, (legacyNewer ??= lastWriteWinsKeepsRow(policy, current, incoming)));
     return { outcome: 'skipped', columns: {}, reason, conflicts, state: nextState };
   }
-  const older = carried.filter((column) => !newer.includes(column));
   const reason = current === null
     ? (state ? 'the legacy row was deleted; written again' : 'new record')
-    : conflicts.length === 0 ? 'event is newer' : conflictReason(conflicts, legacyNewer);
-  return { outcome: 'write', columns, reason: older.length > 0 ? `${reason}; ${older.join(', ')} already newer` : reason, conflicts, state: nextState };
+    : conflicts.length === 0 ? 'event is newer' : conflictReason(conflicts, (legacyNewer ??= lastWriteWinsKeepsRow(policy, current, incoming)));
+  return { outcome: 'write', columns: toWrite, reason: notNewer ? `${reason}; ${notNewer.join(', ')} already newer` : reason, conflicts, state: nextState };
+}
+
+function hasRule(fieldRules: Record<string, ConflictRule> | undefined, rule: ConflictRule): boolean {
+  if (fieldRules) for (const column in fieldRules) if (fieldRules[column] === rule) return true;
+  return false;
 }
 
 /** Where an event stands against a stamp: older (< 0), the same event (0) or newer (> 0). */
