@@ -3,8 +3,9 @@
 // arguments array (`function debug(...args)`) before it checks whether it is enabled: under a
 // flood of events that was 9% of everything the EXS runtime allocated, and so a share of its
 // garbage collection (heap sampling of bench/sync-bench.js). When DEBUG names nothing at start,
-// the `debug` copies those libraries load hand out functions that do nothing; with DEBUG set
-// (DEBUG=mqttjs* exs run ...) they log as always.
+// the `debug` copies those libraries load hand out functions that do nothing for namespaces DEBUG
+// does not name when they are created; DEBUG=mqttjs*,mqtt-packet* exs run ... logs as always.
+// (EXS's own MQTT client also gets a quiet logger in a plain Node-RED: quietMqttLog.)
 import * as path from 'node:path';
 
 /**
@@ -27,6 +28,7 @@ interface DebugFactory {
 
 function quietFactory(real: DebugFactory): DebugFactory {
   const quiet = ((namespace: string) => {
+    if ((real.enabled as (name: string) => boolean)(namespace)) return real(namespace);
     const log = Object.assign(() => undefined, {
       namespace,
       enabled: false,
@@ -50,8 +52,7 @@ function resolveFrom(file: string, request: string): string | undefined {
   }
 }
 
-export function quietDebugUnlessAsked(env: NodeJS.ProcessEnv = process.env): void {
-  if (env.DEBUG) return;
+export function quietDebugUnlessAsked(): void {
   const done = new Set<string>();
   for (const steps of MQTT_PACKAGES) {
     let from: string | undefined = __filename;
