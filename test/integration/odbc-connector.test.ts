@@ -1111,6 +1111,40 @@ describe('OdbcConnector on PostgreSQL: records it wrote last', () => {
       }
     });
   });
+
+  it('a nondeterministic collation: such a table is never written alone, and a column given one after deploy fails the statement\'s guard', async (t) => {
+    if (!(await needService(t, pg.service))) return;
+    const collation = `exs_it_ci_${crypto.randomBytes(4).toString('hex')}`;
+    const db = await connectOdbc({ connectionString: pg.connectionString });
+    // Case-insensitive: ON CONFLICT would take 'p-1' for the row 'P-1'.
+    await db.query(`CREATE COLLATION ${collation} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`);
+    const at = (ms: string) => `2026-03-01T10:00:00.${ms}Z`;
+    try {
+      await withPermitTable(pg, async (table) => {
+        await table.connector.open();
+        const apply = (id: string, fields: Record<string, unknown>) => table.connector.apply(versioned(id, fields), { rule: 'MANUAL' });
+        await apply('P-1', { REMARKS: 'first', LAST_CHG_TS: at('001') });
+        assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 0 });
+        // Same type, same length, another collation: only the collation in the guard's column signature tells.
+        await table.db.query(`ALTER TABLE ${table.name} ALTER COLUMN REMARKS TYPE varchar(200) COLLATE ${collation}`);
+        const fresh = await apply('P-2', { REMARKS: 'second', LAST_CHG_TS: at('002') });
+        assert.deepEqual([fresh.outcome, fresh.after.REMARKS], ['applied', 'second']);
+        assert.deepEqual(table.connector.stats, { known: 1, alone: 1, locked: 1 }, 'the guard held nothing: the locked transaction wrote it');
+      });
+      await withPermitTable(pg, async (table) => {
+        await table.db.query(`ALTER TABLE ${table.name} ALTER COLUMN PERMIT_ID TYPE varchar(64) COLLATE ${collation}`);
+        await table.connector.open();
+        const apply = (id: string, fields: Record<string, unknown>) => table.connector.apply(versioned(id, fields), { rule: 'MANUAL' });
+        await apply('P-1', { REMARKS: 'first', LAST_CHG_TS: at('001') });
+        const second = await apply('P-1', { REMARKS: 'second', LAST_CHG_TS: at('002') });
+        assert.deepEqual([second.outcome, second.after.REMARKS], ['applied', 'second']);
+        assert.equal(table.connector.stats.alone, 0, 'found at open: no statement runs alone');
+      });
+    } finally {
+      await db.query(`DROP COLLATION ${collation}`);
+      await db.close();
+    }
+  });
 });
 
 describe('OdbcConnector on PostgreSQL at deploy', () => {
