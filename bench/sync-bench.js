@@ -209,6 +209,10 @@ function cpuSnapshot(pid) {
 }
 
 async function createTable(db, table) {
+  // This machine's PostgreSQL runs with autovacuum off: the shared state table would keep every
+  // dead row of earlier runs and never get statistics, so plans would be made for an empty table.
+  // Vacuum and analyze it as autovacuum would, before each phase.
+  await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch(() => undefined);
   await db.query(`DROP TABLE IF EXISTS ${table}_lat`);
   await db.query(`DROP TABLE IF EXISTS ${table}`);
   await db.query(`CREATE TABLE ${table} (permit_id varchar(20) PRIMARY KEY, permit_stat varchar(20), last_chg_ts timestamp(6), seq integer, sent_at varchar(20))`);
