@@ -164,8 +164,7 @@ describe('batch conflict transaction SQL', () => {
       + ' RETURNING "record_key" AS exs_key, "version", "tiebreak", "fingerprint", "written", "parked"),'
       + ' exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),'
       + ' exs_r AS (SELECT s.exs_key, t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3,'
-      + ` t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying)`
-      + ' WHERE t."PERMIT_ID" = ANY (CAST((SELECT array_agg(exs_key) FROM exs_c) AS character varying[])) FOR UPDATE OF t)'
+      + ` t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) FOR UPDATE OF t)`
       + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(s."version" AS text), CAST(s."tiebreak" AS text), CAST(s."fingerprint" AS text),'
       + ` CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL, ${PG_READ.replaceAll('%', 'r')}, r.exs_rv) ORDER BY k.exs_ord) AS exs_rows`
       + ' FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key');

@@ -497,10 +497,12 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         // Destination columns under positional names, so none can clash with the statement's own.
         const values = columns.map((_, i) => `exs_v${i}`);
         const read = claimed.join(', ');
-        // Both tables are read by key, `= ANY (keys)` in the index's own condition: one descent per
-        // key whatever the plan's estimates. As a join, a plan made while the state table was empty
-        // (prepared at open) read every state row of the job for each batch and compared it with
-        // every key: 57 ms for 500 keys of a 1,000-record job, and it grows with the job.
+        // State rows are read by key, `= ANY (keys)` in the index's own condition: one descent per
+        // key, also in a plan made while the state table had no statistics (prepared at open, before
+        // autovacuum's first ANALYZE). As a semi-join, such a plan read every state row of the job
+        // for each batch and compared it with every key: 57 ms for 500 keys of a 1,000-record job,
+        // growing with the job. (The destination table keeps its join: its statistics are the
+        // legacy table's own, and there a seq scan with `= ANY` compared every row with every key.)
         // Existing state rows are locked first, in key order (the hashed NOT IN reads all of them
         // before any insert, and costs one lookup per key where `<> ALL (array)` compared every pair:
         // 2.5 ms of a 500-key batch's statement); new ones are inserted in key order. Nothing is written to a state row that exists:
@@ -517,8 +519,7 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),`
           // Joined to the claimed state rows: a destination row is locked only once its state row is.
           + ` exs_r AS (SELECT s.exs_key, ${columns.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowVersions ? rowVersion('t') : 'NULL'} AS exs_rv`
-          + ` FROM exs_c s JOIN ${quoteTable(table)} t ON t.${quoteIdent(key.name)} = CAST(s.exs_key AS ${baseTypeOf(key)})`
-          + ` WHERE t.${quoteIdent(key.name)} = ANY (CAST((SELECT array_agg(exs_key) FROM exs_c) AS ${baseTypeOf(key)}[])) FOR UPDATE OF t)`
+          + ` FROM exs_c s JOIN ${quoteTable(table)} t ON t.${quoteIdent(key.name)} = CAST(s.exs_key AS ${baseTypeOf(key)}) FOR UPDATE OF t)`
           + ` SELECT json_agg(json_build_array(k.exs_ord, ${claimed.map((col) => asText(`s.${col}`)).join(', ')}, r.exs_key IS NOT NULL,`
           + ` ${jsonValues(columns.map((col, i) => readAs(col, `r.${values[i]}`)))}, r.exs_rv) ORDER BY k.exs_ord) AS exs_rows`
           + ` FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key`;
