@@ -561,7 +561,10 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` e.r AS exs_r, e.nv, e.nt, e.nf, e.nw, e.nu FROM json_to_recordset(CAST(? AS json))`
           + ` AS e (o bigint, k text, sf text, sv text, st text, rv text, w integer, r json, nv text, nt text, nf text, nw text, nu text)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
-          + ` exs_s AS (SELECT i.* FROM exs_in i, exs_j j, ${stateTable} s WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} = i.exs_key`
+          // By key, `= ANY (keys)` in the index's condition, as in the lock statement: a plan made
+          // before the state table had statistics read every state row of the job otherwise.
+          + ` exs_s AS (SELECT i.* FROM exs_in i, ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j)`
+          + ` AND s.${c.record_key} = ANY (CAST((SELECT array_agg(exs_key) FROM exs_in) AS text[])) AND s.${c.record_key} = i.exs_key`
           + ` AND i.exs_sf IS NOT NULL AND s.${c.fingerprint} = i.exs_sf AND s.${c.tiebreak} = i.exs_st AND s.${c.version} IS NOT DISTINCT FROM i.exs_sv`
           + ` AND s.${c.parked} IS NULL ORDER BY s.${c.record_key} FOR UPDATE OF s),`
           + ` exs_a AS (SELECT i.* FROM exs_in i, exs_j j WHERE i.exs_sf IS NULL`
