@@ -497,21 +497,22 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         // Destination columns under positional names, so none can clash with the statement's own.
         const values = columns.map((_, i) => `exs_v${i}`);
         const read = claimed.join(', ');
-        // State rows are read by key, `= ANY (keys)` in the index's own condition: one descent per
-        // key, also in a plan made while the state table had no statistics (prepared at open, before
-        // autovacuum's first ANALYZE). As a semi-join, such a plan read every state row of the job
-        // for each batch and compared it with every key: 57 ms for 500 keys of a 1,000-record job,
-        // growing with the job. (The destination table keeps its join: its statistics are the
-        // legacy table's own, and there a seq scan with `= ANY` compared every row with every key.)
-        // Existing state rows are locked first, in key order (the hashed NOT IN reads all of them
-        // before any insert, and costs one lookup per key where `<> ALL (array)` compared every pair:
-        // 2.5 ms of a 500-key batch's statement); new ones are inserted in key order. Nothing is written to a state row that exists:
+        // State rows are read key by key (a LATERAL subquery that OFFSET 0 keeps a loop): one index
+        // descent per key, also in a plan made while the state table had no statistics (prepared
+        // at open, before autovacuum's first ANALYZE). As a semi-join, such a plan read every state
+        // row of the job for each batch and compared it with every key: 57 ms for 500 keys of a
+        // 1,000-record job, growing with the job; with `= ANY (keys)` it still read them all, by
+        // job_id alone. (The destination table keeps its join: its statistics are the legacy
+        // table's own.) Existing state rows are locked first, in the order of the keys, which the
+        // connector sorts (the hashed NOT IN reads all of them before any insert, and costs one
+        // lookup per key where `<> ALL (array)` compared every pair: 2.5 ms of a 500-key batch's
+        // statement); new ones are inserted in key order. Nothing is written to a state row that exists:
         // its save later in the transaction is its one new version. A key another runtime inserted
         // after this statement's snapshot comes back from neither: the caller retries.
         return `WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
-          + ` exs_e AS (SELECT s.${c.record_key} AS exs_key, ${claimed.map((col) => `s.${col}`).join(', ')} FROM ${stateTable} s`
-          + ` WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j) AND s.${c.record_key} = ANY (CAST((SELECT array_agg(exs_key) FROM exs_k) AS text[]))`
+          + ` exs_e AS (SELECT s.${c.record_key} AS exs_key, ${claimed.map((col) => `s.${col}`).join(', ')} FROM exs_k k CROSS JOIN LATERAL`
+          + ` (SELECT * FROM ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j) AND s.${c.record_key} = k.exs_key OFFSET 0) s`
           + ` ORDER BY s.${c.record_key} FOR UPDATE OF s),`
           + ` exs_n AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
           + ` SELECT j.exs_job, k.exs_key, '', '', '{}', '' FROM exs_k k, exs_j j WHERE k.exs_key NOT IN (SELECT exs_key FROM exs_e)`
@@ -561,12 +562,11 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` e.r AS exs_r, e.nv, e.nt, e.nf, e.nw, e.nu FROM json_to_recordset(CAST(? AS json))`
           + ` AS e (o bigint, k text, sf text, sv text, st text, rv text, w integer, r json, nv text, nt text, nf text, nw text, nu text)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
-          // By key, `= ANY (keys)` in the index's condition, as in the lock statement: a plan made
-          // before the state table had statistics read every state row of the job otherwise.
-          + ` exs_s AS (SELECT i.* FROM exs_in i, ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j)`
-          + ` AND s.${c.record_key} = ANY (CAST((SELECT array_agg(exs_key) FROM exs_in) AS text[])) AND s.${c.record_key} = i.exs_key`
-          + ` AND i.exs_sf IS NOT NULL AND s.${c.fingerprint} = i.exs_sf AND s.${c.tiebreak} = i.exs_st AND s.${c.version} IS NOT DISTINCT FROM i.exs_sv`
-          + ` AND s.${c.parked} IS NULL ORDER BY s.${c.record_key} FOR UPDATE OF s),`
+          // Key by key, as in the lock statement: a plan made before the state table had statistics
+          // read every state row of the job otherwise.
+          + ` exs_s AS (SELECT i.* FROM exs_in i CROSS JOIN LATERAL (SELECT * FROM ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j)`
+          + ` AND s.${c.record_key} = i.exs_key AND s.${c.fingerprint} = i.exs_sf AND s.${c.tiebreak} = i.exs_st AND s.${c.version} IS NOT DISTINCT FROM i.exs_sv`
+          + ` AND s.${c.parked} IS NULL OFFSET 0) s WHERE i.exs_sf IS NOT NULL ORDER BY s.${c.record_key} FOR UPDATE OF s),`
           + ` exs_a AS (SELECT i.* FROM exs_in i, exs_j j WHERE i.exs_sf IS NULL`
           + ` AND NOT EXISTS (SELECT 1 FROM ${stateTable} s WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} = i.exs_key)),`
           + ` exs_c AS (SELECT * FROM exs_s UNION ALL SELECT * FROM exs_a),`
