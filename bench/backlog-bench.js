@@ -52,7 +52,7 @@ async function main() {
   const proxy = await startTcpProxy({ targetPort: 5432 });
   const direct = await odbc.connect(PG(5432));
   // As autovacuum would (it is off on this machine): no dead rows of earlier runs, and statistics.
-  await direct.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch(() => undefined);
+  await direct.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
   await direct.query(`CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(20), LAST_CHG_TS TIMESTAMP(6))`);
   const contract = path.join(dir, `${job}.sync.yaml`);
   fs.writeFileSync(contract, `id: ${job}

@@ -212,7 +212,7 @@ async function createTable(db, table) {
   // This machine's PostgreSQL runs with autovacuum off: the shared state table would keep every
   // dead row of earlier runs and never get statistics, so plans would be made for an empty table.
   // Vacuum and analyze it as autovacuum would, before each phase.
-  await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch(() => undefined);
+  await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
   await db.query(`DROP TABLE IF EXISTS ${table}_lat`);
   await db.query(`DROP TABLE IF EXISTS ${table}`);
   await db.query(`CREATE TABLE ${table} (permit_id varchar(20) PRIMARY KEY, permit_stat varchar(20), last_chg_ts timestamp(6), seq integer, sent_at varchar(20))`);

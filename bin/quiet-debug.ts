@@ -2,9 +2,10 @@
 // `debug` package, a dozen calls per MQTT packet. Switched off, each call still allocates its
 // arguments array (`function debug(...args)`) before it checks whether it is enabled: under a
 // flood of events that was 9% of everything the EXS runtime allocated, and so a share of its
-// garbage collection (heap sampling of bench/sync-bench.js). When DEBUG names nothing at start,
-// the `debug` copies those libraries load hand out functions that do nothing for namespaces DEBUG
-// does not name when they are created; DEBUG=mqttjs*,mqtt-packet* exs run ... logs as always.
+// garbage collection (heap sampling of bench/sync-bench.js). So the `debug` copies those libraries
+// load hand out functions that do nothing for the namespaces DEBUG does not name when a logger is
+// made (mqtt-packet makes its loggers when it loads: DEBUG counts as set at start);
+// DEBUG=mqttjs*,mqtt-packet* exs run ... logs as always.
 // (EXS's own MQTT client also gets a quiet logger in a plain Node-RED: quietMqttLog.)
 import * as path from 'node:path';
 
@@ -60,8 +61,13 @@ export function quietDebugUnlessAsked(): void {
     const debugFile = from && resolveFrom(from, 'debug');
     if (!debugFile || done.has(debugFile)) continue;
     done.add(debugFile);
-    const real = require(debugFile) as DebugFactory;
-    if (typeof real !== 'function') continue;
-    require.cache[debugFile]!.exports = quietFactory(real);
+    // Only an optimisation: a `debug` this cannot load or wrap is left as it is.
+    try {
+      const real = require(debugFile) as DebugFactory;
+      const cached = require.cache[debugFile];
+      if (typeof real === 'function' && cached) cached.exports = quietFactory(real);
+    } catch {
+      // left alone
+    }
   }
 }

@@ -21,8 +21,11 @@ const numbered = (sql: string) => {
   return sql.replace(/\?/g, () => `$${++n}`);
 };
 
-/** The state index read by job and key together: the key (one, or the batch's keys) inside the index's own condition. */
-const BY_JOB_AND_KEY = /Index Cond: \(\(\(job_id\)::text = \$\d+\) AND \(\(record_key\)::text = (ANY \(\$\d+\)|\w+\.exs_key)\)\)/;
+/**
+ * The state index read by job and key together: the key inside the index's own condition. (The
+ * job's id is a parameter, spelt `(InitPlan 1).col1` from PostgreSQL 17 on.)
+ */
+const BY_JOB_AND_KEY = /Index Cond: \(\(\(job_id\)::text = (\$\d+|\(InitPlan \d+\)\.col\d+)\) AND \(\(record_key\)::text = (ANY \(\$\d+\)|\w+\.exs_key)\)\)/;
 
 describe('PostgreSQL plans made before the state table has statistics', () => {
   it('the lock statement and the one-statement write read state rows by job and key', async (t) => {

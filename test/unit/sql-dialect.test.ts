@@ -155,7 +155,7 @@ describe('batch conflict transaction SQL', () => {
     assert.equal(pg.lock(state, 'PERMIT_TABLE', PG_COLUMNS[0], PG_COLUMNS),
       'WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),'
       + ' exs_j AS (SELECT CAST(? AS text) AS exs_job),'
-      + ' exs_e AS (SELECT s."record_key" AS exs_key, s."version", s."tiebreak", s."fingerprint", s."written", s."parked" FROM exs_k k CROSS JOIN LATERAL'
+      + ' exs_e AS (SELECT s."record_key" AS exs_key, s."version", s."tiebreak", s."fingerprint", s."written", s."parked" FROM (SELECT * FROM exs_k ORDER BY exs_key) k CROSS JOIN LATERAL'
       + ' (SELECT * FROM "EXS_SYNC_STATE" s WHERE s."job_id" = (SELECT exs_job FROM exs_j) AND s."record_key" = k.exs_key OFFSET 0) s'
       + ' ORDER BY s."record_key" FOR UPDATE OF s),'
       + ' exs_n AS (INSERT INTO "EXS_SYNC_STATE" ("job_id", "record_key", "tiebreak", "fingerprint", "written", "updated_at")'
@@ -189,11 +189,11 @@ describe('batch conflict transaction SQL', () => {
 
   it('postgresql: the one-statement write of known records checks state and row under lock before it writes either', () => {
     const sql = pg.writeKnown(state, 'PERMIT_TABLE', PG_COLUMNS.slice(0, 2), PG_COLUMNS);
-    // Existing state rows checked and locked in key order, before the destination rows.
-    // Key by key: the state row of each record, under its checks, locked.
-    assert.ok(sql.includes('exs_s AS (SELECT i.* FROM exs_in i CROSS JOIN LATERAL (SELECT * FROM "EXS_SYNC_STATE" s WHERE s."job_id" = (SELECT exs_job FROM exs_j)'
+    // Existing state rows checked and locked key by key, in key order, before the destination rows.
+    assert.ok(sql.includes('exs_s AS (SELECT i.* FROM (SELECT * FROM exs_in WHERE exs_sf IS NOT NULL ORDER BY exs_key) i CROSS JOIN LATERAL'
+      + ' (SELECT * FROM "EXS_SYNC_STATE" s WHERE s."job_id" = (SELECT exs_job FROM exs_j)'
       + ' AND s."record_key" = i.exs_key AND s."fingerprint" = i.exs_sf AND s."tiebreak" = i.exs_st AND s."version" IS NOT DISTINCT FROM i.exs_sv'
-      + ' AND s."parked" IS NULL OFFSET 0) s WHERE i.exs_sf IS NOT NULL ORDER BY s."record_key" FOR UPDATE OF s)'), sql);
+      + ' AND s."parked" IS NULL OFFSET 0) s ORDER BY s."record_key" FOR UPDATE OF s)'), sql);
     assert.ok(sql.includes(`exs_t AS (SELECT s.exs_ord FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) WHERE ${PG_ROW_VERSION('t')} = s.exs_was FOR UPDATE OF t)`));
     // Only the shape's columns are written, as the locked path's upsert; every column answered, with the row's version.
     assert.ok(sql.includes('INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT") SELECT r."PERMIT_ID", r."PERMIT_STAT" FROM exs_r r ORDER BY r.exs_ord'));

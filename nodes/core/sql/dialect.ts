@@ -503,15 +503,16 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         // row of the job for each batch and compared it with every key: 57 ms for 500 keys of a
         // 1,000-record job, growing with the job; with `= ANY (keys)` it still read them all, by
         // job_id alone. (The destination table keeps its join: its statistics are the legacy
-        // table's own.) Existing state rows are locked first, in the order of the keys, which the
-        // connector sorts (the hashed NOT IN reads all of them before any insert, and costs one
+        // table's own.) The rows are locked as the loop reaches them, so the loop runs in the
+        // database's key order, as the inserts below and every runtime do, older ones included.
+        // Existing state rows are locked first (the hashed NOT IN reads all of them before any insert, and costs one
         // lookup per key where `<> ALL (array)` compared every pair: 2.5 ms of a 500-key batch's
         // statement); new ones are inserted in key order. Nothing is written to a state row that exists:
         // its save later in the transaction is its one new version. A key another runtime inserted
         // after this statement's snapshot comes back from neither: the caller retries.
         return `WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
-          + ` exs_e AS (SELECT s.${c.record_key} AS exs_key, ${claimed.map((col) => `s.${col}`).join(', ')} FROM exs_k k CROSS JOIN LATERAL`
+          + ` exs_e AS (SELECT s.${c.record_key} AS exs_key, ${claimed.map((col) => `s.${col}`).join(', ')} FROM (SELECT * FROM exs_k ORDER BY exs_key) k CROSS JOIN LATERAL`
           + ` (SELECT * FROM ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j) AND s.${c.record_key} = k.exs_key OFFSET 0) s`
           + ` ORDER BY s.${c.record_key} FOR UPDATE OF s),`
           + ` exs_n AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
@@ -563,10 +564,11 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` AS e (o bigint, k text, sf text, sv text, st text, rv text, w integer, r json, nv text, nt text, nf text, nw text, nu text)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
           // Key by key, as in the lock statement: a plan made before the state table had statistics
-          // read every state row of the job otherwise.
-          + ` exs_s AS (SELECT i.* FROM exs_in i CROSS JOIN LATERAL (SELECT * FROM ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j)`
+          // read every state row of the job otherwise. The rows are locked as the loop reaches them,
+          // so the loop runs in key order (the records come grouped by the columns they write).
+          + ` exs_s AS (SELECT i.* FROM (SELECT * FROM exs_in WHERE exs_sf IS NOT NULL ORDER BY exs_key) i CROSS JOIN LATERAL (SELECT * FROM ${stateTable} s WHERE s.${c.job_id} = (SELECT exs_job FROM exs_j)`
           + ` AND s.${c.record_key} = i.exs_key AND s.${c.fingerprint} = i.exs_sf AND s.${c.tiebreak} = i.exs_st AND s.${c.version} IS NOT DISTINCT FROM i.exs_sv`
-          + ` AND s.${c.parked} IS NULL OFFSET 0) s WHERE i.exs_sf IS NOT NULL ORDER BY s.${c.record_key} FOR UPDATE OF s),`
+          + ` AND s.${c.parked} IS NULL OFFSET 0) s ORDER BY s.${c.record_key} FOR UPDATE OF s),`
           + ` exs_a AS (SELECT i.* FROM exs_in i, exs_j j WHERE i.exs_sf IS NULL`
           + ` AND NOT EXISTS (SELECT 1 FROM ${stateTable} s WHERE s.${c.job_id} = j.exs_job AND s.${c.record_key} = i.exs_key)),`
           + ` exs_c AS (SELECT * FROM exs_s UNION ALL SELECT * FROM exs_a),`
