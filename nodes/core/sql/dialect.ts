@@ -497,19 +497,18 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         // Destination columns under positional names, so none can clash with the statement's own.
         const values = columns.map((_, i) => `exs_v${i}`);
         const read = claimed.join(', ');
-        // State rows are read key by key (a LATERAL subquery that OFFSET 0 keeps a loop): one index
-        // descent per key, also in a plan made while the state table had no statistics (prepared
-        // at open, before autovacuum's first ANALYZE). As a semi-join, such a plan read every state
-        // row of the job for each batch and compared it with every key: 57 ms for 500 keys of a
-        // 1,000-record job, growing with the job; with `= ANY (keys)` it still read them all, by
-        // job_id alone. (The destination table keeps its join: its statistics are the legacy
-        // table's own.) The rows are locked as the loop reaches them, so the loop runs in the
-        // database's key order, as the inserts below and every runtime do, older ones included.
-        // Existing state rows are locked first (the hashed NOT IN reads all of them before any insert, and costs one
-        // lookup per key where `<> ALL (array)` compared every pair: 2.5 ms of a 500-key batch's
-        // statement); new ones are inserted in key order. Nothing is written to a state row that exists:
-        // its save later in the transaction is its one new version. A key another runtime inserted
-        // after this statement's snapshot comes back from neither: the caller retries.
+        // Existing state rows are read key by key (a LATERAL subquery that OFFSET 0 keeps a loop),
+        // one index lookup per key, even in a plan made before the state table had statistics
+        // (prepared at open, before autovacuum's first ANALYZE): as a semi-join such a plan read
+        // every state row of the job per batch and compared each with every key (57 ms for 500
+        // keys of a 1,000-record job). They are locked as the loop reaches them, and the loop runs
+        // in the database's key order, as the inserts below and older runtimes do. All of them are
+        // locked before any insert (the hashed NOT IN reads them all first: one lookup per key,
+        // where `<> ALL (array)` compared every pair); new ones are inserted in key order. The
+        // destination rows keep their join: their table's statistics are the legacy table's own.
+        // Nothing is written to a state row that exists: its save later in the transaction is its
+        // one new version. A key another runtime inserted after this statement's snapshot comes
+        // back from neither: the caller retries.
         return `WITH exs_k AS (SELECT * FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS k (exs_key, exs_ord)),`
           + ` exs_j AS (SELECT CAST(? AS text) AS exs_job),`
           + ` exs_e AS (SELECT s.${c.record_key} AS exs_key, ${claimed.map((col) => `s.${col}`).join(', ')} FROM (SELECT * FROM exs_k ORDER BY exs_key) k CROSS JOIN LATERAL`
