@@ -163,8 +163,10 @@ describe('batch conflict transaction SQL', () => {
       + ' ORDER BY k.exs_key ON CONFLICT ("job_id", "record_key") DO NOTHING'
       + ' RETURNING "record_key" AS exs_key, "version", "tiebreak", "fingerprint", "written", "parked"),'
       + ' exs_c AS (SELECT * FROM exs_e UNION ALL SELECT * FROM exs_n),'
-      + ' exs_r AS (SELECT s.exs_key, t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3,'
-      + ` t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) FOR UPDATE OF t)`
+      // Destination rows too, key by key in key order, locked once their state rows are.
+      + ' exs_r AS (SELECT s.exs_key, t.* FROM (SELECT exs_key FROM exs_c ORDER BY exs_key) s CROSS JOIN LATERAL'
+      + ' (SELECT t."PERMIT_ID" AS exs_v0, t."PERMIT_STAT" AS exs_v1, t."LAST_CHG_TS" AS exs_v2, t."ACTIVE" AS exs_v3,'
+      + ` t."BIG" AS exs_v4, t."PRICE" AS exs_v5, ${PG_ROW_VERSION('t')} AS exs_rv FROM "PERMIT_TABLE" t WHERE t."PERMIT_ID" = CAST(s.exs_key AS character varying) OFFSET 0) t FOR UPDATE OF t)`
       + ' SELECT json_agg(json_build_array(k.exs_ord, CAST(s."version" AS text), CAST(s."tiebreak" AS text), CAST(s."fingerprint" AS text),'
       + ` CAST(s."written" AS text), CAST(s."parked" AS text), r.exs_key IS NOT NULL, ${PG_READ.replaceAll('%', 'r')}, r.exs_rv) ORDER BY k.exs_ord) AS exs_rows`
       + ' FROM exs_k k JOIN exs_c s ON s.exs_key = k.exs_key LEFT JOIN exs_r r ON r.exs_key = k.exs_key');
@@ -194,7 +196,14 @@ describe('batch conflict transaction SQL', () => {
       + ' (SELECT * FROM "EXS_SYNC_STATE" s WHERE s."job_id" = (SELECT exs_job FROM exs_j)'
       + ' AND s."record_key" = i.exs_key AND s."fingerprint" = i.exs_sf AND s."tiebreak" = i.exs_st AND s."version" IS NOT DISTINCT FROM i.exs_sv'
       + ' AND s."parked" IS NULL OFFSET 0) s ORDER BY s."record_key" FOR UPDATE OF s)'), sql);
-    assert.ok(sql.includes(`exs_t AS (SELECT s.exs_ord FROM exs_c s JOIN "PERMIT_TABLE" t ON t."PERMIT_ID" = CAST(s.exs_key AS character varying) WHERE ${PG_ROW_VERSION('t')} = s.exs_was FOR UPDATE OF t)`));
+    assert.ok(sql.includes('exs_t AS (SELECT s.exs_ord FROM (SELECT * FROM exs_c ORDER BY exs_key) s CROSS JOIN LATERAL (SELECT 1 FROM "PERMIT_TABLE" t'
+      + ` WHERE t."PERMIT_ID" = CAST(s.exs_key AS character varying) AND ${PG_ROW_VERSION('t')} = s.exs_was OFFSET 0) t FOR UPDATE OF t)`), sql);
+    // Every other read of either table is by key, in a loop: EXISTS kept a loop by OFFSET 0, and the
+    // state rows checked above written over by an insert that meets them on its arbiter index.
+    assert.ok(sql.includes('NOT EXISTS (SELECT 1 FROM "EXS_SYNC_STATE" s WHERE s."job_id" = j.exs_job AND s."record_key" = i.exs_key OFFSET 0)'), sql);
+    assert.ok(sql.includes('NOT EXISTS (SELECT 1 FROM "PERMIT_TABLE" t WHERE t."PERMIT_ID" = CAST(s.exs_key AS character varying) OFFSET 0)'), sql);
+    assert.match(sql, /exs_su AS \(INSERT INTO "EXS_SYNC_STATE" .* FROM exs_ok o, exs_j j WHERE o\.exs_sf IS NOT NULL ORDER BY o\.exs_key ON CONFLICT \("job_id", "record_key"\) DO UPDATE SET "version" = excluded\."version",/);
+    assert.ok(!/\bUPDATE "EXS_SYNC_STATE"/.test(sql), sql);
     // Only the shape's columns are written, as the locked path's upsert; every column answered, with the row's version.
     assert.ok(sql.includes('INSERT INTO "PERMIT_TABLE" AS t ("PERMIT_ID", "PERMIT_STAT") SELECT r."PERMIT_ID", r."PERMIT_STAT" FROM exs_r r ORDER BY r.exs_ord'));
     assert.ok(sql.includes('ON CONFLICT ("PERMIT_ID") DO UPDATE SET "PERMIT_STAT" = excluded."PERMIT_STAT" RETURNING'));
