@@ -52,7 +52,11 @@ async function main() {
   const proxy = await startTcpProxy({ targetPort: 5432 });
   const direct = await odbc.connect(PG(5432));
   // As autovacuum would (it is off on this machine): no dead rows of earlier runs, and statistics.
-  await direct.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
+  // (On a new database EXS creates the table at its first open: nothing to vacuum yet.)
+  const [stateTable] = await direct.query(`SELECT to_regclass('"EXS_SYNC_STATE"') IS NOT NULL AS present`);
+  if (['1', 'true'].includes(String(stateTable?.present))) {
+    await direct.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
+  }
   await direct.query(`CREATE TABLE ${table} (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(20), LAST_CHG_TS TIMESTAMP(6))`);
   const contract = path.join(dir, `${job}.sync.yaml`);
   fs.writeFileSync(contract, `id: ${job}

@@ -40,7 +40,11 @@ async function measure(size, round, known) {
   const table = `exs_conn_bench_${process.pid}_${size}_${round}_${known ?? 'k'}`;
   const db = await odbc.connect(PG);
   // As autovacuum would (it is off on this machine): no dead rows of earlier runs, and statistics.
-  await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
+  // (On a new database EXS creates the table at its first open: nothing to vacuum yet.)
+  const [stateTable] = await db.query(`SELECT to_regclass('"EXS_SYNC_STATE"') IS NOT NULL AS present`);
+  if (['1', 'true'].includes(String(stateTable?.present))) {
+    await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
+  }
   await db.query(`CREATE TABLE ${table} (PERMIT_ID varchar(20) PRIMARY KEY, PERMIT_STAT varchar(20), LAST_CHG_TS timestamp(6), SEQ integer)`);
   const connector = new OdbcConnector({ connectionString: PG, jobId: table, table, keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT', 'LAST_CHG_TS', 'SEQ'], poolSize: 2, knownRecords: known });
   try {

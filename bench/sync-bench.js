@@ -212,7 +212,11 @@ async function createTable(db, table) {
   // This machine's PostgreSQL runs with autovacuum off: the shared state table would keep every
   // dead row of earlier runs and never get statistics, so plans would be made for an empty table.
   // Vacuum and analyze it as autovacuum would, before each phase.
-  await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
+  // (On a new database EXS creates the table at its first open: nothing to vacuum yet.)
+  const [stateTable] = await db.query(`SELECT to_regclass('"EXS_SYNC_STATE"') IS NOT NULL AS present`);
+  if (['1', 'true'].includes(String(stateTable?.present))) {
+    await db.query('VACUUM ANALYZE "EXS_SYNC_STATE"').catch((err) => console.error(`no VACUUM ANALYZE of EXS_SYNC_STATE (${err.message}): plans may be made without statistics`));
+  }
   await db.query(`DROP TABLE IF EXISTS ${table}_lat`);
   await db.query(`DROP TABLE IF EXISTS ${table}`);
   await db.query(`CREATE TABLE ${table} (permit_id varchar(20) PRIMARY KEY, permit_stat varchar(20), last_chg_ts timestamp(6), seq integer, sent_at varchar(20))`);

@@ -11,24 +11,33 @@ import { PG_CONN, needService } from '../support/services';
 const pidOf = async (pool: OdbcPool) => Number((await pool.withSession((s) => s.run('SELECT pg_backend_pid() AS pid', [])))[0].pid);
 
 describe('OdbcPool on PostgreSQL', () => {
-  it('runs a statement PREPAREd once per connection, values bound verbatim, and asks for a retry when the connection lost it', async (t) => {
+  it('runs a statement PREPAREd once per connection, values bound verbatim, and asks for a retry on a fresh connection when one lost it', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
-    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1 });
+    const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, sessionSetup: DIALECTS.postgresql.sessionSetup });
     t.after(() => pool.close());
     const sql = 'SELECT CAST(? AS text) AS a, CAST(? AS text) AS b, CAST(? AS int) + 1 AS c';
     const tricky = "it's $exs$ a \\ test; DROP TABLE x; --";
-    await pool.withSession(async (session) => {
+    const settings = "SELECT pg_backend_pid() AS pid, current_setting('TimeZone') AS tz, current_setting('enable_seqscan') AS seqscan";
+    const first = await pool.withSession(async (session) => {
       assert.deepEqual({ ...(await session.runPrepared(sql, [tricky, null, 41]))[0] }, { a: tricky, b: null, c: 42 });
       assert.deepEqual({ ...(await session.runPrepared(sql, ['again', 'x', 1]))[0] }, { a: 'again', b: 'x', c: 2 });
       const [{ n }] = await session.run("SELECT COUNT(*) AS n FROM pg_prepared_statements WHERE name LIKE 'exs_%'", []);
       assert.equal(Number(n), 1, 'prepared once');
-      await session.run('DEALLOCATE ALL', []);
+      const [before] = await session.run(settings, []);
+      // What a pooler in front of PostgreSQL may do between two clients: forget everything.
+      await session.run('DISCARD ALL', []);
       await assert.rejects(session.runPrepared(sql, ['lost', 'x', 1]), (err: unknown) => {
         assert.deepEqual([classifyDbError(err).transient, classifyDbError(err).sqlState], [true, '40001']);
         return true;
       });
-      assert.equal((await session.runPrepared(sql, ['back', 'x', 1]))[0].a, 'back', 'prepared again');
+      return before;
     });
+    assert.deepEqual([first.tz, first.seqscan], ['UTC', 'off']);
+    // DISCARD ALL reset the session's setup too: the retry gets a fresh connection, set up again.
+    const [after] = await pool.withSession((session) => session.run(settings, []));
+    assert.notEqual(Number(after.pid), Number(first.pid), 'a fresh connection');
+    assert.deepEqual([after.tz, after.seqscan], ['UTC', 'off']);
+    assert.equal((await pool.withSession((session) => session.runPrepared(sql, ['back', 'x', 1])))[0].a, 'back', 'prepared again');
   });
 
   it('binds values too large to inline instead of putting them in the statement, verbatim', async (t) => {
@@ -49,12 +58,12 @@ describe('OdbcPool on PostgreSQL', () => {
     });
   });
 
-  it('sets up each session in UTC, with generic plans for what EXS prepares', async (t) => {
+  it('sets up each session in UTC, with generic plans and no sequential scans for what EXS prepares', async (t) => {
     if (!(await needService(t, 'postgres'))) return;
     const pool = new OdbcPool({ connectionString: PG_CONN, maxSize: 1, sessionSetup: DIALECTS.postgresql.sessionSetup });
     t.after(() => pool.close());
-    const [settings] = await pool.withSession((s) => s.run("SELECT current_setting('TimeZone') AS tz, current_setting('plan_cache_mode') AS plans", []));
-    assert.deepEqual({ ...settings }, { tz: 'UTC', plans: 'force_generic_plan' });
+    const [settings] = await pool.withSession((s) => s.run("SELECT current_setting('TimeZone') AS tz, current_setting('plan_cache_mode') AS plans, current_setting('enable_seqscan') AS seqscan", []));
+    assert.deepEqual({ ...settings }, { tz: 'UTC', plans: 'force_generic_plan', seqscan: 'off' });
   });
 
   it('warms up: opens the connections asked for at once, each with its statements already PREPAREd', async (t) => {

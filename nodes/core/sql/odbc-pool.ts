@@ -95,8 +95,9 @@ export class OdbcSession {
    * PostgreSQL: runs `sql` (with `?` placeholders, all bound as text) as a statement this connection
    * PREPAREd once, so the server plans a large statement once per connection instead of per call.
    * SQL-level PREPARE/EXECUTE, not node-odbc's prepared statements, which leak native memory on
-   * every execute. A connection that lost it (DISCARD ALL behind a pooler) answers 26000: it is
-   * forgotten and the caller's transaction retried (a serialization conflict).
+   * every execute. A connection that lost it (DISCARD ALL behind a pooler) answers 26000: the
+   * connection is closed, since DISCARD ALL also reset its session setup (time zone, plan
+   * settings), and the caller's transaction retried (a serialization conflict) on a fresh one.
    */
   async runPrepared(sql: string, parameters: SqlParameter[]): Promise<OdbcResult> {
     // Large values (a batch's rows and states) are bound instead: psqlODBC reads a statement's text
@@ -116,6 +117,7 @@ export class OdbcSession {
     } catch (err) {
       if (classifyDbError(err).sqlState !== '26000') throw err;
       this.prepared.delete(name);
+      this.broken = true;
       throw new DbError({ transient: true, sqlState: '40001', message: `prepared statement ${name} is gone from the connection; retrying` }, undefined, err);
     }
   }
