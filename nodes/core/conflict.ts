@@ -256,7 +256,9 @@ export function decideConflict(
 
   for (const column of newer) {
     const value = row[column];
-    const rule = column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS' : policy.fieldRules?.[column] ?? policy.rule;
+    // Own rules only: a column named `constructor` or `toString` must not find Object's members.
+    const rule = column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS'
+      : policy.fieldRules && Object.hasOwn(policy.fieldRules, column) ? policy.fieldRules[column] : policy.rule;
     const currentValue = current?.[column] ?? null;
     if (current !== null && same(column, currentValue, value)) {
       (agreed ??= {})[column] = currentValue; // both sides hold it: nothing to decide, and it is the new baseline

@@ -247,6 +247,15 @@ describe('both sides changed: a clerk edits the row, then an older and a newer H
     assert.deepEqual(db.row, { ID: 'P-1', STAT: 'APPR', INSPECTOR: 'Carl', TS: T(30) });
   });
 
+  it('a column named like a member of every object (constructor, toString) takes the job\'s rule unless it has its own', () => {
+    const db = new Destination({ rule: 'HMS_WINS', fieldRules: { INSPECTOR: 'DESTINATION_WINS' } });
+    db.apply(event({ constructor: 'a', toString: 'b' }, T(1)));
+    db.clerk({ constructor: 'clerk a', toString: 'clerk b' });
+    const decision = db.apply(event({ constructor: 'hms a', toString: 'hms b' }, T(2)));
+    assert.deepEqual(decision.conflicts.map((c) => [c.column, c.rule, c.winner]), [['constructor', 'HMS_WINS', 'hms'], ['toString', 'HMS_WINS', 'hms']]);
+    assert.deepEqual(db.row, { ID: 'P-1', constructor: 'hms a', toString: 'hms b' });
+  });
+
   it('a column on LAST_WRITE_WINS keeps the time column on it too, so the clerk\'s newer time is never stepped back', () => {
     const db = new Destination({ rule: 'HMS_WINS', timestampColumn: 'TS', fieldRules: { X: 'LAST_WRITE_WINS' } });
     db.apply(event({ X: 'hms', TS: T(10) }, T(10)));
