@@ -139,6 +139,23 @@ describe('SyncJournal', () => {
     await journal.close();
   });
 
+  it('lets go of records once read: reading them again (a retry) reads the disk, and gets the same', async () => {
+    const journal = await SyncJournal.open(tempDir('journal'));
+    const payloadOf = (seq: number) => Buffer.from(`{"seq":${seq}}`);
+    await Promise.all(Array.from({ length: 300 }, (_, i) => journal.append('t', payloadOf(i + 1))));
+    const first = await journal.readUnsettled(0, 1000);
+    assert.equal(journal.stats().readFromMemory, 300, 'read as soon as appended: from memory');
+    const again = await journal.readUnsettled(0, 1000);
+    assert.equal(journal.stats().readFromMemory, 300, 'read again: from disk');
+    assert.deepEqual(again, first);
+    // Newer records are served from memory as before.
+    await Promise.all(Array.from({ length: 50 }, (_, i) => journal.append('t', payloadOf(301 + i))));
+    const next = await journal.readUnsettled(300, 1000);
+    assert.deepEqual(next.map((r) => r.seq), Array.from({ length: 50 }, (_, i) => 301 + i));
+    assert.equal(journal.stats().readFromMemory, 350);
+    await journal.close();
+  });
+
   it('keeps empty payloads, multi-byte topics and large payloads intact', async () => {
     const journal = await SyncJournal.open(tempDir('journal'), { segmentBytes: 64 * 1024 });
     const big = Buffer.alloc(700_000, 7); // larger than a segment and than the read buffer

@@ -337,7 +337,7 @@ export class SyncJournal {
   private closed: Promise<void> | undefined;
 
   private cursors = new Map<Segment, { cursor: SegmentCursor; truncations: number }>();
-  /** The newest appended records, consecutive seqs, oldest first from `recentHead`. */
+  /** The newest appended records not read yet, consecutive seqs, oldest first from `recentHead`. */
   private recent: JournalRecord[] = [];
   private recentHead = 0;
   private recentBytes = 0;
@@ -513,6 +513,20 @@ export class SyncJournal {
     }
   }
 
+  /**
+   * Records a reader has read leave memory: it holds its own copies, and what reads them again (a
+   * retry after a pause, a schedule's scan) reads the disk. Kept until 4096 newer ones came, each
+   * record lived seconds at light load, long enough to be promoted and to die in the old
+   * generation, whose collections every few seconds stalled the runtime for about 20 ms.
+   */
+  private forgetRead(): void {
+    while (this.recentHead < this.recent.length && this.recent[this.recentHead].seq <= this.readUpTo) {
+      const dropped = this.recent[this.recentHead++];
+      this.recentBytes -= dropped.payload.length + dropped.topic.length;
+    }
+    if (this.recentHead === this.recent.length) this.forgetRecent();
+  }
+
   private forgetRecent(): void {
     this.recent = [];
     this.recentHead = 0;
@@ -578,6 +592,7 @@ export class SyncJournal {
     // A short page reached the end: the reader is up to date.
     const reached = records.length < limit ? this.last : records[records.length - 1].seq;
     this.readUpTo = Math.max(this.readUpTo, reached);
+    this.forgetRead();
     return records;
   }
 
