@@ -5,6 +5,7 @@
 // the write (see OdbcConnector.apply).
 import { createHash, hash as oneShotHash } from 'node:crypto';
 import { CANONICAL_TIMESTAMP, canonicalMillis, epochMillis, formatInstant, isCanonicalTimestamp, parseInstant } from './time';
+import { own } from './own';
 import { CONFLICT_RULES, type ConflictRule } from './types';
 
 export interface ConflictPolicy {
@@ -228,7 +229,7 @@ export function decideConflict(
   for (const column of carried) {
     if (column === key) continue;
     // A column no event has decided yet has no stamp: any event may fill it.
-    const order = sourceOrder(state ? (state.columns ? state.columns[column] ?? null : state) : null, incoming);
+    const order = sourceOrder(state ? (state.columns ? own(state.columns, column) ?? null : state) : null, incoming);
     if (order > 0) {
       newer.push(column);
     } else {
@@ -256,10 +257,8 @@ export function decideConflict(
 
   for (const column of newer) {
     const value = row[column];
-    // Own rules only: a column named `constructor` or `toString` must not find Object's members.
-    const rule = column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS'
-      : policy.fieldRules && Object.hasOwn(policy.fieldRules, column) ? policy.fieldRules[column] : policy.rule;
-    const currentValue = current?.[column] ?? null;
+    const rule = column === policy.timestampColumn && lastWriteWinsInUse ? 'LAST_WRITE_WINS' : own(policy.fieldRules, column) ?? policy.rule;
+    const currentValue = own(current, column) ?? null;
     if (current !== null && same(column, currentValue, value)) {
       (agreed ??= {})[column] = currentValue; // both sides hold it: nothing to decide, and it is the new baseline
       continue;
@@ -276,7 +275,7 @@ export function decideConflict(
       taken += 1;
     } else {
       kept += 1;
-      if (winner === 'parked') (parkedFields ??= {})[column] = { old: state?.written[column] ?? null, new: value, current: currentValue };
+      if (winner === 'parked') (parkedFields ??= {})[column] = { old: own(state?.written, column) ?? null, new: value, current: currentValue };
     }
   }
 
@@ -284,7 +283,9 @@ export function decideConflict(
   // Under MANUAL the whole event waits, so that taking HMS's side brings the whole row back.
   const keptDeleted = deleted && kept > 0;
   if (keptDeleted && parkedFields) {
-    for (const column of newer) parkedFields[column] ??= { old: state?.written[column] ?? null, new: row[column], current: null };
+    for (const column of newer) {
+      if (!Object.hasOwn(parkedFields, column)) parkedFields[column] = { old: own(state?.written, column) ?? null, new: row[column], current: null };
+    }
   }
   const writes = current === null ? !keptDeleted : taken > 0;
   const written = writes && !keptDeleted ? { ...state?.written, ...agreed, ...columns } : { ...state?.written, ...agreed };

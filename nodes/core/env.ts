@@ -13,8 +13,9 @@ export function substituteEnv(text: string, env: NodeJS.ProcessEnv = process.env
   const missing: string[] = [];
   const value = text.replace(REFERENCE, (match, name: string | undefined) => {
     if (name === undefined) return '${';
+    // Only a variable's own text: `${toString}` is a missing variable, not Object's member.
     const found = env[name];
-    if (found === undefined) {
+    if (typeof found !== 'string') {
       missing.push(name);
       return match;
     }

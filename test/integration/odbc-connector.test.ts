@@ -532,6 +532,33 @@ for (const target of LAW_TARGETS) {
       });
     });
 
+    it('a column named like a member of every object (constructor) is written only when the law takes it', async (t) => {
+      if (!(await needService(t, target.service))) return;
+      const name = `EXS_IT_PROTO_${crypto.randomBytes(4).toString('hex').toUpperCase()}`;
+      const db = await connectOdbc({ connectionString: target.connectionString });
+      await db.query(`CREATE TABLE ${name} (PERMIT_ID varchar(64) PRIMARY KEY, PERMIT_STAT varchar(8), constructor varchar(40))`);
+      const connector = new OdbcConnector({ connectionString: target.connectionString, jobId: name, table: name, keyColumn: 'PERMIT_ID',
+        columns: ['PERMIT_STAT', 'constructor'], poolSize: 1, ...target.options });
+      try {
+        await connector.open();
+        const event = (stat: string, ms: number): MappedRecord => ({ keyColumn: 'PERMIT_ID', keyValue: 'P-1',
+          row: { PERMIT_ID: 'P-1', PERMIT_STAT: stat, constructor: 'Acme' }, version: `2026-03-01 10:00:${String(ms).padStart(2, '0')}.000000` });
+        const policy: ConflictPolicy = { rule: 'DESTINATION_WINS' };
+        assert.equal((await connector.apply(event('PEND', 10), policy)).outcome, 'applied');
+        await db.query(`UPDATE ${name} SET constructor = 'Clerk Co' WHERE PERMIT_ID = 'P-1'`);
+        // The next event changes the status only: the clerk's constructor stays (once, it was written as NULL).
+        for (const [stat, ms] of [['APPR', 20], ['ISSU', 30]] as const) {
+          assert.equal((await connector.apply(event(stat, ms), policy)).outcome, 'applied');
+          const [row] = await db.query(`SELECT PERMIT_STAT AS s, constructor AS c FROM ${name} WHERE PERMIT_ID = 'P-1'`) as unknown as Array<Record<string, unknown>>;
+          assert.deepEqual(Object.values(row), [stat, 'Clerk Co']);
+        }
+      } finally {
+        await connector.close();
+        await db.query(`DROP TABLE ${name}`);
+        await db.close();
+      }
+    });
+
     it('DESTINATION_WINS: the clerk\'s columns are kept, the one nobody edited follows HMS', async (t) => {
       if (!(await needService(t, target.service))) return;
       await withPermitTable(target, async (table) => {

@@ -69,6 +69,8 @@ describe('timeValue: how the conflict law reads times', () => {
 describe('substituteEnv', () => {
   it('replaces ${NAME}, reports unset names, and honours $${ as a literal', () => {
     assert.deepEqual(substituteEnv('PWD=${PW};X=${NOPE};Y=$${PW}', { PW: 'secret' }), { value: 'PWD=secret;X=${NOPE};Y=${PW}', missing: ['NOPE'] });
+    // A name every object answers is a variable like any other: missing unless set.
+    assert.deepEqual(substituteEnv('${toString}${constructor}', {}), { value: '${toString}${constructor}', missing: ['toString', 'constructor'] });
   });
 });
 

@@ -45,6 +45,7 @@ import {
 } from '../conflict';
 import type { ParkedRecord } from '../sync-job';
 import { KnownRecords, UNSEEN, type KnownRecord, type StateCheck } from './known-records';
+import { own } from '../own';
 import { isCanonicalTimestamp } from '../time';
 import type { ApplyResult, ConflictRule, MappedRecord, SyncConnector } from '../types';
 
@@ -692,7 +693,7 @@ function transactionSteps(plan: WritePlan, jobId: string): TransactionSteps {
 function writeGroups(plan: WritePlan, records: DecidedRecord[]): Array<{ columns: PlannedColumn[]; at: number[] }> {
   const groups = new Map<string, { columns: PlannedColumn[]; at: number[] }>();
   records.forEach(({ decision }, i) => {
-    const columns = plan.columns.filter((c) => decision.columns[c.contractName] !== undefined);
+    const columns = plan.columns.filter((c) => own(decision.columns, c.contractName) !== undefined);
     if (columns.length === 0) return;
     const shape = columns.map((c) => c.contractName).join('\u0000');
     const group = groups.get(shape);
@@ -757,8 +758,8 @@ function statementSteps(plan: WritePlan, jobId: string): TransactionSteps {
       for (const { key, decision, current } of records) {
         let row = current;
         if (written(decision)) {
-          const columns = plan.columns.filter((c) => decision.columns[c.contractName] !== undefined);
-          await session.run(upsertSql(columns), columns.map((c) => decision.columns[c.contractName] as SqlParameter));
+          const columns = plan.columns.filter((c) => own(decision.columns, c.contractName) !== undefined);
+          await session.run(upsertSql(columns), columns.map((c) => own(decision.columns, c.contractName) as SqlParameter));
           row = await readRow(session, key);
         }
         after.push({ after: row });
@@ -798,7 +799,7 @@ function rowSteps(plan: WritePlan, batch: RowBatchSql, jobId: string): Transacti
     async commit(session, records) {
       for (const { columns, at } of writeGroups(plan, records)) {
         const sql = batch.upsertRows(plan.table, keyColumn.name, columns.map((c) => c.info), at.length);
-        await session.run(sql, at.flatMap((i) => columns.map((c) => records[i].decision.columns[c.contractName] as SqlParameter)));
+        await session.run(sql, at.flatMap((i) => columns.map((c) => own(records[i].decision.columns, c.contractName) as SqlParameter)));
       }
       const writtenAt = records.flatMap((r, i) => (written(r.decision) ? [i] : []));
       const stored = writtenAt.length > 0 ? await rowsOf(session, writtenAt.map((i) => records[i].key)) : new Map();
@@ -866,7 +867,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
       for (const { columns, at } of writeGroups(plan, records)) {
         const rows = at.map((i) => {
           const row: Record<string, unknown> = {};
-          for (const c of columns) row[c.info.name] = records[i].decision.columns[c.contractName];
+          for (const c of columns) row[c.info.name] = own(records[i].decision.columns, c.contractName);
           return row;
         });
         const stored = jsonRows(await session.runPrepared(upsertSql(columns), [JSON.stringify(rows)]));
@@ -902,7 +903,7 @@ function arraySteps(plan: WritePlan, batch: ArrayBatchSql, jobId: string): Trans
           let row: Record<string, unknown> | null = null;
           if (written(decision)) {
             row = {};
-            for (const c of columns) row[c.info.name] = decision.columns[c.contractName];
+            for (const c of columns) row[c.info.name] = own(decision.columns, c.contractName);
           }
           const [version, tiebreak, fingerprint, writtenText, , updatedAt] = assumed[i];
           return {
@@ -973,7 +974,7 @@ function oneStatementAlone(plan: WritePlan, records: KnownDecision[]): boolean {
   if (plan.faithful === undefined) return false;
   for (const { decision } of records) {
     for (const c of plan.columns) {
-      const value = decision.columns[c.contractName];
+      const value = own(decision.columns, c.contractName);
       if (value !== undefined && !storesAsWritten(c.info, storedText(c.info, value))) return false;
     }
   }
@@ -1072,7 +1073,7 @@ function boundRow(plan: WritePlan, record: MappedRecord): Record<string, SqlPara
   const row: Record<string, SqlParameter> = { [key.contractName]: toParameter(key, record.keyValue) };
   // A missing value is not written as NULL: that would erase data the event never mentioned.
   for (const column of others) {
-    const value = record.row[column.contractName];
+    const value = own(record.row, column.contractName);
     if (value !== undefined) row[column.contractName] = toParameter(column, value);
   }
   return row;

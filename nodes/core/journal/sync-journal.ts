@@ -514,8 +514,8 @@ export class SyncJournal {
   }
 
   /**
-   * Records a reader has read leave memory: it holds its own copies, and what reads them again (a
-   * retry after a pause, a schedule's scan) reads the disk. Kept until 4096 newer ones came, each
+   * Records a reader has read leave memory: it holds its own copies (a retry reuses them), and what
+   * reads them again (a schedule's scan, a reader that dropped its own) reads the disk. Kept until 4096 newer ones came, each
    * record lived seconds at light load, long enough to be promoted and to die in the old
    * generation, whose collections every few seconds stalled the runtime for about 20 ms.
    */
@@ -524,7 +524,12 @@ export class SyncJournal {
       const dropped = this.recent[this.recentHead++];
       this.recentBytes -= dropped.payload.length + dropped.topic.length;
     }
+    // Not left in the array's head either, where they would live on until the next slice.
     if (this.recentHead === this.recent.length) this.forgetRecent();
+    else if (this.recentHead > 0) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
   }
 
   private forgetRecent(): void {

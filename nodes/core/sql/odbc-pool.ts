@@ -78,7 +78,10 @@ function preparedName(sql: string): string {
 }
 
 export class OdbcSession {
-  /** Set when the connection can no longer be trusted (a commit or rollback failed): it is closed, never reused. */
+  /**
+   * Set when the connection can no longer be trusted (a commit or rollback failed, its prepared
+   * statements and session setup were discarded): it is closed, never reused.
+   */
   broken = false;
 
   constructor(readonly connection: OdbcConnection, private readonly queryTimeoutSeconds?: number) {}
@@ -97,7 +100,8 @@ export class OdbcSession {
    * SQL-level PREPARE/EXECUTE, not node-odbc's prepared statements, which leak native memory on
    * every execute. A connection that lost it (DISCARD ALL behind a pooler) answers 26000: the
    * connection is closed, since DISCARD ALL also reset its session setup (time zone, plan
-   * settings), and the caller's transaction retried (a serialization conflict) on a fresh one.
+   * settings), and the caller's transaction retried (a serialization conflict) on another
+   * connection, a new one if none is idle.
    */
   async runPrepared(sql: string, parameters: SqlParameter[]): Promise<OdbcResult> {
     // Large values (a batch's rows and states) are bound instead: psqlODBC reads a statement's text
