@@ -515,9 +515,10 @@ export class SyncJournal {
 
   /**
    * Records a reader has read leave memory: it holds its own copies (a retry reuses them), and what
-   * reads them again (a schedule's scan, a reader that dropped its own) reads the disk. Kept until 4096 newer ones came, each
-   * record lived seconds at light load, long enough to be promoted and to die in the old
-   * generation, whose collections every few seconds stalled the runtime for about 20 ms.
+   * reads them again (a schedule's scan, a reader that dropped its own) reads the disk. Kept until
+   * 4096 newer ones came, each record lived seconds at light load, long enough to be promoted and
+   * to die in the old generation, whose collections every few seconds stalled the runtime for
+   * about 20 ms.
    */
   private forgetRead(): void {
     while (this.recentHead < this.recent.length && this.recent[this.recentHead].seq <= this.readUpTo) {

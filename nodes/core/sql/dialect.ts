@@ -561,6 +561,10 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
         const conflict = updated.length > 0 ? `DO UPDATE SET ${updated.map((col) => `${col} = excluded.${col}`).join(', ')}` : 'DO NOTHING';
         const values = returned.map((_, i) => `exs_v${i}`);
         const [version, tiebreak, fingerprint, writtenText, updatedAt] = ['o.nv', 'o.nt', 'o.nf', 'o.nw', 'o.nu'];
+        /** The new state rows of the passed records whose state row existed (`IS NOT NULL`) or not, in key order. */
+        const saveState = (known: string, onConflict: string) => `INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.version}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
+          + ` SELECT j.exs_job, o.exs_key, ${version}, ${tiebreak}, ${fingerprint}, ${writtenText}, ${updatedAt} FROM exs_ok o, exs_j j`
+          + ` WHERE o.exs_sf ${known} ORDER BY o.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) ${onConflict} RETURNING ${c.record_key}`;
         // In lock()'s order: existing state rows in key order, then destination rows, each locked
         // only once its record's state row is. A missing state row is inserted after the locks, in
         // key order (the answer's count reads it before the rows are written); one that another
@@ -598,14 +602,8 @@ function buildDialect(syntax: DialectSyntax): SqlDialect {
           + ` RETURNING ${returned.map((col, i) => `t.${quoteIdent(col.name)} AS ${values[i]}`).join(', ')}, ${rowVersion('t')} AS exs_rv),`
           // The state rows locked above are written over as an insert that meets them (its arbiter
           // index finds each by key, whatever the plan), not an UPDATE joined to them.
-          + ` exs_su AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.version}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
-          + ` SELECT j.exs_job, o.exs_key, ${version}, ${tiebreak}, ${fingerprint}, ${writtenText}, ${updatedAt} FROM exs_ok o, exs_j j`
-          + ` WHERE o.exs_sf IS NOT NULL ORDER BY o.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) DO UPDATE SET ${c.version} = excluded.${c.version},`
-          + ` ${c.tiebreak} = excluded.${c.tiebreak}, ${c.fingerprint} = excluded.${c.fingerprint}, ${c.written} = excluded.${c.written},`
-          + ` ${c.updated_at} = excluded.${c.updated_at} RETURNING ${c.record_key}),`
-          + ` exs_si AS (INSERT INTO ${stateTable} (${c.job_id}, ${c.record_key}, ${c.version}, ${c.tiebreak}, ${c.fingerprint}, ${c.written}, ${c.updated_at})`
-          + ` SELECT j.exs_job, o.exs_key, ${version}, ${tiebreak}, ${fingerprint}, ${writtenText}, ${updatedAt} FROM exs_ok o, exs_j j`
-          + ` WHERE o.exs_sf IS NULL ORDER BY o.exs_key ON CONFLICT (${c.job_id}, ${c.record_key}) DO NOTHING RETURNING ${c.record_key})`
+          + ` exs_su AS (${saveState('IS NOT NULL', `DO UPDATE SET ${[c.version, c.tiebreak, c.fingerprint, c.written, c.updated_at].map((col) => `${col} = excluded.${col}`).join(', ')}`)}),`
+          + ` exs_si AS (${saveState('IS NULL', 'DO NOTHING')})`
           // Written rows are matched to their records by the key as the table stores and compares it,
           // as upsertRows() does (a batch here is small: the caller sends at most a few dozen).
           // A passed record whose new state row another runtime inserted meanwhile would have its row
