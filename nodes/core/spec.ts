@@ -3,7 +3,7 @@
 // table are all read from here, so a key is added in exactly one place.
 
 import { VERSION_TYPES } from './conflict';
-import { CONFLICT_RULES, SCHEDULES } from './types';
+import { CHANGELOG_FEEDS, CONFLICT_RULES, SCHEDULES } from './types';
 
 export type FieldType = 'string' | 'integer' | 'enum' | 'mapping' | 'key' | 'object' | 'field-rules';
 
@@ -118,6 +118,10 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   {
     name: 'changelog', type: 'string', owner: 'exs-job', required: false, default: 'exs/changelog', example: 'exs/changelog',
     help: 'Topic on which every change-log entry is published.',
+  },
+  {
+    name: 'changelog_feed', type: 'enum', owner: 'exs-job', required: false, values: CHANGELOG_FEEDS, default: 'entry', example: 'batch',
+    help: 'How entries go out on the `changelog` topic: `entry`, one MQTT message per entry; or `batch`, one message per group of events written together, its payload a JSON array of their entries in order (one entry at light load, up to the sync queue\'s Batch under load). `batch` costs the runtime and the broker far less under load; the change-log file is the same either way.',
   },
 ];
 

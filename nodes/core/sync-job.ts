@@ -10,7 +10,7 @@ import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
 import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
 import type { ParkedConflict } from './conflict';
-import type { ApplyResult, ChangeLogEntry, ConflictRule, RetryPolicy, SettledOutcome } from './types';
+import type { ApplyResult, ChangeLogEntry, ChangelogFeed, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 export interface JobSettings {
   id: string;
@@ -22,6 +22,7 @@ export interface JobSettings {
   retry_policy: RetryPolicy;
   dead_letter: string;
   changelog: string;
+  changelog_feed: ChangelogFeed;
 }
 
 /** The destination columns a mapper writes, so the connector can check them at deploy. */

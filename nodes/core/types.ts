@@ -10,6 +10,10 @@ export type ConflictRule = (typeof CONFLICT_RULES)[number];
 export const SCHEDULES = ['realtime', 'hourly', 'nightly'] as const;
 export type Schedule = (typeof SCHEDULES)[number];
 
+/** How the change log's topic carries entries: one MQTT message each, or one per batch (a JSON array). */
+export const CHANGELOG_FEEDS = ['entry', 'batch'] as const;
+export type ChangelogFeed = (typeof CHANGELOG_FEEDS)[number];
+
 /** 1-based line and column, as editors and compilers print them. */
 export interface Position {
   line: number;
@@ -78,6 +82,7 @@ export interface Contract {
   mqtt_topic: string;
   dead_letter: string;
   changelog: string;
+  changelog_feed: ChangelogFeed;
 }
 
 /**

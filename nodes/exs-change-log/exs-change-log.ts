@@ -5,7 +5,7 @@
 import { buildChangeLogEntry } from '../core/changelog-entry';
 import { changeLogPath, readChangeLogTail } from '../core/changelog-store';
 import type { ChangeLogEntry, ExsEnvelope } from '../core/types';
-import { itemsOf, type EventItem } from '../shared/batch-message';
+import { itemsOf, type BatchEnvelope, type EventItem } from '../shared/batch-message';
 import { exsDataDir, jobOf } from '../shared/job-node';
 import type { JobNodeConfig, NodeMessage, RED, RedNode } from '../shared/red';
 
@@ -77,11 +77,13 @@ export = function registerExsChangeLog(RED: RED) {
     render();
     job.ready.then(render, () => undefined);
     job.on('state', showStatus);
+    // `changelog_feed: batch`: a group's entries leave as one message whose payload is their array.
+    const grouped = job.settings.changelog_feed === 'batch';
     // Entries the job writes itself (held events coalesced into a newer one) are published too.
     const publishJobEntry = (entry: ChangeLogEntry) => {
       last = entry;
       showStatus();
-      this.send([{ topic: job.settings.changelog, payload: entry }, null]);
+      this.send([{ topic: job.settings.changelog, payload: grouped ? [entry] : entry }, null]);
     };
     job.on('entry', publishJobEntry);
     this.on('close', (_removed, done) => {
@@ -91,8 +93,10 @@ export = function registerExsChangeLog(RED: RED) {
       done();
     });
 
-    // One entry per event whatever the message carried; each is published as a message of its
-    // own (the data lake reads one entry per MQTT message), after all of them are on disk.
+    // One entry per event whatever the message carried, all of them on disk before any is
+    // published: each as a message of its own (`changelog_feed: entry`, the data lake reads one
+    // entry per MQTT message), or the group's entries as one message (`batch`), which spares the
+    // runtime and the broker a QoS 1 exchange per entry.
     this.on('input', (msg, send, done) => {
       let items: EventItem[];
       try {
@@ -126,8 +130,12 @@ export = function registerExsChangeLog(RED: RED) {
             const held = logged.length > 1 ? feedSockets(RED, (this as RedNode & { wires?: string[][] }).wires?.[0]) : [];
             for (const socket of held) socket.cork();
             try {
+              if (grouped) {
+                const exs: BatchEnvelope = { job: job.id, batch: logged.map(({ envelope }) => envelope) };
+                send([{ topic: job.settings.changelog, payload: logged.map(({ entry }) => entry), exs }, null]);
+              }
               for (const { entry, envelope, letter } of logged) {
-                send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
+                if (!grouped) send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
                 if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
                 job.settle(envelope.seq, entry.outcome);
               }

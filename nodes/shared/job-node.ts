@@ -19,6 +19,7 @@ export interface ExsJobConfig {
   backoff_seconds: number | string;
   dead_letter?: string;
   changelog?: string;
+  changelog_feed?: string;
 }
 
 export interface ExsJobNode extends RedNode {
@@ -52,6 +53,8 @@ export function jobSettingsFromConfig(raw: ExsJobConfig): JobSettings {
     },
     dead_letter: config.dead_letter || `exs/${id}/dead_letter`,
     changelog: config.changelog || 'exs/changelog',
+    // Flows saved before the setting existed publish one message per entry, as they did.
+    changelog_feed: config.changelog_feed === 'batch' ? 'batch' : 'entry',
   };
 }
 

@@ -1,7 +1,8 @@
 // The change log's MQTT feed through Node-RED's own mqtt out node and a real Mosquitto: every
 // entry of a batch is a message of its own, in the order the events settled, and the batch
-// leaves the runtime in a few socket writes instead of one per entry.
-import { afterEach, after, before, describe, it } from 'node:test';
+// leaves the runtime in a few socket writes instead of one per entry; with `changelog_feed:
+// batch`, a batch's entries are one message, their array.
+import { afterEach, after, before, describe, it, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
@@ -17,10 +18,10 @@ const coreMqttNodes = require(require.resolve('@node-red/nodes/core/network/10-m
   paths: [path.dirname(require.resolve(`${nodeRedModule}/package.json`))],
 }));
 
-function feedFlow(dbFile: string, feedTopic: string) {
+function feedFlow(dbFile: string, feedTopic: string, changelogFeed?: 'entry' | 'batch') {
   const { hostname, port } = new URL(MQTT_URL);
   const nodes = [
-    { id: 'job', type: 'exs-job', jobId: JOB_ID, source_topic: 'permits.status', destination: 'SQLite', schedule: 'nightly', conflict_rule: 'HMS_WINS', max_attempts: 2, backoff_seconds: 0, dead_letter: '', changelog: feedTopic },
+    { id: 'job', type: 'exs-job', jobId: JOB_ID, source_topic: 'permits.status', destination: 'SQLite', schedule: 'nightly', conflict_rule: 'HMS_WINS', max_attempts: 2, backoff_seconds: 0, dead_letter: '', changelog: feedTopic, ...(changelogFeed && { changelog_feed: changelogFeed }) },
     { id: 'db', type: 'exs-odbc', connector: `odbc:${sqliteConn(dbFile)}`, dialect: '', pool_size: 2 },
     { id: 'queue', type: 'exs-sync-queue', job: 'job', batch: 100, wires: [['mapper'], ['log']] },
     { id: 'mapper', type: 'exs-mapper', job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping: 'HMS:status -> COBOL:PERMIT_STAT', wires: [['resolver'], ['log']] },
@@ -35,6 +36,31 @@ function feedFlow(dbFile: string, feedTopic: string) {
   return [{ id: 'tab', type: 'tab' }, ...nodes.map((n) => ({ ...n, z: 'tab', ...flowNode(n) }))] as Array<Record<string, unknown>>;
 }
 
+/**
+ * The job's flow loaded against a fresh SQLite table, its feed on a topic of its own; returns what a
+ * subscriber receives there, parsed (undefined when a service is missing and the test was skipped).
+ */
+async function startFeedJob(t: TestContext, changelogFeed?: 'entry' | 'batch'): Promise<any[] | undefined> {
+  if (!(await needService(t, 'mosquitto'))) return undefined;
+  if (!(await needService(t, 'sqlite-odbc'))) return undefined;
+  const dir = tempDir('feed');
+  process.env.EXS_DATA_DIR = path.join(dir, 'exs');
+  const dbFile = path.join(dir, 'mainframe.db');
+  await sqlQuery(sqliteConn(dbFile), 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(20))');
+  const feedTopic = `exs-test/feed-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+
+  const subscriber = await mqtt.connectAsync(MQTT_URL);
+  t.after(() => subscriber.endAsync());
+  const received: any[] = [];
+  subscriber.on('message', (_topic, payload) => received.push(JSON.parse(payload.toString())));
+  await subscriber.subscribeAsync(feedTopic, { qos: 1 });
+
+  await new Promise<void>((resolve) => helper.load([...exsNodes, coreMqttNodes], feedFlow(dbFile, feedTopic, changelogFeed), {}, () => resolve()));
+  const broker = helper.getNode('broker');
+  await waitFor('the mqtt out node to connect', () => (broker.connected ? true : undefined));
+  return received;
+}
+
 describe(`change-log feed through Node-RED ${nodeRedVersion()}'s mqtt out node`, () => {
   before(() => new Promise<void>((resolve) => helper.startServer(resolve)));
   after(() => new Promise<void>((resolve) => helper.stopServer(resolve)));
@@ -44,23 +70,9 @@ describe(`change-log feed through Node-RED ${nodeRedVersion()}'s mqtt out node`,
   });
 
   it('publishes each entry of a batch as a message of its own, in settling order, in a few socket writes', async (t) => {
-    if (!(await needService(t, 'mosquitto'))) return;
-    if (!(await needService(t, 'sqlite-odbc'))) return;
-    const dir = tempDir('feed');
-    process.env.EXS_DATA_DIR = path.join(dir, 'exs');
-    const dbFile = path.join(dir, 'mainframe.db');
-    await sqlQuery(sqliteConn(dbFile), 'CREATE TABLE PERMIT_TABLE (PERMIT_ID VARCHAR(20) PRIMARY KEY, PERMIT_STAT VARCHAR(20))');
-    const feedTopic = `exs-test/feed-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
-
-    const subscriber = await mqtt.connectAsync(MQTT_URL);
-    t.after(() => subscriber.endAsync());
-    const published: any[] = [];
-    subscriber.on('message', (_topic, payload) => published.push(JSON.parse(payload.toString())));
-    await subscriber.subscribeAsync(feedTopic, { qos: 1 });
-
-    await new Promise<void>((resolve) => helper.load([...exsNodes, coreMqttNodes], feedFlow(dbFile, feedTopic), {}, () => resolve()));
+    const published = await startFeedJob(t);
+    if (!published) return;
     const broker = helper.getNode('broker');
-    await waitFor('the mqtt out node to connect', () => (broker.connected ? true : undefined));
     // Counts what reaches the socket: each _write or _writev call is one system call's worth of data.
     const socket = broker.client.stream;
     let socketWrites = 0;
@@ -90,5 +102,41 @@ describe(`change-log feed through Node-RED ${nodeRedVersion()}'s mqtt out node`,
     assert.equal(socket.writableCorked, 0, 'the socket is released after the batch');
     // One write per entry before the socket was held back for a batch's deliveries.
     assert.ok(socketWrites < EVENTS / 10, `${EVENTS} entries took ${socketWrites} socket writes`);
+  });
+
+  it('with changelog_feed batch, publishes each batch as one message holding its entries in settling order', async (t) => {
+    const messages = await startFeedJob(t, 'batch');
+    if (!messages) return;
+    const sent: any[] = [];
+    helper.getNode('entries').on('input', (msg: any) => sent.push(msg));
+
+    // Every fifth event repeats an earlier record: the flush writes only the newest, and the job
+    // itself logs the older one as superseded, published as an array of one.
+    const queue = helper.getNode('queue');
+    const superseded = EVENTS / 5;
+    for (let i = 0; i < EVENTS; i++) {
+      const key = i % 5 === 4 ? `F-${i - 1}` : `F-${i}`;
+      queue.receive({ payload: { permit_id: key, status: `S${i}` } });
+    }
+    await waitFor('the events to be queued', async () => ((await helper.request().get(`/exs/jobs/${JOB_ID}`)).body.depth === EVENTS ? true : undefined));
+    await helper.request().post(`/exs/jobs/${JOB_ID}/flush`).expect(200);
+
+    const entryCount = () => messages.reduce((n, m) => n + (Array.isArray(m) ? m.length : 1), 0);
+    await waitFor(`${EVENTS} entries on the feed`, () => (entryCount() >= EVENTS ? true : undefined), { timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    for (const message of messages) assert.ok(Array.isArray(message) && message.length > 0, 'every message is an array of entries');
+    const entries = messages.flat();
+    assert.equal(entries.length, EVENTS, 'each entry once');
+    assert.deepEqual(entries.map((e) => e.seq).sort((a, b) => a - b), Array.from({ length: EVENTS }, (_, i) => i + 1), 'every event has its entry');
+    assert.equal(entries.filter((e) => e.outcome === 'superseded').length, superseded);
+    assert.equal(entries.filter((e) => e.outcome === 'applied').length, EVENTS - superseded);
+    // The node sent one message per batch, and the feed kept them whole and in order.
+    assert.deepEqual(messages.map((m) => m.map((e: any) => e.seq)), sent.map((msg) => msg.payload.map((e: any) => e.seq)));
+    const batches = sent.filter((msg) => Array.isArray(msg.exs?.batch));
+    assert.ok(batches.length >= 1 && batches.length < 10, `the ${EVENTS - superseded} written events left in ${batches.length} batch messages`);
+    for (const msg of batches) {
+      assert.equal(msg.exs.job, JOB_ID);
+      assert.deepEqual(msg.exs.batch.map((e: any) => e.seq), msg.payload.map((e: any) => e.seq), 'exs.batch holds the entries\' envelopes, index for index');
+    }
   });
 });

@@ -52,6 +52,7 @@ describe('the seed contract', () => {
       mqtt_topic: 'permits/status',
       dead_letter: 'exs/PermitStatus_To_COBOL/dead_letter',
       changelog: 'exs/changelog',
+      changelog_feed: 'entry',
     } satisfies Contract);
   });
 
@@ -155,6 +156,14 @@ describe('parseContract', () => {
     ]);
   });
 
+  it('takes changelog_feed entry or batch, and names the choices for anything else', () => {
+    assert.equal(parseContract(VALID + 'changelog_feed: batch\n', 'job.sync.yaml', {}).contract?.changelog_feed, 'batch');
+    assert.equal(parseContract(VALID, 'job.sync.yaml', {}).contract?.changelog_feed, 'entry');
+    const errors = errorsOf(VALID + 'changelog_feed: batches\n');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0], /changelog_feed must be one of entry, batch \(got 'batches'\) \(did you mean 'batch'\?\)/);
+  });
+
   it('reports an empty file and a file that is not a map at 1:1', () => {
     assert.equal(errorsOf('')[0], "1:1: missing required key 'id' (for example: id: PermitStatus_To_COBOL)");
     assert.deepEqual(errorsOf('- a\n- b\n'), ["1:1: a sync contract is a map of keys like 'id: PermitStatus_To_COBOL' (got a list)"]);
@@ -235,6 +244,7 @@ describe('contractToYaml', () => {
       mqtt_topic: 'hms/permits/+',
       dead_letter: 'exs/dead',
       changelog: 'exs/log',
+      changelog_feed: 'batch',
     };
     const yaml = contractToYaml(contract, {});
     assert.match(yaml, /retry_policy:\n {2}backoff_seconds: 60\n/);

@@ -90,6 +90,15 @@ describe('importer', () => {
     }
   });
 
+  it('carries changelog_feed to the exs-job node and back to the contract', () => {
+    const flow = importText(RUNNABLE + 'changelog_feed: batch\n');
+    assert.equal(byType(flow, 'exs-job').changelog_feed, 'batch');
+    const [exported] = exportContracts(flow);
+    assert.match(exported.yaml, /^changelog_feed: batch$/m);
+    assert.equal(byType(importText(RUNNABLE), 'exs-job').changelog_feed, 'entry');
+    assert.doesNotMatch(exportContracts(importText(RUNNABLE))[0].yaml, /changelog_feed/, 'the default is left out');
+  });
+
   it('imports the seed contract verbatim', () => {
     const nodes = importText(fs.readFileSync(path.join(fixtures, 'cobol_permit.sync.yaml'), 'utf8'), 'cobol_permit.sync.yaml');
     assert.equal(byType(nodes, 'exs-mapper').mapping, 'HMS:status -> COBOL:PERMIT_STAT\nHMS:updated_at -> COBOL:LAST_CHG_TS');

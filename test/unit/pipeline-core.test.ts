@@ -96,7 +96,7 @@ describe('buildChangeLogEntry', () => {
 });
 
 describe('SyncJob', () => {
-  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime', conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 3, backoff_seconds: 0 }, dead_letter: 'dl', changelog: 'cl' };
+  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime', conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 3, backoff_seconds: 0 }, dead_letter: 'dl', changelog: 'cl', changelog_feed: 'entry' as const };
 
   function collect(job: SyncJob): { deliveries: Delivery[]; next(count: number): Promise<Delivery[]> } {
     const deliveries: Delivery[] = [];

@@ -118,6 +118,7 @@ export function contractDefaults(id: string, sourceTopic: string, env: NodeJS.Pr
     mqtt_topic: defaultMqttTopic(sourceTopic),
     dead_letter: `exs/${id}/dead_letter`,
     changelog: String(specDefault('changelog')),
+    changelog_feed: specDefault('changelog_feed') as Contract['changelog_feed'],
   };
 }
 
@@ -188,6 +189,7 @@ class ContractReader {
       mqtt_topic: values.mqtt_topic ?? defaults.mqtt_topic,
       dead_letter: values.dead_letter ?? defaults.dead_letter,
       changelog: values.changelog ?? defaults.changelog,
+      changelog_feed: values.changelog_feed ?? defaults.changelog_feed,
     };
   }
 
