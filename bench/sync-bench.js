@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The sync benchmark: the same events through four pipelines into PostgreSQL (psqlODBC), side by side.
+// The sync benchmark: the same events through five pipelines into PostgreSQL (psqlODBC), side by side.
 //
 //   npm run bench [-- EVENTS KEYS]        (default 20000 events over 1000 keys)
 //
@@ -17,7 +17,7 @@
 // 127.0.0.1:5432 (database test, user postgres) and the Mosquitto binary; starts its own broker.
 // Writes bench/RESULTS.md. Run `npm run build` first (npm run bench does).
 //
-// Environment: EXS_BENCH_RUNS=3 (medians of three runs), EXS_BENCH_ONLY=EXS and
+// Environment: EXS_BENCH_RUNS=3 (medians of three runs), EXS_BENCH_ONLY="^EXS$" and
 // EXS_BENCH_PHASES=latency (part of it, for profiling; RESULTS.md is then left alone),
 // EXS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (node options for the EXS runtime),
 // EXS_BENCH_LATENCY_WARMUP=10 (seconds at 500 ev/s before the steady latency is counted),
@@ -172,7 +172,7 @@ const PIPELINES = [
   ['EXS', (ctx) => exs(ctx, 'entry')],
   ['EXS, feed per batch', (ctx) => exs(ctx, 'batch')],
 ];
-// EXS_BENCH_ONLY="EXS" (a regular expression matched against the names, say "batched|EXS") runs some
+// EXS_BENCH_ONLY="^EXS$" (a regular expression matched against the names, say "batched|^EXS$") runs some
 // pipelines only, for profiling; RESULTS.md is then not written.
 const ONLY = process.env.EXS_BENCH_ONLY ? new RegExp(process.env.EXS_BENCH_ONLY) : undefined;
 // EXS_BENCH_PHASES="latency" (throughput, drain, latency) measures some phases only.

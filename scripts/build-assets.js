@@ -16,7 +16,10 @@ function editorDefault(field) {
   if (field.required) entry.push('required: true');
   if (field.type === 'enum') {
     const cron = field.cron ? ' || String(v).trim().split(/\\s+/).length === 5' : '';
-    entry.push(`validate: function (v) { return ${JSON.stringify(field.values)}.indexOf(v) >= 0${cron}; }`);
+    // A flow saved before an optional key existed lacks its property (the editor does not fill in
+    // defaults on load); the runtime takes the default then, so the node is valid as it is.
+    const missing = field.required ? '' : "v === undefined || v === null || v === '' || ";
+    entry.push(`validate: function (v) { return ${missing}${JSON.stringify(field.values)}.indexOf(v) >= 0${cron}; }`);
   } else if (field.type === 'integer') {
     // An imported contract may hold a ${VAR} here, read at deploy.
     entry.push(`validate: function (v) { return /^\\$\\{\\w+\\}$/.test(String(v)) || (/^\\d+$/.test(String(v)) && Number(v) >= ${field.min ?? 0}); }`);

@@ -46,3 +46,33 @@ export function buildChangeLogEntry(envelope: ExsEnvelope, event: unknown, now =
   if (envelope.error) entry.error = envelope.error;
   return entry;
 }
+
+/**
+ * Most JSON characters one feed message of entries carries (`changelog_feed: batch`). Brokers
+ * refuse large packets (EMQX: 1 MB by default), and a refused QoS 1 packet is sent again on every
+ * reconnect, which would stall the feed for good. Characters, not bytes: at most 3 bytes each in
+ * UTF-8, so 768 KiB at worst.
+ */
+export const FEED_MESSAGE_MAX_CHARS = 256 * 1024;
+
+/**
+ * Runs of consecutive items, in order, whose lengths add up to at most `max`; an item longer than
+ * that goes alone (as it would with one message per entry).
+ */
+export function groupBySize<T>(items: readonly T[], lengths: readonly number[], max = FEED_MESSAGE_MAX_CHARS): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
+  let size = 0;
+  items.forEach((item, i) => {
+    const length = lengths[i] ?? 0;
+    if (group.length > 0 && size + length > max) {
+      groups.push(group);
+      group = [];
+      size = 0;
+    }
+    group.push(item);
+    size += length;
+  });
+  if (group.length > 0) groups.push(group);
+  return groups;
+}

@@ -15,7 +15,8 @@ const TAIL_CHUNK = 64 * 1024;
 interface PendingAppend {
   entries: ChangeLogEntry[];
   line: string;
-  resolve: () => void;
+  lengths: number[];
+  resolve: (lengths: number[]) => void;
   reject: (err: Error) => void;
 }
 
@@ -44,17 +45,25 @@ export class ChangeLogStore extends EventEmitter {
   }
 
   /** Resolves once the entry is on disk. */
-  append(entry: ChangeLogEntry): Promise<void> {
-    return this.appendAll([entry]);
+  async append(entry: ChangeLogEntry): Promise<void> {
+    await this.appendAll([entry]);
   }
 
-  /** Resolves once all the entries are on disk (in the same group commit). */
-  appendAll(entries: ChangeLogEntry[]): Promise<void> {
-    if (entries.length === 0) return Promise.resolve();
+  /**
+   * Resolves once all the entries are on disk (in the same group commit), with the length of each
+   * entry's JSON: what a feed sizes its messages by without serializing the entries again.
+   */
+  appendAll(entries: ChangeLogEntry[]): Promise<number[]> {
+    if (entries.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
       let line = '';
-      for (const entry of entries) line += JSON.stringify(entry) + '\n';
-      this.pending.push({ entries, line, resolve, reject });
+      const lengths: number[] = [];
+      for (const entry of entries) {
+        const json = JSON.stringify(entry);
+        lengths.push(json.length);
+        line += json + '\n';
+      }
+      this.pending.push({ entries, line, lengths, resolve, reject });
       if (!this.writing) void this.writeLoop();
     });
   }
@@ -68,7 +77,7 @@ export class ChangeLogStore extends EventEmitter {
         try {
           await this.writeBatch(batch.map((p) => p.line).join(''));
           for (const p of batch) {
-            p.resolve();
+            p.resolve(p.lengths);
             for (const entry of p.entries) this.emit('entry', entry);
           }
         } catch (err) {

@@ -121,7 +121,7 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   },
   {
     name: 'changelog_feed', type: 'enum', owner: 'exs-job', required: false, values: CHANGELOG_FEEDS, default: 'entry', example: 'batch',
-    help: 'How entries go out on the `changelog` topic: `entry`, one MQTT message per entry; or `batch`, one message per group of events written together, its payload a JSON array of their entries in order (one entry at light load, up to the sync queue\'s Batch under load). `batch` costs the runtime and the broker far less under load; the change-log file is the same either way.',
+    help: 'How entries go out on the `changelog` topic: `entry`, one MQTT message per entry; or `batch`, one message per group of events written together, its payload a JSON array of their entries in order (one entry at light load, up to the sync queue\'s Batch under load, split above 256 Ki characters). `batch` costs the runtime and the broker far less under load; the change-log file is the same either way. Give a `batch` job a `changelog` topic of its own, so consumers see one shape.',
   },
 ];
 

@@ -2,7 +2,7 @@
 // (output 1: the changelog topic; output 2: the dead-letter topic for events that could
 // not be applied), then settles the event with its job, which acknowledges it to the queue.
 // Also serves the log to `exs log` through GET /exs/jobs/:id/log.
-import { buildChangeLogEntry } from '../core/changelog-entry';
+import { buildChangeLogEntry, groupBySize } from '../core/changelog-entry';
 import { changeLogPath, readChangeLogTail } from '../core/changelog-store';
 import type { ChangeLogEntry, ExsEnvelope } from '../core/types';
 import { itemsOf, type BatchEnvelope, type EventItem } from '../shared/batch-message';
@@ -79,15 +79,29 @@ export = function registerExsChangeLog(RED: RED) {
     job.on('state', showStatus);
     // `changelog_feed: batch`: a group's entries leave as one message whose payload is their array.
     const grouped = job.settings.changelog_feed === 'batch';
-    // Entries the job writes itself (held events coalesced into a newer one) are published too.
+    // Entries the job writes itself (held events coalesced into a newer one at a flush, resolved
+    // conflicts) are published too; in batch mode those of one turn of the event loop together
+    // (a flush writes its superseded entries one by one). They carry no envelope.
+    let jobEntries: ChangeLogEntry[] = [];
+    let jobEntriesTimer: NodeJS.Immediate | undefined;
+    const sendJobEntries = () => {
+      jobEntriesTimer = undefined;
+      const entries = jobEntries;
+      jobEntries = [];
+      const lengths = entries.map((entry) => JSON.stringify(entry).length);
+      for (const group of groupBySize(entries, lengths)) this.send([{ topic: job.settings.changelog, payload: group }, null]);
+    };
     const publishJobEntry = (entry: ChangeLogEntry) => {
       last = entry;
       showStatus();
-      this.send([{ topic: job.settings.changelog, payload: grouped ? [entry] : entry }, null]);
+      if (!grouped) return this.send([{ topic: job.settings.changelog, payload: entry }, null]);
+      jobEntries.push(entry);
+      jobEntriesTimer ??= setImmediate(sendJobEntries);
     };
     job.on('entry', publishJobEntry);
     this.on('close', (_removed, done) => {
       if (statusTimer) clearTimeout(statusTimer);
+      if (jobEntriesTimer) clearImmediate(jobEntriesTimer);
       job.removeListener('state', showStatus);
       job.removeListener('entry', publishJobEntry);
       done();
@@ -124,15 +138,18 @@ export = function registerExsChangeLog(RED: RED) {
       job.recordDeadLetter(...letters)
         .then(() => job.changeLog.appendAll(logged.map(({ entry }) => entry)))
         .then(
-          () => {
+          (lengths) => {
             // One send per message: Node-RED deep-copies every message of a send but the first.
             // The feed's sockets are released after the deliveries, which were queued before.
             const held = logged.length > 1 ? feedSockets(RED, (this as RedNode & { wires?: string[][] }).wires?.[0]) : [];
             for (const socket of held) socket.cork();
             try {
               if (grouped) {
-                const exs: BatchEnvelope = { job: job.id, batch: logged.map(({ envelope }) => envelope) };
-                send([{ topic: job.settings.changelog, payload: logged.map(({ entry }) => entry), exs }, null]);
+                // Split only where the entries add up to more than a broker takes in one packet.
+                for (const group of groupBySize(logged, lengths)) {
+                  const exs: BatchEnvelope = { job: job.id, batch: group.map(({ envelope }) => envelope) };
+                  send([{ topic: job.settings.changelog, payload: group.map(({ entry }) => entry), exs }, null]);
+                }
               }
               for (const { entry, envelope, letter } of logged) {
                 if (!grouped) send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);

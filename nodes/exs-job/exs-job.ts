@@ -29,7 +29,7 @@ function conflictStatus(err: Error): number {
 export = function registerExsJob(RED: RED) {
   function ExsJob(this: ExsJobNode, config: ExsJobConfig) {
     RED.nodes.createNode(this, config);
-    const job = new SyncJob(jobSettingsFromConfig(config), exsDataDir(RED));
+    const job = new SyncJob(jobSettingsFromConfig(config, (problem) => this.warn(problem)), exsDataDir(RED));
     this.job = job;
     job.ready.catch((err: Error) => this.error(`job ${job.id}: cannot open its journal: ${err.message}`));
     job.on('error', (err: Error) => this.error(`job ${job.id}: ${err.message}`));

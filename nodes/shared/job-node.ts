@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import * as os from 'node:os';
 import type { JobSettings, SyncJob } from '../core/sync-job';
-import type { ConflictRule, Schedule } from '../core/types';
+import { CHANGELOG_FEEDS, type ConflictRule, type Schedule } from '../core/types';
 import { substituteEnv } from '../core/env';
 import type { RED, RedNode } from './red';
 
@@ -37,10 +37,15 @@ function fromEnv(value: unknown): string {
   return substituteEnv(value === undefined || value === null ? '' : String(value)).value;
 }
 
-export function jobSettingsFromConfig(raw: ExsJobConfig): JobSettings {
+/** The job's settings from its node's properties; `warn` hears of a value it had to replace by the default. */
+export function jobSettingsFromConfig(raw: ExsJobConfig, warn: (problem: string) => void = () => undefined): JobSettings {
   const config = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === 'string' ? fromEnv(v) : v])) as unknown as ExsJobConfig;
   const id = config.jobId || config.name || config.id;
   const backoff = Number(config.backoff_seconds);
+  const feed = config.changelog_feed;
+  if (feed !== undefined && feed !== null && feed !== '' && !(CHANGELOG_FEEDS as readonly string[]).includes(feed)) {
+    warn(`changelog_feed '${String(feed)}' is neither 'entry' nor 'batch': the change log publishes one message per entry`);
+  }
   return {
     id,
     source_topic: config.source_topic,
@@ -54,7 +59,7 @@ export function jobSettingsFromConfig(raw: ExsJobConfig): JobSettings {
     dead_letter: config.dead_letter || `exs/${id}/dead_letter`,
     changelog: config.changelog || 'exs/changelog',
     // Flows saved before the setting existed publish one message per entry, as they did.
-    changelog_feed: config.changelog_feed === 'batch' ? 'batch' : 'entry',
+    changelog_feed: feed === 'batch' ? 'batch' : 'entry',
   };
 }
 

@@ -27,10 +27,11 @@ function feedFlow(dbFile: string, feedTopic: string, changelogFeed?: 'entry' | '
     { id: 'mapper', type: 'exs-mapper', job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping: 'HMS:status -> COBOL:PERMIT_STAT', wires: [['resolver'], ['log']] },
     { id: 'resolver', type: 'exs-conflict-resolver', job: 'job', rule: '', wires: [['connector']] },
     { id: 'connector', type: 'exs-connector', job: 'job', odbc: 'db', table: 'PERMIT_TABLE', wires: [['log'], ['log']] },
-    { id: 'log', type: 'exs-change-log', job: 'job', wires: [['entries', 'feed'], []] },
+    { id: 'log', type: 'exs-change-log', job: 'job', wires: [['entries', 'feed'], ['letters']] },
     { id: 'feed', type: 'mqtt out', broker: 'broker', topic: '', qos: '1', retain: 'false' },
     { id: 'broker', type: 'mqtt-broker', broker: hostname, port: Number(port || 1883), clientid: '', protocolVersion: '4', keepalive: '60', cleansession: true, autoConnect: true },
     { id: 'entries', type: 'helper' },
+    { id: 'letters', type: 'helper' },
   ];
   const flowNode = (n: { type: string }) => ('wires' in n || n.type === 'helper' || n.type === 'mqtt out' ? { x: 100, y: 100 } : {});
   return [{ id: 'tab', type: 'tab' }, ...nodes.map((n) => ({ ...n, z: 'tab', ...flowNode(n) }))] as Array<Record<string, unknown>>;
@@ -110,33 +111,53 @@ describe(`change-log feed through Node-RED ${nodeRedVersion()}'s mqtt out node`,
     const sent: any[] = [];
     helper.getNode('entries').on('input', (msg: any) => sent.push(msg));
 
+    const letters: any[] = [];
+    helper.getNode('letters').on('input', (msg: any) => letters.push(msg));
+    const socket = helper.getNode('broker').client.stream;
+
     // Every fifth event repeats an earlier record: the flush writes only the newest, and the job
-    // itself logs the older one as superseded, published as an array of one.
+    // itself logs the older one as superseded. One event has no key: a dead letter.
     const queue = helper.getNode('queue');
     const superseded = EVENTS / 5;
+    const total = EVENTS + 1;
     for (let i = 0; i < EVENTS; i++) {
       const key = i % 5 === 4 ? `F-${i - 1}` : `F-${i}`;
       queue.receive({ payload: { permit_id: key, status: `S${i}` } });
+      if (i === 50) queue.receive({ payload: { status: 'no key' } });
     }
-    await waitFor('the events to be queued', async () => ((await helper.request().get(`/exs/jobs/${JOB_ID}`)).body.depth === EVENTS ? true : undefined));
+    await waitFor('the events to be queued', async () => ((await helper.request().get(`/exs/jobs/${JOB_ID}`)).body.depth === total ? true : undefined));
     await helper.request().post(`/exs/jobs/${JOB_ID}/flush`).expect(200);
 
     const entryCount = () => messages.reduce((n, m) => n + (Array.isArray(m) ? m.length : 1), 0);
-    await waitFor(`${EVENTS} entries on the feed`, () => (entryCount() >= EVENTS ? true : undefined), { timeoutMs: 20_000 });
+    await waitFor(`${total} entries on the feed`, () => (entryCount() >= total ? true : undefined), { timeoutMs: 20_000 });
     await new Promise((r) => setTimeout(r, 200));
     for (const message of messages) assert.ok(Array.isArray(message) && message.length > 0, 'every message is an array of entries');
     const entries = messages.flat();
-    assert.equal(entries.length, EVENTS, 'each entry once');
-    assert.deepEqual(entries.map((e) => e.seq).sort((a, b) => a - b), Array.from({ length: EVENTS }, (_, i) => i + 1), 'every event has its entry');
-    assert.equal(entries.filter((e) => e.outcome === 'superseded').length, superseded);
-    assert.equal(entries.filter((e) => e.outcome === 'applied').length, EVENTS - superseded);
+    assert.equal(entries.length, total, 'each entry once');
+    assert.deepEqual(entries.map((e) => e.seq).sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i + 1), 'every event has its entry');
+    for (const message of messages) {
+      const seqs = message.map((e: any) => e.seq);
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'a message holds its entries in settling order');
+    }
     // The node sent one message per batch, and the feed kept them whole and in order.
     assert.deepEqual(messages.map((m) => m.map((e: any) => e.seq)), sent.map((msg) => msg.payload.map((e: any) => e.seq)));
     const batches = sent.filter((msg) => Array.isArray(msg.exs?.batch));
-    assert.ok(batches.length >= 1 && batches.length < 10, `the ${EVENTS - superseded} written events left in ${batches.length} batch messages`);
+    const written = EVENTS - superseded;
+    assert.equal(batches.flatMap((msg) => msg.payload).filter((e: any) => e.outcome === 'applied').length, written);
+    assert.ok(batches.length >= 2 && batches.length < 10, `the ${written} written events and the dead letter left in ${batches.length} batch messages`);
     for (const msg of batches) {
       assert.equal(msg.exs.job, JOB_ID);
       assert.deepEqual(msg.exs.batch.map((e: any) => e.seq), msg.payload.map((e: any) => e.seq), 'exs.batch holds the entries\' envelopes, index for index');
     }
+    // The job's own entries (the superseded ones) come grouped too, without an envelope.
+    const own = sent.filter((msg) => msg.exs === undefined);
+    assert.deepEqual(own.flatMap((msg) => msg.payload).map((e: any) => e.outcome), Array(superseded).fill('superseded'));
+    assert.ok(own.length < superseded / 3, `${superseded} superseded entries left in ${own.length} messages`);
+    // The dead letter: in the feed's arrays once, and on output 2 as a message of its own.
+    const dead = entries.filter((e) => e.outcome === 'dead_letter');
+    assert.equal(dead.length, 1);
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0].payload.id, dead[0].seq);
+    assert.equal(socket.writableCorked, 0, 'the socket is released after the batch');
   });
 });

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FEED_MESSAGE_MAX_CHARS, groupBySize } from '../../nodes/core/changelog-entry';
 import { ChangeLogStore, changeLogPath, readChangeLogTail } from '../../nodes/core/changelog-store';
 import type { ChangeLogEntry } from '../../nodes/core/types';
 import { tempDir } from '../support/services';
@@ -20,6 +21,17 @@ describe('ChangeLogStore', () => {
     const tail = await readChangeLogTail(changeLogPath(dir, 'J'), 3);
     assert.deepEqual(tail.map((e) => e.seq), [248, 249, 250]);
     assert.equal((await readChangeLogTail(changeLogPath(dir, 'J'), 1000)).length, 250);
+  });
+
+  it('answers an append with each entry\'s JSON length, as written to the file', async () => {
+    const dir = tempDir('log');
+    const store = new ChangeLogStore(dir, 'J');
+    const entries = [entry(1), entry(2, 'K-ü'.repeat(100))];
+    const lengths = await store.appendAll(entries);
+    await store.close();
+    assert.deepEqual(lengths, entries.map((e) => JSON.stringify(e).length));
+    const lines = fs.readFileSync(changeLogPath(dir, 'J'), 'utf8').split('\n').filter(Boolean);
+    assert.deepEqual(lines.map((line) => line.length), lengths);
   });
 
   it('reads entries larger than its read chunk', async () => {
@@ -79,3 +91,25 @@ describe('ChangeLogStore', () => {
     assert.deepEqual(await readChangeLogTail(path.join(tempDir('log'), 'none.jsonl'), 3), []);
   });
 });
+
+describe('groupBySize (the feed\'s messages in batch mode)', () => {
+  it('keeps items in order, in runs whose lengths add up to at most the limit', () => {
+    assert.deepEqual(groupBySize(['a', 'b', 'c', 'd', 'e'], [4, 4, 2, 9, 1], 10), [['a', 'b', 'c'], ['d', 'e']]);
+    assert.deepEqual(groupBySize(['a', 'b'], [3, 3], 10), [['a', 'b']]);
+    assert.deepEqual(groupBySize([], [], 10), []);
+  });
+
+  it('sends an item longer than the limit alone, between its neighbours', () => {
+    assert.deepEqual(groupBySize(['a', 'big', 'b'], [2, 50, 2], 10), [['a'], ['big'], ['b']]);
+    assert.deepEqual(groupBySize(['big'], [50], 10), [['big']]);
+  });
+
+  it('splits a hundred entries of 100 KiB events into messages under the broker-safe limit', () => {
+    const lengths = Array(100).fill(100 * 1024);
+    const groups = groupBySize(Array.from({ length: 100 }, (_, i) => i), lengths);
+    assert.deepEqual(groups.flat(), Array.from({ length: 100 }, (_, i) => i));
+    for (const group of groups) assert.ok(group.length * 100 * 1024 <= FEED_MESSAGE_MAX_CHARS, `${group.length} entries in one message`);
+    assert.equal(groups.length, 50);
+  });
+});
+

@@ -162,4 +162,18 @@ describe('editor assets in dist/nodes', () => {
     assert.match(help, /<h3>Properties<\/h3>\s*<dl class="message-properties">/);
     for (const name of ['schedule', 'conflict_rule', 'max_attempts']) assert.ok(help.includes(`<dt>${name} `), name);
   });
+
+  it("takes an exs-job saved before an optional key existed as valid, and refuses a value the key does not know", () => {
+    const html = fs.readFileSync(assetsOf('exs-job').editor, 'utf8');
+    const generated = /defaults: \/\*[^*]*\*\/ (\{[\s\S]*?\n {8}\})/.exec(html)?.[1];
+    assert.ok(generated, 'the generated defaults are in the editor file');
+    const RED = { validators: { regex: (re: RegExp) => (v: unknown) => re.test(String(v)) } };
+    const defaults = new Function('RED', `return ${generated};`)(RED) as Record<string, { validate?: (v: unknown) => boolean; required?: boolean }>;
+    for (const name of ['changelog_feed', 'schedule', 'conflict_rule']) {
+      assert.equal(defaults[name].validate?.(undefined), true, `${name} missing`);
+    }
+    assert.equal(defaults.changelog_feed.validate?.('batch'), true);
+    assert.equal(defaults.changelog_feed.validate?.('batches'), false);
+    assert.equal(defaults.conflict_rule.validate?.('HMS_WIN'), false);
+  });
 });
