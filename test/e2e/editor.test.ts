@@ -176,18 +176,36 @@ describe('the EXS editor in Chromium', () => {
     // Importing the same job again replaces its tab instead of adding a second one.
     await page.evaluate(() => (globalThis as any).RED.sidebar.show('exs'));
     await page.click('#exs-sidebar-import');
-    await page.fill('#exs-import-yaml', contract(jobId, `exs-e2e/${suffix}/imported`, s.db, 'conflict_rule: LAST_WRITE_WINS\n'));
+    await page.fill('#exs-import-yaml', contract(jobId, `exs-e2e/${suffix}/imported`, s.db, 'conflict_rule: LAST_WRITE_WINS\nchangelog_feed: batch\n'));
     await page.click('#exs-import-button');
     await page.waitForSelector('#exs-import-dialog', { state: 'detached' });
     const again = await page.evaluate((label) => {
       const red = (globalThis as any).RED;
       const tabs: string[] = [];
       red.nodes.eachWorkspace((w: any) => { if (w.label === label) tabs.push(w.id); });
-      let rule;
-      red.nodes.eachConfig((n: any) => { if (n.type === 'exs-job' && n.jobId === label) rule = n.conflict_rule; });
-      return { tabs: tabs.length, rule };
+      let job: any;
+      red.nodes.eachConfig((n: any) => { if (n.type === 'exs-job' && n.jobId === label) job = n; });
+      return { tabs: tabs.length, rule: job?.conflict_rule, feed: job?.changelog_feed, valid: job?.valid };
     }, jobId);
-    assert.deepEqual(again, { tabs: 1, rule: 'LAST_WRITE_WINS' });
+    assert.deepEqual(again, { tabs: 1, rule: 'LAST_WRITE_WINS', feed: 'batch', valid: true });
+
+    // A job saved before changelog_feed existed is valid as it is, and its dialog shows per entry.
+    const legacyValid = await page.evaluate(() => {
+      const red = (globalThis as any).RED;
+      red.nodes.import([{ id: 'e2e-legacy-job', type: 'exs-job', name: '', jobId: 'Legacy_Job', source_topic: 'permits.status', destination: 'D',
+        schedule: 'realtime', conflict_rule: 'HMS_WINS', max_attempts: 5, backoff_seconds: 30, dead_letter: '', changelog: '' }]);
+      const node = red.nodes.node('e2e-legacy-job');
+      red.editor.editConfig('', 'exs-job', 'e2e-legacy-job');
+      return node.valid;
+    });
+    assert.equal(legacyValid, true, 'the legacy job is valid');
+    await page.waitForSelector('#node-config-input-changelog_feed', { state: 'visible' });
+    assert.equal(await page.inputValue('#node-config-input-changelog_feed'), 'entry');
+    await page.click('#node-config-dialog-cancel');
+    await page.evaluate(() => {
+      const red = (globalThis as any).RED;
+      red.nodes.remove('e2e-legacy-job');
+    });
 
     // And back to YAML from the editor.
     await page.click('#exs-sidebar-export');
@@ -195,6 +213,7 @@ describe('the EXS editor in Chromium', () => {
     const yaml = await page.inputValue('#exs-export-yaml');
     assert.match(yaml, new RegExp(`^id: ${jobId}$`, 'm'));
     assert.match(yaml, /^conflict_rule: LAST_WRITE_WINS$/m);
+    assert.match(yaml, /^changelog_feed: batch$/m);
   });
 
   it('edits the mapping in the mapper\'s table, with inline errors, and the deploy changes what reaches the database', async (t) => {
