@@ -56,19 +56,21 @@ export function buildChangeLogEntry(envelope: ExsEnvelope, event: unknown, now =
 export const FEED_MESSAGE_MAX_CHARS = 256 * 1024;
 
 /**
- * Runs of consecutive items, in order, whose lengths add up to at most `max`; an item longer than
- * that goes alone (as it would with one message per entry).
+ * Runs of consecutive items, in order, whose JSON array (the items' `lengths`, a comma each and
+ * the brackets) is at most `max` characters long; an item longer than that goes alone (as it
+ * would with one message per entry).
  */
 export function groupBySize<T>(items: readonly T[], lengths: readonly number[], max = FEED_MESSAGE_MAX_CHARS): T[][] {
   const groups: T[][] = [];
   let group: T[] = [];
-  let size = 0;
+  // `[` and each item with the comma or `]` after it.
+  let size = 1;
   items.forEach((item, i) => {
-    const length = lengths[i] ?? 0;
+    const length = (lengths[i] ?? 0) + 1;
     if (group.length > 0 && size + length > max) {
       groups.push(group);
       group = [];
-      size = 0;
+      size = 1;
     }
     group.push(item);
     size += length;

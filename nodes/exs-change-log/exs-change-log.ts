@@ -101,7 +101,11 @@ export = function registerExsChangeLog(RED: RED) {
     job.on('entry', publishJobEntry);
     this.on('close', (_removed, done) => {
       if (statusTimer) clearTimeout(statusTimer);
-      if (jobEntriesTimer) clearImmediate(jobEntriesTimer);
+      // The job's entries still waiting for their turn go out now: they are on disk already.
+      if (jobEntriesTimer) {
+        clearImmediate(jobEntriesTimer);
+        sendJobEntries();
+      }
       job.removeListener('state', showStatus);
       job.removeListener('entry', publishJobEntry);
       done();

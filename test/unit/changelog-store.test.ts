@@ -93,10 +93,22 @@ describe('ChangeLogStore', () => {
 });
 
 describe('groupBySize (the feed\'s messages in batch mode)', () => {
-  it('keeps items in order, in runs whose lengths add up to at most the limit', () => {
-    assert.deepEqual(groupBySize(['a', 'b', 'c', 'd', 'e'], [4, 4, 2, 9, 1], 10), [['a', 'b', 'c'], ['d', 'e']]);
-    assert.deepEqual(groupBySize(['a', 'b'], [3, 3], 10), [['a', 'b']]);
+  it('keeps items in order, in runs whose JSON array (items, commas, brackets) fits the limit', () => {
+    // '[' + 4 + ',' + 4 + ',' + 2 + ']' = 14 characters.
+    assert.deepEqual(groupBySize(['a', 'b', 'c', 'd', 'e'], [4, 4, 2, 9, 1], 14), [['a', 'b', 'c'], ['d', 'e']]);
+    assert.deepEqual(groupBySize(['a', 'b', 'c'], [4, 4, 2], 13), [['a', 'b'], ['c']]);
     assert.deepEqual(groupBySize([], [], 10), []);
+  });
+
+  it('fills each message as far as its JSON text allows, and no further', () => {
+    const items = Array.from({ length: 200 }, (_, i) => 'x'.repeat((i * 37) % 23));
+    const lengths = items.map((item) => JSON.stringify(item).length);
+    const groups = groupBySize(items, lengths, 100);
+    assert.deepEqual(groups.flat(), items);
+    groups.forEach((group, i) => {
+      assert.ok(JSON.stringify(group).length <= 100, `message ${i}: ${JSON.stringify(group).length} characters`);
+      if (i + 1 < groups.length) assert.ok(JSON.stringify([...group, groups[i + 1][0]]).length > 100, `message ${i} could have taken one more`);
+    });
   });
 
   it('sends an item longer than the limit alone, between its neighbours', () => {
