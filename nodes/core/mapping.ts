@@ -521,19 +521,26 @@ function describeValue(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
 
+/** What coalescing needs to know of an event: its record, its version, and the columns it writes. */
+export interface EventIdentity {
+  key: string;
+  version: SourceVersion;
+  /** The destination columns the event's record writes (key included): a field it lacks leaves its column out. */
+  columns: readonly string[];
+}
+
 /**
- * The record key and version of an event, read as compileMapping reads them, for coalescing held
- * events; undefined for an event the mapping would refuse (no key, a version it cannot read or flags).
+ * The record key, version and written columns of an event, for coalescing a record's queued events
+ * into its newest: the event is mapped as the mapper maps it, so an event the mapper would refuse
+ * (no key, a version it cannot read or flags, a value a transform rejects) answers undefined and is
+ * neither replaced nor allowed to replace another.
  */
-export function compileIdentify(key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => { key: string; version: SourceVersion } | undefined {
-  const readKey = fieldReader(key.source);
-  const readVersion = compileVersionReader(versionOptions);
+export function compileIdentify(rules: readonly MappingRule[], key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => EventIdentity | undefined {
+  const mapEvent = compileMapping(rules, key, versionOptions);
   return (event) => {
-    if (!isRecord(event)) return undefined;
-    const keyValue = readKey(event);
-    if (typeof keyValue !== 'string' && typeof keyValue !== 'number') return undefined;
     try {
-      return { key: String(keyValue), version: readVersion(event) };
+      const record = mapEvent(event);
+      return { key: String(record.keyValue), version: record.version ?? null, columns: Object.keys(record.row) };
     } catch {
       return undefined;
     }

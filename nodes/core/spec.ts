@@ -64,7 +64,7 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   },
   {
     name: 'schedule', type: 'enum', owner: 'exs-job', required: false, values: SCHEDULES, cron: true, default: 'realtime', example: 'realtime',
-    help: 'When events are applied: as they arrive (`realtime`), or held and flushed `hourly`, `nightly` (02:00) or on a cron expression such as `0 */4 * * *`, writing only the newest event of each record.',
+    help: 'When events are applied: as they arrive (`realtime`), or held and flushed `hourly`, `nightly` (02:00) or on a cron expression such as `0 */4 * * *`, writing only the newest event of each record (and an older one that fills a column the newest leave out).',
   },
   {
     name: 'conflict_rule', type: 'enum', owner: 'exs-job', required: false, values: CONFLICT_RULES, default: 'HMS_WINS', example: 'HMS_WINS',

@@ -142,7 +142,7 @@ export = function registerExsMapper(RED: RED) {
     const mapEvent = compileMapping(rules, key, versionOptions);
     job.declareSchema({
       keyColumn: key.target,
-      identify: compileIdentify(key, versionOptions),
+      identify: compileIdentify(rules, key, versionOptions),
       columns: rules.map((r) => r.target),
       // LAST_WRITE_WINS compares the legacy row's time with the column fed by the version field.
       timestampColumn: rules.find((r) => r.source === versionField)?.target,

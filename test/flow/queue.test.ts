@@ -79,6 +79,33 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['P-1:Issued', 'P-2:Denied'], 'the first to arrive was the newest');
   });
 
+  it('on flush writes an older event that fills a column the newest leaves out, and never lets a refused event replace one', async (t) => {
+    if (!(await setUp(t))) return;
+    await sqlQuery(sqliteConn(dbFile), 'ALTER TABLE PERMIT_TABLE ADD COLUMN INSPECTOR VARCHAR(20)');
+    const mapping = 'HMS:status -> COBOL:PERMIT_STAT | map(Pending=PEND, Approved=APPR, Denied=DENY)\nHMS:inspector -> COBOL:INSPECTOR';
+    await loadFlow(queueFlow(dbFile, 'Partial_Job', { schedule: 'hourly', mapping }));
+    const queue = helper.getNode('queue');
+    const events = [
+      // P-1: the newest (10:00:02) carries no inspector, so the event that named one is written too;
+      // the oldest writes nothing the newest does not, and is superseded.
+      { permit_id: 'P-1', status: 'Pending', inspector: 'Ada', updated_at: '2026-03-01T10:00:01Z' },
+      { permit_id: 'P-1', status: 'Approved', updated_at: '2026-03-01T10:00:02Z' },
+      { permit_id: 'P-1', status: 'Denied', updated_at: '2026-03-01T10:00:00Z' },
+      // P-2: the newest has a status the value table refuses: it goes to the dead letter, so it
+      // must not replace the record's valid event.
+      { permit_id: 'P-2', status: 'Pending', updated_at: '2026-03-01T10:00:01Z' },
+      { permit_id: 'P-2', status: 'Misfiled', updated_at: '2026-03-01T10:00:02Z' },
+    ];
+    for (const payload of events) queue.receive({ payload });
+    await new Promise((r) => setTimeout(r, 300));
+    const entries = collectMessages(helper.getNode('entries'), 5);
+    await helper.request().post('/exs/jobs/Partial_Job/flush').expect(200);
+    const outcomes = (await entries).map((m) => `${m.payload.seq}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['1:applied', '2:applied', '3:superseded', '4:applied', '5:dead_letter']);
+    const rows = await sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_ID, PERMIT_STAT, INSPECTOR FROM PERMIT_TABLE ORDER BY PERMIT_ID');
+    assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}:${r.INSPECTOR}`), ['P-1:APPR:Ada', 'P-2:PEND:null']);
+  });
+
   it('on flush leaves out a far-future event: it is flagged, and the record\'s real newest is written', async (t) => {
     if (!(await setUp(t))) return;
     await loadFlow(queueFlow(dbFile, 'Skewed_Job', { schedule: 'hourly' }));

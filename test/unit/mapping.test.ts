@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
   applyMapping,
+  compileIdentify,
   compileMapping,
   formatKeyRule,
   formatMappingRule,
@@ -233,6 +234,26 @@ describe('transforms', () => {
     assert.equal(record({}), 'PENDING ');
     assert.equal(record({ status: null }), 'PENDING ');
     assert.equal(record({ status: 'ok' }), 'OK      ');
+  });
+});
+
+describe('compileIdentify: what coalescing knows of an event', () => {
+  const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT | map(Approved=APPR)', 'HMS:note -> COBOL:NOTE | default(none)', 'HMS:inspector -> COBOL:INSPECTOR']).rules;
+  const identify = compileIdentify(rules, KEY);
+
+  it('answers the key, the version and the columns the event writes (a default counts, a missing field does not)', () => {
+    assert.deepEqual(identify({ permit_id: 'P-1', status: 'Approved', updated_at: '2026-03-01T10:00:00Z' }), {
+      key: 'P-1', version: '2026-03-01 10:00:00.000000', columns: ['PERMIT_ID', 'PERMIT_STAT', 'NOTE'],
+    });
+    assert.deepEqual(identify({ permit_id: 7, inspector: null })?.columns, ['PERMIT_ID', 'NOTE', 'INSPECTOR']);
+    assert.equal(identify({ permit_id: 7 })?.version, null);
+  });
+
+  it('answers nothing for an event the mapper would refuse, a value a transform rejects included', () => {
+    assert.equal(identify({ permit_id: 'P-1', status: 'Misfiled' }), undefined);
+    assert.equal(identify({ status: 'Approved' }), undefined);
+    assert.equal(identify({ permit_id: 'P-1', updated_at: 'soon' }), undefined);
+    assert.equal(identify('text'), undefined);
   });
 });
 

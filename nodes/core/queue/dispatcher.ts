@@ -3,7 +3,7 @@
 // failure: a destination that is down pauses the job and retries the same event until it
 // is back (no attempts burned); a data failure is retried with backoff up to max_attempts
 // and then dead-lettered. Held schedules flush on time, writing only the newest event of
-// each record.
+// each record (and an older one that fills a column the newest leave out).
 import { EventEmitter } from 'node:events';
 import type { JournalRecord } from '../journal/sync-journal';
 import { compareVersions, type SourceVersion } from '../conflict';
@@ -32,12 +32,15 @@ export type FailureKind = 'transient' | 'data';
 export interface RecordIdentity {
   key: string;
   version: SourceVersion;
+  /** The columns the event writes; undefined: unknown, so it is replaced only by an event that writes every column. */
+  columns?: readonly string[];
 }
 
-/** A record's winners in a held flush: its newest version, and the events that carry it. */
+/** A record's winners in a held flush: its newest version, the events that carry it, and the columns they write. */
 interface NewestOfRecord {
   version: SourceVersion;
   seqs: number[];
+  columns: Set<string>;
 }
 
 export interface DispatcherOptions {
@@ -48,8 +51,9 @@ export interface DispatcherOptions {
   window?: number;
   maxBackoffSeconds?: number;
   /**
-   * The record key of an event and its version, for coalescing held events; undefined = never
-   * coalesced. The newest by version is kept (the later arrival among events without one).
+   * The record key of an event, its version and the columns it writes, for coalescing held events;
+   * undefined = never coalesced. The newest by version is kept (the later arrival among events
+   * without one); an older event is left out only when the newest write every column it writes.
    */
   identify?: (record: JournalRecord) => RecordIdentity | undefined;
   random?: () => number;
@@ -268,6 +272,9 @@ export class SyncDispatcher extends EventEmitter {
     const identity = this.options.identify(record);
     const newest = identity && this.newestOfRecord.get(identity.key);
     if (!newest || newest.seqs.includes(record.seq)) return undefined;
+    // A column only this older event fills (a partial newest event) would be lost: it is written,
+    // and the conflict law lets it fill what no newer event carried.
+    if (!identity.columns || identity.columns.some((column) => !newest.columns.has(column))) return undefined;
     return newest.seqs[newest.seqs.length - 1];
   }
 
@@ -287,7 +294,8 @@ export class SyncDispatcher extends EventEmitter {
 
   /**
    * Finds each record's newest held event by version (keys only, so memory grows with the number
-   * of records, not events); the pump then writes those and settles the older ones as superseded.
+   * of records, not events); the pump then writes those and settles the older ones as superseded,
+   * unless an older one writes a column the newest do not (newestSeqOf()).
    */
   private async runFlush(): Promise<void> {
     const limit = this.journal.lastSeq;
@@ -300,8 +308,12 @@ export class SyncDispatcher extends EventEmitter {
         const known = newest.get(identity.key);
         const order = known ? compareVersions(identity.version, known.version) : 1;
         // Equal versions with different content are all written: the conflict law orders them by content.
-        if (order > 0 || (order === 0 && identity.version === null)) newest.set(identity.key, { version: identity.version, seqs: [record.seq] });
-        else if (order === 0) known!.seqs.push(record.seq);
+        if (order > 0 || (order === 0 && identity.version === null)) {
+          newest.set(identity.key, { version: identity.version, seqs: [record.seq], columns: new Set(identity.columns) });
+        } else if (order === 0) {
+          known!.seqs.push(record.seq);
+          for (const column of identity.columns ?? []) known!.columns.add(column);
+        }
       });
       this.newestOfRecord = newest;
     }
