@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The sync benchmark: the same events through five pipelines into PostgreSQL (psqlODBC), side by side.
+// The sync benchmark: the same events through six pipelines into PostgreSQL (psqlODBC), side by side.
 //
 //   npm run bench [-- EVENTS KEYS]        (default 20000 events over 1000 keys)
 //
@@ -9,6 +9,9 @@
 //   EXS               `exs run` of a sync.yaml: journal, conflict law, change log, batches
 //   EXS, feed per batch  the same with `changelog_feed: batch`: the change log's MQTT feed carries
 //                     one message per batch (an array of entries) instead of one per entry
+//   EXS, newest per record  the same as EXS with `backlog: newest_per_record`: of a record's events
+//                     waiting together in the journal only the newest is written, the others logged
+//                     as superseded (the batched raw pipeline collapses by key within a batch too)
 //
 // Every pipeline writes the same rows (the newest event of each key wins: a newer-wins guard) and
 // is measured three ways: throughput while events are published as fast as the broker takes them;
@@ -135,8 +138,8 @@ async function stockNodeRed(ctx) {
   }, { pid: child.pid });
 }
 
-/** `exs run` of the contract; `changelogFeed` sets its `changelog_feed`. */
-async function exs(ctx, changelogFeed = 'entry') {
+/** `exs run` of the contract, with its `changelog_feed` and `backlog`. */
+async function exs(ctx, { changelogFeed = 'entry', backlog = 'every_event' } = {}) {
   const contract = path.join(ctx.dir, `Bench_${ctx.table}.sync.yaml`);
   fs.writeFileSync(contract, `id: Bench_${ctx.table}
 source_topic: bench.permits
@@ -153,6 +156,7 @@ mapping:
 conflict_rule: LAST_WRITE_WINS
 broker: ${ctx.brokerUrl}
 changelog_feed: ${changelogFeed}
+backlog: ${backlog}
 `);
   const exsRun = await startExsRun([contract], path.join(ctx.dir, `exs-userdir-${ctx.table}`), [], {
     env: { EXS_INSTANCE: 'bench', EXS_DATA_DIR: undefined, ...(process.env.UV_THREADPOOL_SIZE && { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE }) },
@@ -162,15 +166,20 @@ changelog_feed: ${changelogFeed}
   return Object.assign(async () => {
     await exsRun.stop();
     if (process.env.EXS_BENCH_DEBUG) fs.writeFileSync(path.join(os.tmpdir(), `exs-bench-${ctx.table}.log`), exsRun.output());
-  }, { pid: exsRun.child.pid });
+  }, {
+    pid: exsRun.child.pid,
+    /** The job's counters: how many events were written, superseded, ... */
+    counters: async () => (await (await fetch(`${exsRun.adminUrl}/exs/jobs/Bench_${ctx.table}`)).json()).counters,
+  });
 }
 
 const PIPELINES = [
   ['raw, per event', rawPerEvent],
   ['raw, batched', rawBatched],
   ['stock Node-RED', stockNodeRed],
-  ['EXS', (ctx) => exs(ctx, 'entry')],
-  ['EXS, feed per batch', (ctx) => exs(ctx, 'batch')],
+  ['EXS', (ctx) => exs(ctx)],
+  ['EXS, feed per batch', (ctx) => exs(ctx, { changelogFeed: 'batch' })],
+  ['EXS, newest per record', (ctx) => exs(ctx, { backlog: 'newest_per_record' })],
 ];
 // EXS_BENCH_ONLY="^EXS$" (a regular expression matched against the names, say "batched|^EXS$") runs some
 // pipelines only, for profiling; RESULTS.md is then not written.
@@ -297,6 +306,11 @@ async function measure(name, start, ctx, db, publisher, round) {
   stop = await start({ ...ctx, table, topic: `bench/${table}` });
   await waitComplete(db, table, EVENTS, KEYS);
   result.drain = EVENTS / ((Date.now() - began) / 1000);
+  // Events that reached the destination (the others were superseded by a newer one of their record).
+  if (stop.counters) {
+    const counters = await stop.counters();
+    result.drainWrites = EVENTS - (counters.superseded ?? 0);
+  }
   await stop();
   }
 
@@ -338,7 +352,7 @@ async function measure(name, start, ctx, db, publisher, round) {
   }
   }
   const shown = (value, digits) => (value === undefined ? '-' : value.toFixed(digits));
-  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms (after start ${shown(result.coldP50, 2)} / ${shown(result.coldP99, 2)} ms), CPU µs/event: pipeline ${shown(result.cpu_pipeline, 0)}, postgres ${shown(result.cpu_postgres, 0)}, mosquitto ${shown(result.cpu_mosquitto, 0)}, bench ${shown(result.cpu_bench, 0)}`);
+  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s${result.drainWrites === undefined ? "" : ` (${result.drainWrites} written)`}, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms (after start ${shown(result.coldP50, 2)} / ${shown(result.coldP99, 2)} ms), CPU µs/event: pipeline ${shown(result.cpu_pipeline, 0)}, postgres ${shown(result.cpu_postgres, 0)}, mosquitto ${shown(result.cpu_mosquitto, 0)}, bench ${shown(result.cpu_bench, 0)}`);
   for (const suffix of ['t', 'd', 'l']) {
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}_lat`);
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}`);
@@ -353,6 +367,7 @@ function report(results) {
   const batched = by('raw, batched');
   const exsResult = by('EXS');
   const grouped = by('EXS, feed per batch');
+  const newest = by('EXS, newest per record');
   const lines = [
     '# Sync benchmark',
     '',
@@ -376,6 +391,10 @@ function report(results) {
     'event durably before acknowledging it, decides the conflict law in a transaction with a record-state table, and writes a change-log entry.',
     `With the change log's feed as one message per batch (\`changelog_feed: batch\`): ${(grouped.throughput / stock.throughput).toFixed(2)}x the stock flow,`,
     `${(100 * grouped.throughput / batched.throughput).toFixed(0)}% of the batched ceiling, drain ${(100 * grouped.drain / batched.drain).toFixed(0)}% of the ceiling's.`,
+    `With \`backlog: newest_per_record\`: ${(newest.throughput / stock.throughput).toFixed(2)}x the stock flow, drain ${(100 * newest.drain / batched.drain).toFixed(0)}% of the ceiling's,`,
+    `writing ${newest.drainWrites?.toFixed(0) ?? '-'} of the ${EVENTS} events of the drain to the table (the others were superseded by a newer event of their`,
+    'record and only logged). That is less work, not faster work: the raw pipelines write every event (the batched one collapses',
+    'a key within a batch, but its batches of 500 consecutive events never hold a key twice).',
     '',
     `Reproduce: \`${RUNS === 1 ? '' : `EXS_BENCH_RUNS=${RUNS} `}npm run bench -- ${EVENTS} ${KEYS}\`. Figures vary about 20% between runs on shared machines: compare within one run.`,
     '',
@@ -407,6 +426,7 @@ async function main() {
       };
       results.push({
         name, throughput: median('throughput'), drain: median('drain'), p50: median('p50'), p99: median('p99'), coldP50: median('coldP50'), coldP99: median('coldP99'),
+        drainWrites: median('drainWrites'),
         cpu_pipeline: median('cpu_pipeline'), cpu_postgres: median('cpu_postgres'), cpu_mosquitto: median('cpu_mosquitto'), cpu_bench: median('cpu_bench'),
       });
     }

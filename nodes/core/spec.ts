@@ -3,7 +3,7 @@
 // table are all read from here, so a key is added in exactly one place.
 
 import { VERSION_TYPES } from './conflict';
-import { CHANGELOG_FEEDS, CONFLICT_RULES, SCHEDULES } from './types';
+import { BACKLOG_MODES, CHANGELOG_FEEDS, CONFLICT_RULES, SCHEDULES } from './types';
 
 export type FieldType = 'string' | 'integer' | 'enum' | 'mapping' | 'key' | 'object' | 'field-rules';
 
@@ -65,6 +65,10 @@ export const CONTRACT_FIELDS: FieldSpec[] = [
   {
     name: 'schedule', type: 'enum', owner: 'exs-job', required: false, values: SCHEDULES, cron: true, default: 'realtime', example: 'realtime',
     help: 'When events are applied: as they arrive (`realtime`), or held and flushed `hourly`, `nightly` (02:00) or on a cron expression such as `0 */4 * * *`, writing only the newest event of each record (and an older one that fills a column the newest leave out).',
+  },
+  {
+    name: 'backlog', type: 'enum', owner: 'exs-job', required: false, values: BACKLOG_MODES, default: 'every_event', example: 'newest_per_record',
+    help: 'What a `realtime` job writes when several events of one record wait in its journal together (a backlog after an outage, a burst): `every_event` writes each in turn; `newest_per_record` writes the newest and records the older ones as `superseded`, as a held schedule\'s flush does (an older event that fills a column the newest leaves out is written too). For destinations that hold a record\'s state, not a history of every change.',
   },
   {
     name: 'conflict_rule', type: 'enum', owner: 'exs-job', required: false, values: CONFLICT_RULES, default: 'HMS_WINS', example: 'HMS_WINS',

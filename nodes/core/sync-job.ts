@@ -10,7 +10,7 @@ import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
 import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
 import type { ParkedConflict } from './conflict';
-import type { ApplyResult, ChangeLogEntry, ChangelogFeed, ConflictRule, RetryPolicy, SettledOutcome } from './types';
+import type { ApplyResult, BacklogMode, ChangeLogEntry, ChangelogFeed, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 export interface JobSettings {
   id: string;
@@ -23,6 +23,7 @@ export interface JobSettings {
   dead_letter: string;
   changelog: string;
   changelog_feed: ChangelogFeed;
+  backlog: BacklogMode;
 }
 
 /** The destination columns a mapper writes, so the connector can check them at deploy. */
@@ -114,11 +115,12 @@ export class SyncJob extends EventEmitter {
         retry: this.settings.retry_policy,
         schedule: this.settings.schedule,
         identify: (record) => this.identify(record),
+        coalesceBacklog: this.settings.backlog === 'newest_per_record',
       });
       dispatcher.on('state', () => this.emit('state'));
       dispatcher.on('paused', () => this.emit('paused'));
       dispatcher.on('resumed', () => this.emit('resumed'));
-      dispatcher.on('superseded', (record: JournalRecord, newest: number) => void this.logSuperseded(record, newest));
+      dispatcher.on('superseded', (record: JournalRecord, newest: number, key: string) => void this.logSuperseded(record, newest, key));
       dispatcher.on('error', (err: Error) => this.emit('error', err));
       this.dispatcher = dispatcher;
       dispatcher.start();
@@ -249,13 +251,13 @@ export class SyncJob extends EventEmitter {
     }
   }
 
-  /** A held event replaced by a newer one of the same record: it is recorded, not written. */
-  private async logSuperseded(record: JournalRecord, newest: number): Promise<void> {
+  /** An event replaced by a newer one of the same record (a held flush, `backlog: newest_per_record`): it is recorded, not written. */
+  private async logSuperseded(record: JournalRecord, newest: number, key: string): Promise<void> {
     const entry: ChangeLogEntry = {
       time: new Date().toISOString(),
       job: this.id,
       seq: record.seq,
-      key: this.identify(record)?.key ?? null,
+      key,
       outcome: 'superseded',
       dest_row: 'SUPERSEDED',
       attempts: 0,

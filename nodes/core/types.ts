@@ -14,6 +14,10 @@ export type Schedule = (typeof SCHEDULES)[number];
 export const CHANGELOG_FEEDS = ['entry', 'batch'] as const;
 export type ChangelogFeed = (typeof CHANGELOG_FEEDS)[number];
 
+/** What a realtime job writes of a record's events waiting together in its journal: each, or the newest. */
+export const BACKLOG_MODES = ['every_event', 'newest_per_record'] as const;
+export type BacklogMode = (typeof BACKLOG_MODES)[number];
+
 /** 1-based line and column, as editors and compilers print them. */
 export interface Position {
   line: number;
@@ -83,6 +87,7 @@ export interface Contract {
   dead_letter: string;
   changelog: string;
   changelog_feed: ChangelogFeed;
+  backlog: BacklogMode;
 }
 
 /**

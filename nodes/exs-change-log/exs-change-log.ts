@@ -79,7 +79,7 @@ export = function registerExsChangeLog(RED: RED) {
     job.on('state', showStatus);
     // `changelog_feed: batch`: a group's entries leave as one message whose payload is their array.
     const grouped = job.settings.changelog_feed === 'batch';
-    // Entries the job writes itself (held events coalesced into a newer one at a flush, resolved
+    // Entries the job writes itself (events coalesced into a newer one by a flush or a backlog, resolved
     // conflicts) are published too; in batch mode those of one turn of the event loop together
     // (a flush writes its superseded entries one by one). They carry no envelope.
     let jobEntries: ChangeLogEntry[] = [];

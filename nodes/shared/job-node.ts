@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import * as os from 'node:os';
 import type { JobSettings, SyncJob } from '../core/sync-job';
-import { CHANGELOG_FEEDS, type ConflictRule, type Schedule } from '../core/types';
+import { BACKLOG_MODES, CHANGELOG_FEEDS, type ConflictRule, type Schedule } from '../core/types';
 import { substituteEnv } from '../core/env';
 import type { RED, RedNode } from './red';
 
@@ -20,6 +20,7 @@ export interface ExsJobConfig {
   dead_letter?: string;
   changelog?: string;
   changelog_feed?: string;
+  backlog?: string;
 }
 
 export interface ExsJobNode extends RedNode {
@@ -46,6 +47,10 @@ export function jobSettingsFromConfig(raw: ExsJobConfig, warn: (problem: string)
   if (feed !== undefined && feed !== null && feed !== '' && !(CHANGELOG_FEEDS as readonly string[]).includes(feed)) {
     warn(`changelog_feed '${String(feed)}' is neither 'entry' nor 'batch': the change log publishes one message per entry`);
   }
+  const backlog = config.backlog;
+  if (backlog !== undefined && backlog !== null && backlog !== '' && !(BACKLOG_MODES as readonly string[]).includes(backlog)) {
+    warn(`backlog '${String(backlog)}' is neither 'every_event' nor 'newest_per_record': every event is written`);
+  }
   return {
     id,
     source_topic: config.source_topic,
@@ -60,6 +65,8 @@ export function jobSettingsFromConfig(raw: ExsJobConfig, warn: (problem: string)
     changelog: config.changelog || 'exs/changelog',
     // Flows saved before the setting existed publish one message per entry, as they did.
     changelog_feed: feed === 'batch' ? 'batch' : 'entry',
+    // Likewise, they write every event.
+    backlog: backlog === 'newest_per_record' ? 'newest_per_record' : 'every_event',
   };
 }
 

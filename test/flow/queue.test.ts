@@ -6,11 +6,11 @@ import * as path from 'node:path';
 import { helper, loadFlow, collectMessages, nextMessage, nodeRedVersion } from '../support/node-red';
 import { needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
 
-function queueFlow(dbFile: string, jobId: string, options: { schedule?: string; mapping?: string; maxAttempts?: number; backoffSeconds?: number } = {}) {
+function queueFlow(dbFile: string, jobId: string, options: { schedule?: string; mapping?: string; maxAttempts?: number; backoffSeconds?: number; backlog?: string } = {}) {
   const at = { x: 100, y: 100, z: 'tab' };
   return [
     { id: 'tab', type: 'tab' },
-    { id: 'job', type: 'exs-job', z: 'tab', jobId, source_topic: 'permits.status', destination: 'SQLite', schedule: options.schedule ?? 'realtime', conflict_rule: 'HMS_WINS', max_attempts: options.maxAttempts ?? 1, backoff_seconds: options.backoffSeconds ?? 0 },
+    { id: 'job', type: 'exs-job', z: 'tab', jobId, source_topic: 'permits.status', destination: 'SQLite', schedule: options.schedule ?? 'realtime', conflict_rule: 'HMS_WINS', max_attempts: options.maxAttempts ?? 1, backoff_seconds: options.backoffSeconds ?? 0, ...(options.backlog && { backlog: options.backlog }) },
     { id: 'db', type: 'exs-odbc', z: 'tab', connector: `odbc:${sqliteConn(dbFile)}`, pool_size: 2 },
     { id: 'queue', type: 'exs-sync-queue', ...at, job: 'job', wires: [['mapper'], ['log']] },
     { id: 'mapper', type: 'exs-mapper', ...at, job: 'job', key: 'HMS:permit_id -> COBOL:PERMIT_ID', mapping: options.mapping ?? 'HMS:status -> COBOL:PERMIT_STAT', wires: [['resolver'], ['log']] },
@@ -161,6 +161,26 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const entries = await collectMessages(helper.getNode('entries'), 3);
     assert.deepEqual(entries.map((m) => m.payload.key).sort(), ['R-1', 'R-2', 'R-3']);
     assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+  });
+
+  it('with backlog: newest_per_record, writes each record\'s newest of a realtime backlog and logs the others as superseded', async (t) => {
+    if (!(await setUp(t))) return;
+    // A mapping that refuses to deploy: the events wait in the journal, a backlog for the next deploy.
+    await loadFlow(queueFlow(dbFile, 'Backlog_Job', { mapping: 'HMS:status COBOL:PERMIT_STAT', backlog: 'newest_per_record' }));
+    const queue = helper.getNode('queue');
+    const events = [['B-1', 'Pending', '10:00:01'], ['B-2', 'Pending', '10:00:01'], ['B-1', 'Approved', '10:00:03'], ['B-1', 'Denied', '10:00:02']];
+    for (const [permit_id, status, at] of events) queue.receive({ payload: { permit_id, status, updated_at: `2026-03-01T${at}Z` } });
+    await new Promise((r) => setTimeout(r, 300));
+    await helper.unload();
+
+    await loadFlow(queueFlow(dbFile, 'Backlog_Job', { backlog: 'newest_per_record' }));
+    const entries = await collectMessages(helper.getNode('entries'), 4);
+    const outcomes = entries.map((m) => `${m.payload.seq}:${m.payload.key}:${m.payload.outcome}${m.payload.reason?.startsWith('coalesced') ? `:${m.payload.reason}` : ''}`).sort();
+    assert.deepEqual(outcomes, ['1:B-1:superseded:coalesced into event #3', '2:B-2:applied', '3:B-1:applied', '4:B-1:superseded:coalesced into event #3']);
+    const rows = await sqlQuery(sqliteConn(dbFile), 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE ORDER BY PERMIT_ID');
+    assert.deepEqual(rows.map((r) => `${r.PERMIT_ID}:${r.PERMIT_STAT}`), ['B-1:Approved', 'B-2:Pending']);
+    const state = await helper.request().get('/exs/jobs/Backlog_Job').expect(200);
+    assert.equal(state.body.depth, 0, 'the superseded events are settled too');
   });
 
   it('writes a record\'s later event only after its failed earlier event came again: arrival order holds through a retry', async (t) => {

@@ -53,6 +53,7 @@ describe('the seed contract', () => {
       dead_letter: 'exs/PermitStatus_To_COBOL/dead_letter',
       changelog: 'exs/changelog',
       changelog_feed: 'entry',
+      backlog: 'every_event',
     } satisfies Contract);
   });
 
@@ -245,6 +246,7 @@ describe('contractToYaml', () => {
       dead_letter: 'exs/dead',
       changelog: 'exs/log',
       changelog_feed: 'batch',
+      backlog: 'newest_per_record',
     };
     const yaml = contractToYaml(contract, {});
     assert.match(yaml, /retry_policy:\n {2}backoff_seconds: 60\n/);

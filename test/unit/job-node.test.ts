@@ -40,4 +40,13 @@ describe('jobSettingsFromConfig', () => {
     assert.equal(warnings.length, 1);
     assert.match(warnings[0], /changelog_feed 'Batch' is neither 'entry' nor 'batch'/);
   });
+
+  it('writes every event when a flow saved before backlog lacks it; takes newest_per_record; warns about a value it does not know', () => {
+    assert.equal(settingsOf({}).settings.backlog, 'every_event');
+    assert.equal(settingsOf({ backlog: '' }).settings.backlog, 'every_event');
+    assert.equal(settingsOf({ backlog: 'newest_per_record' }).settings.backlog, 'newest_per_record');
+    const { settings, warnings } = settingsOf({ backlog: 'newest' });
+    assert.equal(settings.backlog, 'every_event');
+    assert.deepEqual(warnings, ["backlog 'newest' is neither 'every_event' nor 'newest_per_record': every event is written"]);
+  });
 });

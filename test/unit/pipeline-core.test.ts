@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import { buildChangeLogEntry } from '../../nodes/core/changelog-entry';
 import { timeValue } from '../../nodes/core/conflict';
 import { substituteEnv } from '../../nodes/core/env';
+import { compileIdentify, parseKeyRule, parseMapping } from '../../nodes/core/mapping';
 import { parseEvent } from '../../nodes/core/event';
 import { SyncJob } from '../../nodes/core/sync-job';
 import type { Delivery } from '../../nodes/core/queue/dispatcher';
@@ -96,7 +97,7 @@ describe('buildChangeLogEntry', () => {
 });
 
 describe('SyncJob', () => {
-  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime', conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 3, backoff_seconds: 0 }, dead_letter: 'dl', changelog: 'cl', changelog_feed: 'entry' as const };
+  const settings = { id: 'J', source_topic: 't', destination: 'd', schedule: 'realtime', conflict_rule: 'HMS_WINS' as const, retry_policy: { max_attempts: 3, backoff_seconds: 0 }, dead_letter: 'dl', changelog: 'cl', changelog_feed: 'entry' as const, backlog: 'every_event' as const };
 
   function collect(job: SyncJob): { deliveries: Delivery[]; next(count: number): Promise<Delivery[]> } {
     const deliveries: Delivery[] = [];
@@ -199,6 +200,42 @@ describe('SyncJob', () => {
     const resent = (await queue.next(6)).slice(4).map((d) => d.record.seq);
     assert.deepEqual(resent, [seqs[1], seqs[2]], 'the rest follow in journal order, so A2 is written after A1');
     await job.close();
+  });
+
+  it('with backlog: newest_per_record, hands out each record\'s newest of the events waiting together and logs the others as superseded', async () => {
+    const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT | map(A=A, B=B, C=C)', 'HMS:inspector -> COBOL:INSPECTOR']).rules;
+    const identify = compileIdentify(rules, parseKeyRule('HMS:permit_id -> COBOL:PERMIT_ID'));
+    const events = [
+      { permit_id: 'P-1', status: 'A', inspector: 'Ada', updated_at: '2026-03-01T10:00:01Z' }, // fills INSPECTOR, which P-1's newest lacks
+      { permit_id: 'P-2', status: 'A', updated_at: '2026-03-01T10:00:01Z' }, // superseded by P-2's newest
+      { permit_id: 'P-1', status: 'B', updated_at: '2026-03-01T10:00:03Z' }, // P-1's newest
+      { permit_id: 'P-1', status: 'C', updated_at: '2026-03-01T10:00:02Z' }, // older, arrived later: superseded
+      { permit_id: 'P-2', status: 'B', updated_at: '2026-03-01T10:00:02Z' }, // P-2's newest
+      { permit_id: 'P-3', status: 'Misfiled', updated_at: '2026-03-01T10:00:09Z' }, // refused by the mapping: replaces nothing
+      { permit_id: 'P-3', status: 'A', updated_at: '2026-03-01T10:00:01Z' },
+    ];
+    const handedOut = async (backlog: 'every_event' | 'newest_per_record') => {
+      const job = new SyncJob({ ...settings, backlog }, tempDir('job'));
+      job.declareSchema({ keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT', 'INSPECTOR'], identify });
+      // A backlog: every event is in the journal before the queue is attached.
+      for (const event of events) await job.accept('permits/status', Buffer.from(JSON.stringify(event)));
+      const queue = collect(job);
+      const expected = backlog === 'every_event' ? events.length : 5;
+      const seqs = (await queue.next(expected)).map((d) => d.record.seq);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(queue.deliveries.length, expected, 'nothing more is handed out');
+      const superseded = (await job.changeLog.tail(10)).map((e) => `${e.seq}:${String(e.key)}:${e.outcome}:${e.reason}`);
+      const counted = job.counters.superseded;
+      await job.close();
+      return { seqs, superseded, counted };
+    };
+    const coalesced = await handedOut('newest_per_record');
+    assert.deepEqual(coalesced.seqs, [1, 3, 5, 6, 7]);
+    assert.deepEqual(coalesced.superseded.sort(), ['2:P-2:superseded:coalesced into event #5', '4:P-1:superseded:coalesced into event #3']);
+    assert.equal(coalesced.counted, 2);
+    const everyEvent = await handedOut('every_event');
+    assert.deepEqual(everyEvent.seqs, [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(everyEvent.superseded, []);
   });
 
   it('hands the mapper schema to a connector that waits for it', async () => {

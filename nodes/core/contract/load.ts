@@ -119,6 +119,7 @@ export function contractDefaults(id: string, sourceTopic: string, env: NodeJS.Pr
     dead_letter: `exs/${id}/dead_letter`,
     changelog: String(specDefault('changelog')),
     changelog_feed: specDefault('changelog_feed') as Contract['changelog_feed'],
+    backlog: specDefault('backlog') as Contract['backlog'],
   };
 }
 
@@ -190,6 +191,7 @@ class ContractReader {
       dead_letter: values.dead_letter ?? defaults.dead_letter,
       changelog: values.changelog ?? defaults.changelog,
       changelog_feed: values.changelog_feed ?? defaults.changelog_feed,
+      backlog: values.backlog ?? defaults.backlog,
     };
   }
 

@@ -3,7 +3,8 @@
 // failure: a destination that is down pauses the job and retries the same event until it
 // is back (no attempts burned); a data failure is retried with backoff up to max_attempts
 // and then dead-lettered. Held schedules flush on time, writing only the newest event of
-// each record (and an older one that fills a column the newest leave out).
+// each record (and an older one that fills a column the newest leave out); a realtime job
+// with `backlog: newest_per_record` does the same with the events waiting in its journal.
 import { EventEmitter } from 'node:events';
 import type { JournalRecord } from '../journal/sync-journal';
 import { compareVersions, type SourceVersion } from '../conflict';
@@ -56,6 +57,12 @@ export interface DispatcherOptions {
    * without one); an older event is left out only when the newest write every column it writes.
    */
   identify?: (record: JournalRecord) => RecordIdentity | undefined;
+  /**
+   * Realtime only (`backlog: newest_per_record`): the journal is read up to LOOKAHEAD events past
+   * those handed out, and of a record's events among them only the newest are handed out, as in a
+   * held flush. Needs `identify`.
+   */
+  coalesceBacklog?: boolean;
   random?: () => number;
 }
 
@@ -78,6 +85,12 @@ interface InFlight {
 }
 
 const DEFAULT_WINDOW = 2048;
+/**
+ * `backlog: newest_per_record`: how many events past those handed out are read for each record's
+ * newest. A backlog is coalesced in steps this long, so memory stays bounded however long it is;
+ * each event is mapped once more when it is read ahead.
+ */
+const LOOKAHEAD = 10_000;
 /** A destination that is down is not asked again sooner than this, whatever the backoff says. */
 const MIN_OUTAGE_RETRY_MS = 1000;
 
@@ -96,6 +109,18 @@ export class SyncDispatcher extends EventEmitter {
   private flushLimit = 0;
   /** During a held flush: each record's newest events; the others of a record are superseded. */
   private newestOfRecord?: Map<string, NewestOfRecord>;
+  /** Realtime with coalesceBacklog: each record's newest among the events read ahead. */
+  private ahead?: Map<string, NewestOfRecord>;
+  /**
+   * The events read ahead and not handed out yet, in journal order from `aheadHead` on, with what
+   * identify() answered (null: nothing). The pump takes them from here rather than reading the
+   * journal again: the journal reads a segment with one cursor, which would rewind each time.
+   */
+  private aheadRecords: JournalRecord[] = [];
+  private aheadIdentities: Array<RecordIdentity | null> = [];
+  private aheadHead = 0;
+  /** Every unsettled event up to this seq has been read ahead. */
+  private readTo = 0;
   private flushing?: Promise<void>;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
@@ -115,6 +140,7 @@ export class SyncDispatcher extends EventEmitter {
   start(): void {
     if (this.cron) this.armFlush();
     else this.flushLimit = Number.POSITIVE_INFINITY;
+    if (!this.cron && this.options.coalesceBacklog && this.options.identify) this.ahead = new Map();
     this.pump();
   }
 
@@ -222,6 +248,7 @@ export class SyncDispatcher extends EventEmitter {
     if (this.probeTimer) clearTimeout(this.probeTimer);
     for (const entry of this.inFlight.values()) if (entry.timer) clearTimeout(entry.timer);
     this.inFlight.clear();
+    this.clearAhead();
     this.removeAllListeners();
   }
 
@@ -242,20 +269,32 @@ export class SyncDispatcher extends EventEmitter {
 
   private async pumpLoop(): Promise<void> {
     while (!this.stopped && !this.paused && this.inFlight.size < this.window && this.cursor < Math.min(this.flushLimit, this.journal.lastSeq)) {
-      const records = await this.journal.readUnsettled(this.cursor, this.window - this.inFlight.size);
+      const room = this.window - this.inFlight.size;
+      let records: JournalRecord[];
+      let identities: Array<RecordIdentity | null> | undefined;
+      if (this.ahead && (await this.readAhead(this.ahead))) {
+        records = this.aheadRecords.slice(this.aheadHead, this.aheadHead + room);
+        identities = this.aheadIdentities.slice(this.aheadHead, this.aheadHead + room);
+        this.aheadHead += records.length;
+        if (this.aheadHead >= this.aheadRecords.length) this.clearAhead();
+        else if (this.aheadHead >= this.window) this.dropHandedOut();
+      } else {
+        records = await this.journal.readUnsettled(this.cursor, room);
+      }
       if (records.length === 0) {
         this.cursor = this.journal.lastSeq;
         break;
       }
-      for (const record of records) {
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i];
         if (this.stopped || record.seq > this.flushLimit) return;
         this.cursor = record.seq;
         if (this.inFlight.has(record.seq)) continue;
-        const newest = this.newestSeqOf(record);
-        if (newest !== undefined && newest !== record.seq) {
-          // Settled in order as the flush passes, so the journal's low-water mark keeps up.
+        const newest = this.newestOf(record, identities?.[i]);
+        if (newest) {
+          // Settled in order as the pump passes, so the journal's low-water mark keeps up.
           this.journal.settle(record.seq);
-          this.emit('superseded', record, newest);
+          this.emit('superseded', record, newest.seq, newest.key);
           continue;
         }
         this.inFlight.set(record.seq, { record, attempt: 1 });
@@ -266,16 +305,66 @@ export class SyncDispatcher extends EventEmitter {
     }
   }
 
-  /** The seq of the event that supersedes this one in a held flush, or undefined when it is to be written. */
-  private newestSeqOf(record: JournalRecord): number | undefined {
-    if (!this.newestOfRecord || !this.options.identify) return undefined;
-    const identity = this.options.identify(record);
-    const newest = identity && this.newestOfRecord.get(identity.key);
-    if (!newest || newest.seqs.includes(record.seq)) return undefined;
+  /**
+   * The event that supersedes this one (in a held flush, or read ahead in a realtime backlog) and
+   * the record's key, or undefined when this one is to be written.
+   */
+  private newestOf(record: JournalRecord, readAhead: RecordIdentity | null | undefined): { seq: number; key: string } | undefined {
+    const identify = this.options.identify;
+    const newestByKey = this.newestOfRecord ?? this.ahead;
+    if (!newestByKey || !identify) return undefined;
+    // Realtime: an event that was not read ahead came alone, with nothing to coalesce it with.
+    const identity = this.newestOfRecord ? identify(record) : readAhead;
+    const newest = identity && newestByKey.get(identity.key);
+    if (!identity || !newest || newest.seqs.includes(record.seq)) return undefined;
     // A column only this older event fills (a partial newest event) would be lost: it is written,
     // and the conflict law lets it fill what no newer event carried.
     if (!identity.columns || identity.columns.some((column) => !newest.columns.has(column))) return undefined;
-    return newest.seqs[newest.seqs.length - 1];
+    return { seq: newest.seqs[newest.seqs.length - 1], key: identity.key };
+  }
+
+  /**
+   * Reads the journal on to LOOKAHEAD events past the cursor into the read-ahead buffer, noting
+   * each record's newest event; answers whether the buffer holds events to hand out. A lone event
+   * (light load) has nothing to coalesce with: it is read as usual, not read ahead.
+   */
+  private async readAhead(ahead: Map<string, NewestOfRecord>): Promise<boolean> {
+    const buffered = this.aheadRecords.length - this.aheadHead;
+    const limit = Math.min(this.journal.lastSeq, this.cursor + LOOKAHEAD);
+    if (buffered === 0 && limit - this.cursor <= 1) return false;
+    let after = Math.max(this.readTo, this.cursor);
+    while (after < limit && !this.stopped) {
+      const page = await this.journal.readUnsettled(after, limit - after);
+      if (page.length === 0) break;
+      for (const record of page) {
+        if (record.seq > limit) break;
+        const identity = this.options.identify!(record) ?? null;
+        this.aheadRecords.push(record);
+        this.aheadIdentities.push(identity);
+        if (identity) noteNewest(ahead, identity, record.seq);
+        after = record.seq;
+      }
+      if (page[page.length - 1].seq >= limit) break;
+    }
+    this.readTo = Math.max(this.readTo, after);
+    // Records whose events have all been handed out are forgotten once there are many.
+    if (ahead.size > LOOKAHEAD) {
+      for (const [key, newest] of ahead) if (newest.seqs[newest.seqs.length - 1] <= this.cursor) ahead.delete(key);
+    }
+    return this.aheadRecords.length > this.aheadHead;
+  }
+
+  /** The buffer keeps only what is still to be handed out, so it stays within LOOKAHEAD however long the backlog. */
+  private dropHandedOut(): void {
+    this.aheadRecords = this.aheadRecords.slice(this.aheadHead);
+    this.aheadIdentities = this.aheadIdentities.slice(this.aheadHead);
+    this.aheadHead = 0;
+  }
+
+  private clearAhead(): void {
+    this.aheadRecords = [];
+    this.aheadIdentities = [];
+    this.aheadHead = 0;
   }
 
   private armFlush(): void {
@@ -304,16 +393,7 @@ export class SyncDispatcher extends EventEmitter {
       const newest = new Map<string, NewestOfRecord>();
       await this.scan(limit, (record) => {
         const identity = identify(record);
-        if (identity === undefined) return;
-        const known = newest.get(identity.key);
-        const order = known ? compareVersions(identity.version, known.version) : 1;
-        // Equal versions with different content are all written: the conflict law orders them by content.
-        if (order > 0 || (order === 0 && identity.version === null)) {
-          newest.set(identity.key, { version: identity.version, seqs: [record.seq], columns: new Set(identity.columns) });
-        } else if (order === 0) {
-          known!.seqs.push(record.seq);
-          for (const column of identity.columns ?? []) known!.columns.add(column);
-        }
+        if (identity !== undefined) noteNewest(newest, identity, record.seq);
       });
       this.newestOfRecord = newest;
     }
@@ -332,5 +412,21 @@ export class SyncDispatcher extends EventEmitter {
       }
       if (page.length === 0) return;
     }
+  }
+}
+
+/**
+ * Notes an event as its record's newest when its version is newer (or, without versions, when it
+ * came later). Equal versions with different content are all written: the conflict law orders
+ * them by content.
+ */
+function noteNewest(newestByKey: Map<string, NewestOfRecord>, identity: RecordIdentity, seq: number): void {
+  const known = newestByKey.get(identity.key);
+  const order = known ? compareVersions(identity.version, known.version) : 1;
+  if (order > 0 || (order === 0 && identity.version === null)) {
+    newestByKey.set(identity.key, { version: identity.version, seqs: [seq], columns: new Set(identity.columns) });
+  } else if (order === 0) {
+    known!.seqs.push(seq);
+    for (const column of identity.columns ?? []) known!.columns.add(column);
   }
 }
