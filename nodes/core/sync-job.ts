@@ -223,6 +223,8 @@ export class SyncJob extends EventEmitter {
   }
 
   declareSchema(schema: DestinationSchema): void {
+    // A new mapping (the mapper redeployed alone): events read ahead were identified by the old one.
+    if (this.schema) this.dispatcher?.mappingChanged();
     this.schema = schema;
     for (const waiter of this.schemaWaiters.splice(0)) waiter(schema);
     this.emit('schema', schema);
@@ -251,7 +253,11 @@ export class SyncJob extends EventEmitter {
     }
   }
 
-  /** An event replaced by a newer one of the same record (a held flush, `backlog: newest_per_record`): it is recorded, not written. */
+  /**
+   * An event replaced by a newer one of the same record (a held flush, `backlog: newest_per_record`):
+   * it is recorded, not written, and settled once its entry is on disk. An entry that cannot be
+   * written leaves it unsettled: it comes again after a restart, as any event the log failed.
+   */
   private async logSuperseded(record: JournalRecord, newest: number, key: string): Promise<void> {
     const entry: ChangeLogEntry = {
       time: new Date().toISOString(),
@@ -264,8 +270,14 @@ export class SyncJob extends EventEmitter {
       latency_ms: Date.now() - record.receivedAt,
       reason: `coalesced into event #${newest}`,
     };
-    this.counters.superseded += 1;
-    await this.changeLog.append(entry).catch((err: Error) => this.emit('error', err));
+    try {
+      await this.changeLog.append(entry);
+    } catch (err) {
+      this.emit('error', err);
+      return;
+    }
+    if (this.closed) return;
+    this.settle(record.seq, 'superseded');
     this.emit('entry', entry);
   }
 

@@ -33,7 +33,7 @@ export type FailureKind = 'transient' | 'data';
 export interface RecordIdentity {
   key: string;
   version: SourceVersion;
-  /** The columns the event writes; undefined: unknown, so it is replaced only by an event that writes every column. */
+  /** The columns the event writes; undefined: unknown, so it is never replaced. */
   columns?: readonly string[];
 }
 
@@ -63,6 +63,8 @@ export interface DispatcherOptions {
    * held flush. Needs `identify`.
    */
   coalesceBacklog?: boolean;
+  /** Events read ahead at most (default LOOKAHEAD). */
+  lookahead?: number;
   random?: () => number;
 }
 
@@ -91,6 +93,8 @@ const DEFAULT_WINDOW = 2048;
  * each event is mapped once more when it is read ahead.
  */
 const LOOKAHEAD = 10_000;
+/** ... and at most this many bytes of their payloads, however large the events (the journal's own memory window is 8 MiB). */
+const LOOKAHEAD_BYTES = 8 * 1024 * 1024;
 /** A destination that is down is not asked again sooner than this, whatever the backoff says. */
 const MIN_OUTAGE_RETRY_MS = 1000;
 
@@ -109,6 +113,8 @@ export class SyncDispatcher extends EventEmitter {
   private flushLimit = 0;
   /** During a held flush: each record's newest events; the others of a record are superseded. */
   private newestOfRecord?: Map<string, NewestOfRecord>;
+  /** The last seq the flush's scan saw: later events are not in newestOfRecord (a realtime job flushed by hand). */
+  private flushScannedTo = 0;
   /** Realtime with coalesceBacklog: each record's newest among the events read ahead. */
   private ahead?: Map<string, NewestOfRecord>;
   /**
@@ -119,8 +125,13 @@ export class SyncDispatcher extends EventEmitter {
   private aheadRecords: JournalRecord[] = [];
   private aheadIdentities: Array<RecordIdentity | null> = [];
   private aheadHead = 0;
+  /** Payload bytes of the events read ahead and not handed out yet. */
+  private aheadBytes = 0;
   /** Every unsettled event up to this seq has been read ahead. */
   private readTo = 0;
+  /** Events read ahead since `ahead` was last pruned. */
+  private readSincePrune = 0;
+  private readonly lookahead: number;
   private flushing?: Promise<void>;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
@@ -133,6 +144,7 @@ export class SyncDispatcher extends EventEmitter {
   ) {
     super();
     this.window = options.window ?? DEFAULT_WINDOW;
+    this.lookahead = options.lookahead ?? LOOKAHEAD;
     this.cursor = journal.lowWater;
     if (!isRealtime(options.schedule)) this.cron = parseCron(options.schedule);
   }
@@ -276,8 +288,9 @@ export class SyncDispatcher extends EventEmitter {
         records = this.aheadRecords.slice(this.aheadHead, this.aheadHead + room);
         identities = this.aheadIdentities.slice(this.aheadHead, this.aheadHead + room);
         this.aheadHead += records.length;
+        for (const record of records) this.aheadBytes -= record.payload.length;
         if (this.aheadHead >= this.aheadRecords.length) this.clearAhead();
-        else if (this.aheadHead >= this.window) this.dropHandedOut();
+        else if (this.aheadHead >= 1024) this.dropHandedOut();
       } else {
         records = await this.journal.readUnsettled(this.cursor, room);
       }
@@ -292,15 +305,15 @@ export class SyncDispatcher extends EventEmitter {
         if (this.inFlight.has(record.seq)) continue;
         const newest = this.newestOf(record, identities?.[i]);
         if (newest) {
-          // Settled in order as the pump passes, so the journal's low-water mark keeps up.
-          this.journal.settle(record.seq);
+          // In flight until the job has its change-log entry on disk and settles it, as any event.
+          this.inFlight.set(record.seq, { record, attempt: 1 });
           this.emit('superseded', record, newest.seq, newest.key);
           continue;
         }
         this.inFlight.set(record.seq, { record, attempt: 1 });
         this.deliver({ record, attempt: 1 });
       }
-      if (this.newestOfRecord && this.cursor >= this.flushLimit) this.newestOfRecord = undefined;
+      if (this.newestOfRecord && this.cursor >= this.flushScannedTo) this.newestOfRecord = undefined;
       this.emitState();
     }
   }
@@ -311,16 +324,26 @@ export class SyncDispatcher extends EventEmitter {
    */
   private newestOf(record: JournalRecord, readAhead: RecordIdentity | null | undefined): { seq: number; key: string } | undefined {
     const identify = this.options.identify;
-    const newestByKey = this.newestOfRecord ?? this.ahead;
+    // A flush knows the newest of what it scanned; an event that came after it is left to the read-ahead.
+    const flushed = this.newestOfRecord !== undefined && record.seq <= this.flushScannedTo;
+    const newestByKey = flushed ? this.newestOfRecord : this.ahead;
     if (!newestByKey || !identify) return undefined;
     // Realtime: an event that was not read ahead came alone, with nothing to coalesce it with.
-    const identity = this.newestOfRecord ? identify(record) : readAhead;
+    const identity = flushed ? identify(record) : readAhead;
     const newest = identity && newestByKey.get(identity.key);
     if (!identity || !newest || newest.seqs.includes(record.seq)) return undefined;
+    // Only an older event is replaced: one whose identity changed since the scan (a time that was
+    // too far ahead then) or that came after it may be the newest by now. Without versions, the later arrival wins.
+    const lastSeq = newest.seqs[newest.seqs.length - 1];
+    const order = compareVersions(identity.version, newest.version);
+    if (order > 0 || (order === 0 && (identity.version !== null || record.seq > lastSeq))) return undefined;
+    // Read ahead: only by a newest still to be handed out. One handed out already may yet fail for
+    // good, and this event would be lost with it; written, the conflict law skips what is older.
+    if (!flushed && lastSeq < record.seq) return undefined;
     // A column only this older event fills (a partial newest event) would be lost: it is written,
     // and the conflict law lets it fill what no newer event carried.
     if (!identity.columns || identity.columns.some((column) => !newest.columns.has(column))) return undefined;
-    return { seq: newest.seqs[newest.seqs.length - 1], key: identity.key };
+    return { seq: lastSeq, key: identity.key };
   }
 
   /**
@@ -330,25 +353,28 @@ export class SyncDispatcher extends EventEmitter {
    */
   private async readAhead(ahead: Map<string, NewestOfRecord>): Promise<boolean> {
     const buffered = this.aheadRecords.length - this.aheadHead;
-    const limit = Math.min(this.journal.lastSeq, this.cursor + LOOKAHEAD);
+    const limit = Math.min(this.journal.lastSeq, this.cursor + this.lookahead);
     if (buffered === 0 && limit - this.cursor <= 1) return false;
     let after = Math.max(this.readTo, this.cursor);
-    while (after < limit && !this.stopped) {
-      const page = await this.journal.readUnsettled(after, limit - after);
+    while (after < limit && !this.stopped && this.aheadBytes < LOOKAHEAD_BYTES) {
+      const page = await this.journal.readUnsettled(after, Math.min(limit - after, 1000));
       if (page.length === 0) break;
       for (const record of page) {
         if (record.seq > limit) break;
         const identity = this.options.identify!(record) ?? null;
         this.aheadRecords.push(record);
         this.aheadIdentities.push(identity);
+        this.aheadBytes += record.payload.length;
         if (identity) noteNewest(ahead, identity, record.seq);
         after = record.seq;
+        this.readSincePrune += 1;
       }
       if (page[page.length - 1].seq >= limit) break;
     }
     this.readTo = Math.max(this.readTo, after);
-    // Records whose events have all been handed out are forgotten once there are many.
-    if (ahead.size > LOOKAHEAD) {
+    // Records whose events have all been handed out are forgotten, once per lookahead's worth of reading.
+    if (this.readSincePrune >= this.lookahead) {
+      this.readSincePrune = 0;
       for (const [key, newest] of ahead) if (newest.seqs[newest.seqs.length - 1] <= this.cursor) ahead.delete(key);
     }
     return this.aheadRecords.length > this.aheadHead;
@@ -365,6 +391,18 @@ export class SyncDispatcher extends EventEmitter {
     this.aheadRecords = [];
     this.aheadIdentities = [];
     this.aheadHead = 0;
+    this.aheadBytes = 0;
+  }
+
+  /**
+   * The mapping changed (a redeploy of the mapper alone): what was read ahead was identified by
+   * the old one, so it is read again.
+   */
+  mappingChanged(): void {
+    if (!this.ahead) return;
+    this.clearAhead();
+    this.ahead = new Map();
+    this.readTo = this.cursor;
   }
 
   private armFlush(): void {
@@ -384,7 +422,7 @@ export class SyncDispatcher extends EventEmitter {
   /**
    * Finds each record's newest held event by version (keys only, so memory grows with the number
    * of records, not events); the pump then writes those and settles the older ones as superseded,
-   * unless an older one writes a column the newest do not (newestSeqOf()).
+   * unless an older one writes a column the newest do not (newestOf()).
    */
   private async runFlush(): Promise<void> {
     const limit = this.journal.lastSeq;
@@ -396,6 +434,7 @@ export class SyncDispatcher extends EventEmitter {
         if (identity !== undefined) noteNewest(newest, identity, record.seq);
       });
       this.newestOfRecord = newest;
+      this.flushScannedTo = limit;
     }
     this.flushLimit = Math.max(this.flushLimit, limit);
     this.pump();

@@ -1,0 +1,92 @@
+// The dispatcher's read-ahead for `backlog: newest_per_record`, on a real journal: a backlog
+// longer than both the window and the read-ahead is handed out in order, each event exactly once
+// (written or superseded by a newer one of its record), and an event is only ever replaced by a
+// newer one that is still to be written.
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { SyncDispatcher, type JournalRecord, type RecordIdentity } from '../../nodes/core/queue/dispatcher';
+import { SyncJournal } from '../../nodes/core/journal/sync-journal';
+import { tempDir } from '../support/services';
+
+interface Event {
+  key: string;
+  version: number;
+}
+
+const identify = (record: JournalRecord): RecordIdentity => {
+  const event = JSON.parse(record.payload.toString()) as Event;
+  return { key: event.key, version: String(event.version).padStart(6, '0'), columns: ['K', 'V'] };
+};
+
+async function dispatcherOn(journal: SyncJournal, options: { window: number; lookahead: number }) {
+  const delivered: number[] = [];
+  const superseded: Array<{ seq: number; by: number; key: string }> = [];
+  let settleDeliveries = true;
+  const dispatcher: SyncDispatcher = new SyncDispatcher(journal, ({ record }) => {
+    delivered.push(record.seq);
+    if (settleDeliveries) setImmediate(() => dispatcher.settled(record.seq, true));
+  }, { retry: { max_attempts: 3, backoff_seconds: 0 }, schedule: 'realtime', identify, coalesceBacklog: true, ...options });
+  // As the job does: settled once its change-log entry is written.
+  dispatcher.on('superseded', (record: JournalRecord, by: number, key: string) => {
+    superseded.push({ seq: record.seq, by, key });
+    setImmediate(() => dispatcher.settled(record.seq, false));
+  });
+  return { dispatcher, delivered, superseded, holdDeliveries: () => (settleDeliveries = false) };
+}
+
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const append = (journal: SyncJournal, event: Event) => journal.append('t', Buffer.from(JSON.stringify(event)));
+
+describe('SyncDispatcher with backlog coalescing', () => {
+  it('hands out a backlog longer than the window and the read-ahead in order, each event once, only the newest of a record within reach', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    const events: Event[] = Array.from({ length: 60 }, (_, i) => ({ key: `K${i % 3}`, version: i }));
+    for (const event of events) await append(journal, event);
+    const { dispatcher, delivered, superseded } = await dispatcherOn(journal, { window: 4, lookahead: 7 });
+    dispatcher.start();
+    await until(() => delivered.length + superseded.length === events.length && journal.pendingCount() === 0);
+    const all = [...delivered, ...superseded.map((s) => s.seq)].sort((a, b) => a - b);
+    assert.deepEqual(all, events.map((_, i) => i + 1), 'every event exactly once');
+    assert.deepEqual(delivered, [...delivered].sort((a, b) => a - b), 'written in journal order');
+    const replacedBy = new Map(superseded.map(({ seq, by }) => [seq, by]));
+    for (const { seq, by, key } of superseded) {
+      assert.ok(by > seq, `#${seq} replaced by a later, newer event (#${by})`);
+      assert.equal(key, events[by - 1].key);
+      assert.equal(events[seq - 1].key, key);
+      // The event that replaced it may itself be replaced once more is read ahead: in the end a newer one is written.
+      let final = by;
+      while (replacedBy.has(final)) final = replacedBy.get(final)!;
+      assert.ok(delivered.includes(final), `#${final}, which #${seq} ends in, is written`);
+    }
+    for (const last of [58, 59, 60]) assert.ok(delivered.includes(last), `each record's last event (#${last}) is written`);
+    assert.ok(superseded.length >= 30, `most of the backlog is coalesced (${superseded.length} of 60)`);
+    dispatcher.stop();
+    await journal.close();
+  });
+
+  it('does not replace an event by a newer one already handed out (which may yet fail for good)', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    await append(journal, { key: 'K', version: 10 });
+    await append(journal, { key: 'L', version: 1 });
+    const { dispatcher, delivered, superseded, holdDeliveries } = await dispatcherOn(journal, { window: 10, lookahead: 10 });
+    holdDeliveries(); // #1 stays in flight: its write might fail and be retried, or dead-lettered
+    dispatcher.start();
+    await until(() => delivered.length === 2);
+    // An older event of K arrives, with another event so that it is read ahead.
+    await append(journal, { key: 'K', version: 9 });
+    await append(journal, { key: 'L', version: 2 });
+    dispatcher.notify();
+    await until(() => delivered.length === 4);
+    assert.deepEqual(delivered, [1, 2, 3, 4]);
+    assert.deepEqual(superseded, []);
+    dispatcher.stop();
+    await journal.close();
+  });
+});
