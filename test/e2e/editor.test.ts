@@ -176,7 +176,7 @@ describe('the EXS editor in Chromium', () => {
     // Importing the same job again replaces its tab instead of adding a second one.
     await page.evaluate(() => (globalThis as any).RED.sidebar.show('exs'));
     await page.click('#exs-sidebar-import');
-    await page.fill('#exs-import-yaml', contract(jobId, `exs-e2e/${suffix}/imported`, s.db, 'conflict_rule: LAST_WRITE_WINS\nchangelog_feed: batch\n'));
+    await page.fill('#exs-import-yaml', contract(jobId, `exs-e2e/${suffix}/imported`, s.db, 'conflict_rule: LAST_WRITE_WINS\nchangelog_feed: batch\nbacklog: newest_per_record\n'));
     await page.click('#exs-import-button');
     await page.waitForSelector('#exs-import-dialog', { state: 'detached' });
     const again = await page.evaluate((label) => {
@@ -185,11 +185,11 @@ describe('the EXS editor in Chromium', () => {
       red.nodes.eachWorkspace((w: any) => { if (w.label === label) tabs.push(w.id); });
       let job: any;
       red.nodes.eachConfig((n: any) => { if (n.type === 'exs-job' && n.jobId === label) job = n; });
-      return { tabs: tabs.length, rule: job?.conflict_rule, feed: job?.changelog_feed, valid: job?.valid };
+      return { tabs: tabs.length, rule: job?.conflict_rule, feed: job?.changelog_feed, backlog: job?.backlog, valid: job?.valid };
     }, jobId);
-    assert.deepEqual(again, { tabs: 1, rule: 'LAST_WRITE_WINS', feed: 'batch', valid: true });
+    assert.deepEqual(again, { tabs: 1, rule: 'LAST_WRITE_WINS', feed: 'batch', backlog: 'newest_per_record', valid: true });
 
-    // A job saved before changelog_feed existed is valid as it is, and its dialog shows per entry.
+    // A job saved before changelog_feed and backlog existed is valid as it is, and its dialog shows per entry and every event.
     const legacyValid = await page.evaluate(() => {
       const red = (globalThis as any).RED;
       red.nodes.import([{ id: 'e2e-legacy-job', type: 'exs-job', name: '', jobId: 'Legacy_Job', source_topic: 'permits.status', destination: 'D',
@@ -201,6 +201,7 @@ describe('the EXS editor in Chromium', () => {
     assert.equal(legacyValid, true, 'the legacy job is valid');
     await page.waitForSelector('#node-config-input-changelog_feed', { state: 'visible' });
     assert.equal(await page.inputValue('#node-config-input-changelog_feed'), 'entry');
+    assert.equal(await page.inputValue('#node-config-input-backlog'), 'every_event');
     await page.click('#node-config-dialog-cancel');
     await page.evaluate(() => {
       const red = (globalThis as any).RED;
@@ -214,6 +215,7 @@ describe('the EXS editor in Chromium', () => {
     assert.match(yaml, new RegExp(`^id: ${jobId}$`, 'm'));
     assert.match(yaml, /^conflict_rule: LAST_WRITE_WINS$/m);
     assert.match(yaml, /^changelog_feed: batch$/m);
+    assert.match(yaml, /^backlog: newest_per_record$/m);
   });
 
   it('edits the mapping in the mapper\'s table, with inline errors, and the deploy changes what reaches the database', async (t) => {
