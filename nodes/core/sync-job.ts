@@ -138,7 +138,10 @@ export class SyncJob extends EventEmitter {
    */
   settle(seq: number, outcome: SettledOutcome): void {
     this.counters[outcome] += 1;
-    this.dispatcher?.settled(seq, DESTINATION_REACHED.has(outcome));
+    // Its entry is on disk: settled in the journal even while no queue node is attached (one
+    // redeployed alone), or the next one would hand the event out again.
+    if (this.dispatcher) this.dispatcher.settled(seq, DESTINATION_REACHED.has(outcome));
+    else if (!this.closed) this.journal?.settle(seq);
     this.emit('settled', { seq, outcome });
     this.emit('state');
   }

@@ -4,7 +4,7 @@
 // newer one that is still to be written.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { SyncDispatcher, type JournalRecord, type RecordIdentity } from '../../nodes/core/queue/dispatcher';
+import { SyncDispatcher, type DispatchJournal, type JournalRecord, type RecordIdentity } from '../../nodes/core/queue/dispatcher';
 import { SyncJournal } from '../../nodes/core/journal/sync-journal';
 import { tempDir } from '../support/services';
 
@@ -18,7 +18,7 @@ const identify = (record: JournalRecord): RecordIdentity => {
   return { key: event.key, version: String(event.version).padStart(6, '0'), columns: ['K', 'V'] };
 };
 
-async function dispatcherOn(journal: SyncJournal, options: { window: number; lookahead: number }) {
+async function dispatcherOn(journal: DispatchJournal, options: { window: number; lookahead: number }) {
   const delivered: number[] = [];
   const superseded: Array<{ seq: number; by: number; key: string }> = [];
   let settleDeliveries = true;
@@ -86,6 +86,36 @@ describe('SyncDispatcher with backlog coalescing', () => {
     await until(() => delivered.length === 4);
     assert.deepEqual(delivered, [1, 2, 3, 4]);
     assert.deepEqual(superseded, []);
+    dispatcher.stop();
+    await journal.close();
+  });
+
+  it('a new mapping while the read-ahead waits for the journal: what was read is read again, and every event is handed out once', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    const events: Event[] = Array.from({ length: 2500 }, (_, i) => ({ key: `K${i % 1000}`, version: i }));
+    for (let at = 0; at < events.length; at += 100) await Promise.all(events.slice(at, at + 100).map((event) => append(journal, event)));
+    // The journal as the dispatcher sees it, with the mapper redeployed during the second read of the first read-ahead.
+    let reads = 0;
+    let dispatcher: SyncDispatcher | undefined;
+    const watched: DispatchJournal = {
+      get lowWater() { return journal.lowWater; },
+      get lastSeq() { return journal.lastSeq; },
+      settle: (seq) => journal.settle(seq),
+      pendingCount: () => journal.pendingCount(),
+      readUnsettled: async (after, limit) => {
+        const page = await journal.readUnsettled(after, limit);
+        if (++reads === 2) dispatcher!.mappingChanged();
+        return page;
+      },
+    };
+    const run = await dispatcherOn(watched, { window: 300, lookahead: 2500 });
+    dispatcher = run.dispatcher;
+    dispatcher.start();
+    await until(() => run.delivered.length + run.superseded.length === events.length && journal.pendingCount() === 0);
+    const all = [...run.delivered, ...run.superseded.map((s) => s.seq)].sort((a, b) => a - b);
+    assert.deepEqual(all, events.map((_, i) => i + 1), 'every event exactly once');
+    assert.deepEqual(run.delivered, [...run.delivered].sort((a, b) => a - b), 'written in journal order');
+    assert.ok(run.superseded.length > 0, 'the backlog read again after the change is still coalesced');
     dispatcher.stop();
     await journal.close();
   });

@@ -254,6 +254,16 @@ describe('SyncJob', () => {
     await job.close();
   });
 
+  it('settles in the journal an event whose entry lands while no queue node is attached (one redeployed alone)', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"P-1"}'));
+    assert.equal(job.state().depth, 1);
+    job.settle(seq, 'superseded');
+    assert.equal(job.state().depth, 0, 'not handed out again by the next queue node');
+    assert.equal(job.counters.superseded, 1);
+    await job.close();
+  });
+
   it('hands the mapper schema to a connector that waits for it', async () => {
     const job = new SyncJob(settings, tempDir('job'));
     const waiting = job.whenSchema(1000);

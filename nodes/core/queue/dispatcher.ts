@@ -131,6 +131,8 @@ export class SyncDispatcher extends EventEmitter {
   private readTo = 0;
   /** Events read ahead since `ahead` was last pruned. */
   private readSincePrune = 0;
+  /** Counts mappingChanged() calls: a read-ahead that awaited across one drops what it read. */
+  private aheadGeneration = 0;
   private readonly lookahead: number;
   private flushing?: Promise<void>;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
@@ -356,11 +358,14 @@ export class SyncDispatcher extends EventEmitter {
     const limit = Math.min(this.journal.lastSeq, this.cursor + this.lookahead);
     if (buffered === 0 && limit - this.cursor <= 1) return false;
     let after = Math.max(this.readTo, this.cursor);
+    const generation = this.aheadGeneration;
     while (after < limit && !this.stopped && this.aheadBytes < LOOKAHEAD_BYTES) {
       const page = await this.journal.readUnsettled(after, Math.min(limit - after, 1000));
+      // The mapping changed meanwhile: the buffer was emptied and is read again from the cursor.
+      if (generation !== this.aheadGeneration) return false;
       if (page.length === 0) break;
       for (const record of page) {
-        if (record.seq > limit) break;
+        if (record.seq > limit || this.aheadBytes >= LOOKAHEAD_BYTES) break;
         const identity = this.options.identify!(record) ?? null;
         this.aheadRecords.push(record);
         this.aheadIdentities.push(identity);
@@ -400,6 +405,7 @@ export class SyncDispatcher extends EventEmitter {
    */
   mappingChanged(): void {
     if (!this.ahead) return;
+    this.aheadGeneration += 1;
     this.clearAhead();
     this.ahead = new Map();
     this.readTo = this.cursor;
