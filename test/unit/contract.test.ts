@@ -165,6 +165,18 @@ describe('parseContract', () => {
     assert.match(errors[0], /changelog_feed must be one of entry, batch \(got 'batches'\) \(did you mean 'batch'\?\)/);
   });
 
+  it('takes backlog every_event or newest_per_record, and warns that a held schedule ignores it', () => {
+    assert.equal(parseContract(VALID, 'job.sync.yaml', {}).contract?.backlog, 'every_event');
+    const realtime = parseContract(VALID + 'backlog: newest_per_record\n', 'job.sync.yaml', {});
+    assert.equal(realtime.contract?.backlog, 'newest_per_record');
+    assert.deepEqual(realtime.diagnostics, []);
+    const held = parseContract(VALID + 'schedule: nightly\nbacklog: newest_per_record\n', 'job.sync.yaml', {});
+    assert.deepEqual(held.diagnostics.map((d) => `${d.severity} ${d.line}:${d.col} ${d.message}`), [
+      "warning 10:10 backlog has no effect with schedule 'nightly': a held schedule's flush always writes the newest event of each record",
+    ]);
+    assert.match(errorsOf(VALID + 'backlog: newest\n')[0], /backlog must be one of every_event, newest_per_record \(got 'newest'\)/);
+  });
+
   it('reports an empty file and a file that is not a map at 1:1', () => {
     assert.equal(errorsOf('')[0], "1:1: missing required key 'id' (for example: id: PermitStatus_To_COBOL)");
     assert.deepEqual(errorsOf('- a\n- b\n'), ["1:1: a sync contract is a map of keys like 'id: PermitStatus_To_COBOL' (got a list)"]);

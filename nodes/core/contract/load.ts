@@ -1,7 +1,7 @@
 // Reads a `*.sync.yaml` contract: YAML -> validated Contract with every default filled in,
 // or diagnostics that point at the offending key, value or token. And back: Contract -> YAML.
 
-import { parseCron } from '../queue/schedule';
+import { isRealtime, parseCron } from '../queue/schedule';
 import { readFileSync } from 'node:fs';
 import { dump } from 'js-yaml';
 import { didYouMean } from '../did-you-mean';
@@ -161,6 +161,7 @@ class ContractReader {
     this.reportMissingRecommended(contract, root);
     this.checkKeyAgainstMapping(contract);
     this.checkFieldRulesAgainstMapping(contract);
+    this.checkBacklogAgainstSchedule(contract);
     return this.withDefaults(contract);
   }
 
@@ -371,6 +372,13 @@ class ContractReader {
       this.error(this.document.keyPosition(['field_rules', written[i]]),
         `field_rules: column '${column}' is not written by the mapping${didYouMean(column, targets)} (columns: ${targets.join(', ')})`);
     }
+  }
+
+  /** `backlog` applies to realtime jobs: a held schedule's flush writes each record's newest anyway. */
+  private checkBacklogAgainstSchedule({ backlog, schedule }: ContractValues): void {
+    if (backlog === undefined || schedule === undefined || isRealtime(schedule)) return;
+    this.warning(this.document.valuePosition(['backlog']),
+      `backlog has no effect with schedule '${schedule}': a held schedule's flush always writes the newest event of each record`);
   }
 
   private mappingPosition(issue: MappingLocation): Position {
