@@ -170,6 +170,9 @@ describe('parseContract', () => {
     const realtime = parseContract(VALID + 'backlog: newest_per_record\n', 'job.sync.yaml', {});
     assert.equal(realtime.contract?.backlog, 'newest_per_record');
     assert.deepEqual(realtime.diagnostics, []);
+    const yaml = contractToYaml(realtime.contract!, {});
+    assert.match(yaml, /^backlog: newest_per_record$/m);
+    assert.deepEqual(parseContract(yaml, 'again.sync.yaml', {}), realtime);
     const held = parseContract(VALID + 'schedule: nightly\nbacklog: newest_per_record\n', 'job.sync.yaml', {});
     assert.deepEqual(held.diagnostics.map((d) => `${d.severity} ${d.line}:${d.col} ${d.message}`), [
       "warning 10:10 backlog has no effect with schedule 'nightly': a held schedule's flush always writes the newest event of each record",
@@ -258,7 +261,8 @@ describe('contractToYaml', () => {
       dead_letter: 'exs/dead',
       changelog: 'exs/log',
       changelog_feed: 'batch',
-      backlog: 'newest_per_record',
+      // A held schedule ignores backlog (validation warns): its round trip is in the backlog test.
+      backlog: 'every_event',
     };
     const yaml = contractToYaml(contract, {});
     assert.match(yaml, /retry_policy:\n {2}backoff_seconds: 60\n/);
