@@ -4,7 +4,7 @@
 import { didYouMean } from './did-you-mean';
 import { CANONICAL_TIMESTAMP, formatInstant, parseInstant, TIMESTAMP_FORMS, TIMESTAMP_TOKENS } from './time';
 import { sourceVersionOf, versionMillis, type SourceVersion, type VersionType } from './conflict';
-import type { KeyRule, MappedRecord, MappingRule, Transform } from './types';
+import type { KeyRule, MappedRecord, MappingRule, RecordIdentity, Transform } from './types';
 
 /** A mapping line or key rule that cannot be read. */
 export class MappingSyntaxError extends Error {
@@ -521,21 +521,13 @@ function describeValue(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
 
-/** What coalescing needs to know of an event: its record, its version, and the columns it writes. */
-export interface EventIdentity {
-  key: string;
-  version: SourceVersion;
-  /** The destination columns the event's record writes (key included): a field it lacks leaves its column out. */
-  columns: readonly string[];
-}
-
 /**
  * The record key, version and written columns of an event, for coalescing a record's queued events
  * into its newest: the event is mapped as the mapper maps it, so an event the mapper would refuse
  * (no key, a version it cannot read or flags, a value a transform rejects) answers undefined and is
  * neither replaced nor allowed to replace another.
  */
-export function compileIdentify(rules: readonly MappingRule[], key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => EventIdentity | undefined {
+export function compileIdentify(rules: readonly MappingRule[], key: KeyRule, versionOptions: VersionOptions = {}): (event: unknown) => RecordIdentity | undefined {
   const mapEvent = compileMapping(rules, key, versionOptions);
   return (event) => {
     try {

@@ -14,6 +14,16 @@ export type Schedule = (typeof SCHEDULES)[number];
 export const CHANGELOG_FEEDS = ['entry', 'batch'] as const;
 export type ChangelogFeed = (typeof CHANGELOG_FEEDS)[number];
 
+/**
+ * What coalescing knows of an event (mapping.ts compileIdentify): its record, its version, and the
+ * destination columns it writes, key included (a field the event lacks leaves its column out).
+ */
+export interface RecordIdentity {
+  key: string;
+  version: SourceVersion;
+  columns: readonly string[];
+}
+
 /** What a realtime job writes of a record's events waiting together in its journal: each, or the newest. */
 export const BACKLOG_MODES = ['every_event', 'newest_per_record'] as const;
 export type BacklogMode = (typeof BACKLOG_MODES)[number];

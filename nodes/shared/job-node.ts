@@ -43,14 +43,6 @@ export function jobSettingsFromConfig(raw: ExsJobConfig, warn: (problem: string)
   const config = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === 'string' ? fromEnv(v) : v])) as unknown as ExsJobConfig;
   const id = config.jobId || config.name || config.id;
   const backoff = Number(config.backoff_seconds);
-  const feed = config.changelog_feed;
-  if (feed !== undefined && feed !== null && feed !== '' && !(CHANGELOG_FEEDS as readonly string[]).includes(feed)) {
-    warn(`changelog_feed '${String(feed)}' is neither 'entry' nor 'batch': the change log publishes one message per entry`);
-  }
-  const backlog = config.backlog;
-  if (backlog !== undefined && backlog !== null && backlog !== '' && !(BACKLOG_MODES as readonly string[]).includes(backlog)) {
-    warn(`backlog '${String(backlog)}' is neither 'every_event' nor 'newest_per_record': every event is written`);
-  }
   return {
     id,
     source_topic: config.source_topic,
@@ -63,11 +55,18 @@ export function jobSettingsFromConfig(raw: ExsJobConfig, warn: (problem: string)
     },
     dead_letter: config.dead_letter || `exs/${id}/dead_letter`,
     changelog: config.changelog || 'exs/changelog',
-    // Flows saved before the setting existed publish one message per entry, as they did.
-    changelog_feed: feed === 'batch' ? 'batch' : 'entry',
-    // Likewise, they write every event.
-    backlog: backlog === 'newest_per_record' ? 'newest_per_record' : 'every_event',
+    // Flows saved before these settings existed publish one message per entry and write every event, as they did.
+    changelog_feed: choiceOf('changelog_feed', config.changelog_feed, CHANGELOG_FEEDS, 'entry', 'the change log publishes one message per entry', warn),
+    backlog: choiceOf('backlog', config.backlog, BACKLOG_MODES, 'every_event', 'every event is written', warn),
   };
+}
+
+/** An enum property's value; `fallback` when it is unset, and, with a warning saying `then`, when it is none of `values`. */
+function choiceOf<T extends string>(name: string, value: unknown, values: readonly T[], fallback: T, then: string, warn: (problem: string) => void): T {
+  if (value === undefined || value === null || value === '') return fallback;
+  if ((values as readonly unknown[]).includes(value)) return value as T;
+  warn(`${name} '${String(value)}' is neither ${values.map((v) => `'${v}'`).join(' nor ')}: ${then}`);
+  return fallback;
 }
 
 /**

@@ -8,7 +8,9 @@
 import { EventEmitter } from 'node:events';
 import type { JournalRecord } from '../journal/sync-journal';
 import { compareVersions, type SourceVersion } from '../conflict';
-import type { RetryPolicy } from '../types';
+import type { RecordIdentity, RetryPolicy } from '../types';
+
+export type { RecordIdentity };
 import { retryDelayMs } from './backoff';
 import { parseCron, isRealtime, type CronSchedule } from './schedule';
 
@@ -29,13 +31,6 @@ export interface Delivery {
 }
 
 export type FailureKind = 'transient' | 'data';
-
-export interface RecordIdentity {
-  key: string;
-  version: SourceVersion;
-  /** The columns the event writes; undefined: unknown, so it is never replaced. */
-  columns?: readonly string[];
-}
 
 /** A record's winners in a held flush: its newest version, the events that carry it, and the columns they write. */
 interface NewestOfRecord {
@@ -344,7 +339,7 @@ export class SyncDispatcher extends EventEmitter {
     if (!flushed && lastSeq < record.seq) return undefined;
     // A column only this older event fills (a partial newest event) would be lost: it is written,
     // and the conflict law lets it fill what no newer event carried.
-    if (!identity.columns || identity.columns.some((column) => !newest.columns.has(column))) return undefined;
+    if (identity.columns.some((column) => !newest.columns.has(column))) return undefined;
     return { seq: lastSeq, key: identity.key };
   }
 
@@ -472,6 +467,6 @@ function noteNewest(newestByKey: Map<string, NewestOfRecord>, identity: RecordId
     newestByKey.set(identity.key, { version: identity.version, seqs: [seq], columns: new Set(identity.columns) });
   } else if (order === 0) {
     known!.seqs.push(seq);
-    for (const column of identity.columns ?? []) known!.columns.add(column);
+    for (const column of identity.columns) known!.columns.add(column);
   }
 }
