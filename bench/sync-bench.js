@@ -25,6 +25,7 @@
 // EXS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (node options for the EXS runtime),
 // EXS_BENCH_LATENCY_WARMUP=10 (seconds at 500 ev/s before the steady latency is counted),
 // EXS_BENCH_LATENCY_DUMP=/tmp/lat (each write's publish time and latency, one file per pipeline and run),
+// EXS_BENCH_INFLIGHT=20 (the broker's max_inflight_messages; default 1000, Mosquitto's own default is 20),
 // EXS_BENCH_DEBUG=1 (the runtime's output in the temp folder, progress on the console), UV_THREADPOOL_SIZE
 // (passed on to the EXS runtime: every ODBC call and file write runs on libuv's thread pool, 4 threads by default).
 'use strict';
@@ -404,7 +405,7 @@ function report(results) {
 
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'exs-sync-bench-'));
-  const broker = await startMosquitto({ extraConfig: ['max_inflight_messages 1000'] });
+  const broker = await startMosquitto({ extraConfig: [`max_inflight_messages ${process.env.EXS_BENCH_INFLIGHT ?? 1000}`] });
   const db = await odbc.connect(PG);
   const publisher = await mqtt.connectAsync(broker.url, { clientId: `bench-publisher-${run}` });
   const ctx = { dir, brokerUrl: broker.url };
