@@ -37,7 +37,7 @@ export const RETRY_POLICY_FIELDS: FieldSpec[] = [
   },
   {
     name: 'backoff_seconds', type: 'integer', owner: 'exs-job', required: false, min: 0, default: 30, example: '30',
-    help: 'First retry delay; each further retry doubles it (with jitter, capped).',
+    help: 'First retry delay; each further retry doubles it (with jitter, capped at 5 minutes). A destination that is down is asked again the same way, but at most 15 s apart.',
   },
 ];
 

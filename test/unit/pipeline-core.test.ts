@@ -1,5 +1,5 @@
 // Pure pieces of the pipeline: event parsing, the conflict law, change-log entries, the job.
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { buildChangeLogEntry } from '../../nodes/core/changelog-entry';
 import { timeValue } from '../../nodes/core/conflict';
@@ -183,6 +183,33 @@ describe('SyncJob', () => {
     job.settle(first, 'applied');
     assert.equal(job.state().paused, false);
     assert.equal((await queue.next(3))[2].record.seq, second);
+    await job.close();
+  });
+
+  it('asks a destination that stays down again at most 15 s apart, however long backoff_seconds is', async () => {
+    // With backoff_seconds 300 the probes used to back off to 5 minutes: a database back after its
+    // nightly window waited minutes for the next probe before the backlog began to drain.
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 1, backoff_seconds: 300 } }, tempDir('job'));
+    const queue = collect(job);
+    const seq = await job.accept('t', Buffer.from('{}'));
+    await queue.next(1);
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      for (let probe = 1; probe <= 8; probe++) {
+        assert.equal(job.fail(seq, 'transient'), 'retry');
+        // Equal jitter: half the capped 15 s is fixed, so no probe comes before 7.5 s ...
+        mock.timers.tick(7_499);
+        assert.equal(queue.deliveries.length, probe, `probe ${probe} came before 7.5 s`);
+        // ... and every probe has come by 15 s.
+        mock.timers.tick(15_000 - 7_499);
+        assert.equal(queue.deliveries.length, probe + 1, `probe ${probe} had not come after 15 s`);
+        assert.equal(queue.deliveries[probe].record.seq, seq);
+      }
+    } finally {
+      mock.timers.reset();
+    }
+    job.settle(seq, 'applied');
+    assert.equal(job.state().paused, false);
     await job.close();
   });
 

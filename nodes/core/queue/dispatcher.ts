@@ -11,7 +11,7 @@ import { compareVersions, type SourceVersion } from '../conflict';
 import type { RecordIdentity, RetryPolicy } from '../types';
 
 export type { RecordIdentity };
-import { retryDelayMs } from './backoff';
+import { outageProbeDelayMs, retryDelayMs } from './backoff';
 import { parseCron, isRealtime, type CronSchedule } from './schedule';
 
 export type { JournalRecord };
@@ -90,8 +90,6 @@ const DEFAULT_WINDOW = 2048;
 const LOOKAHEAD = 10_000;
 /** ... and at most this many bytes of their payloads, however large the events (the journal's own memory window is 8 MiB). */
 const LOOKAHEAD_BYTES = 8 * 1024 * 1024;
-/** A destination that is down is not asked again sooner than this, whatever the backoff says. */
-const MIN_OUTAGE_RETRY_MS = 1000;
 
 export class SyncDispatcher extends EventEmitter {
   private readonly inFlight = new Map<number, InFlight>();
@@ -192,7 +190,7 @@ export class SyncDispatcher extends EventEmitter {
   private scheduleProbe(): void {
     if (this.probeTimer || this.stopped) return;
     this.outages += 1;
-    const delay = Math.max(MIN_OUTAGE_RETRY_MS, retryDelayMs(this.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random));
+    const delay = outageProbeDelayMs(this.outages, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
     this.probeTimer = setTimeout(() => {
       this.probeTimer = undefined;
       if (this.stopped || !this.paused) return;
