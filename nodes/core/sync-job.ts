@@ -10,7 +10,14 @@ import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
 import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
 import type { ParkedConflict } from './conflict';
+import { parseEvent } from './event';
 import type { ApplyResult, BacklogMode, ChangeLogEntry, ChangelogFeed, ConflictRule, RetryPolicy, SettledOutcome } from './types';
+
+/** What the queue node tells the job when it attaches. */
+export interface QueueOptions {
+  /** The queue's size limit for an event (it dead-letters larger ones); parseEvent's default when unset. */
+  maxEventBytes?: number;
+}
 
 export interface JobSettings {
   id: string;
@@ -68,6 +75,9 @@ export class SyncJob extends EventEmitter {
   readonly ready: Promise<void>;
   private journal?: SyncJournal;
   private dispatcher?: SyncDispatcher;
+  /** Queue attachments so far, and the current dispatcher's (stamped on its deliveries). */
+  private queueAttachments = 0;
+  private dispatcherQueue = 0;
   private schema: DestinationSchema | undefined;
   private readonly schemaWaiters: Array<(schema: DestinationSchema) => void> = [];
   private deadLetterCount = 0;
@@ -106,16 +116,18 @@ export class SyncJob extends EventEmitter {
    * Connects the job's queue node: from now on events are delivered to it from the journal,
    * those left unsettled by an earlier run first. Returns the function that detaches it.
    */
-  attachQueue(deliver: (delivery: Delivery) => void): () => void {
+  attachQueue(deliver: (delivery: Delivery) => void, options: QueueOptions = {}): () => void {
     if (this.dispatcher) throw new Error(`job ${this.id} already has a sync queue`);
     let detached = false;
+    const queue = ++this.queueAttachments;
     void this.ready.then(() => {
       if (detached || this.closed || !this.journal) return;
       const dispatcher = new SyncDispatcher(this.journal, deliver, {
         retry: this.settings.retry_policy,
         schedule: this.settings.schedule,
-        identify: (record) => this.identify(record),
+        identify: (record) => this.identify(record, options.maxEventBytes),
         coalesceBacklog: this.settings.backlog === 'newest_per_record',
+        queue,
       });
       dispatcher.on('state', () => this.emit('state'));
       dispatcher.on('paused', () => this.emit('paused'));
@@ -123,6 +135,7 @@ export class SyncJob extends EventEmitter {
       dispatcher.on('superseded', (record: JournalRecord, newest: number, key: string) => void this.logSuperseded(record, newest, key));
       dispatcher.on('error', (err: Error) => this.emit('error', err));
       this.dispatcher = dispatcher;
+      this.dispatcherQueue = queue;
       dispatcher.start();
     });
     return () => {
@@ -146,9 +159,15 @@ export class SyncJob extends EventEmitter {
     this.emit('state');
   }
 
-  /** An event failed: `retry` when it will come again, `dead_letter` when its attempts are spent. */
-  fail(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
-    return this.dispatcher?.failed(seq, kind) ?? 'dead_letter';
+  /**
+   * An event failed: `retry` when it will come again, `dead_letter` when its attempts are spent.
+   * `queue` is the envelope's: the copy an earlier queue node handed out (one redeployed alone)
+   * is not the current one's, which hands the event out itself; without a queue node the event
+   * stays in the journal for the next one. Neither is counted as an attempt.
+   */
+  fail(seq: number, kind: FailureKind, queue?: number): 'retry' | 'dead_letter' {
+    if (!this.dispatcher || (queue !== undefined && queue !== this.dispatcherQueue)) return 'retry';
+    return this.dispatcher.failed(seq, kind);
   }
 
   async recordDeadLetter(...letters: DeadLetter[]): Promise<void> {
@@ -245,15 +264,16 @@ export class SyncJob extends EventEmitter {
     });
   }
 
-  /** The event's record key and version, read by the mapper's rules; undefined when the mapper would refuse it. */
-  private identify(record: JournalRecord): RecordIdentity | undefined {
+  /**
+   * The event's record key and version, read by the mapper's rules; undefined when the queue
+   * (not JSON, not an object, over its size limit) or the mapper would refuse it: such an event
+   * goes to the dead letter, so it must neither replace another nor be replaced.
+   */
+  private identify(record: JournalRecord, maxEventBytes?: number): RecordIdentity | undefined {
     const identify = this.schema?.identify;
     if (!identify) return undefined;
-    try {
-      return identify(JSON.parse(record.payload.toString('utf8')));
-    } catch {
-      return undefined; // not JSON: the queue dead-letters it
-    }
+    const parsed = parseEvent(record.payload, maxEventBytes);
+    return parsed.ok ? identify(parsed.event) : undefined;
   }
 
   /**

@@ -180,6 +180,8 @@ export interface ExsEnvelope {
   error?: string;
   /** Raw text of the event when it could not be parsed, so a dead letter keeps the original. */
   raw?: string;
+  /** The queue attachment that handed it out: failures are reported with it (SyncJob.fail). */
+  queue?: number;
 }
 
 /** One line of the change log: what happened to one event. */

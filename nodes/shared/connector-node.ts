@@ -178,7 +178,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
       return { written: { payload: item.payload, exs: { ...item.exs, result: outcome.result, outcome: outcome.result.outcome } } };
     }
     const transient = isTransient(outcome.error);
-    if (job.fail(item.exs.seq, transient ? 'transient' : 'data') === 'dead_letter') return { dead: deadLetter(item, errorText(outcome.error)) };
+    if (job.fail(item.exs.seq, transient ? 'transient' : 'data', item.exs.queue) === 'dead_letter') return { dead: deadLetter(item, errorText(outcome.error)) };
     retrying.set(recordOf(write), item.exs.seq);
     return {};
   };

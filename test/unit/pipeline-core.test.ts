@@ -265,6 +265,44 @@ describe('SyncJob', () => {
     assert.deepEqual(everyEvent.superseded, []);
   });
 
+  it('with backlog: newest_per_record, a newest event the queue will refuse (over its size limit) replaces nothing', async () => {
+    const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT']).rules;
+    const job = new SyncJob({ ...settings, backlog: 'newest_per_record' }, tempDir('job'));
+    job.declareSchema({ keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'], identify: compileIdentify(rules, parseKeyRule('HMS:permit_id -> COBOL:PERMIT_ID')) });
+    await job.accept('t', Buffer.from(JSON.stringify({ permit_id: 'P-1', status: 'Approved', updated_at: '2026-03-01T10:00:01Z' })));
+    // Newer, but with a scan attached the mapping does not even read: over the queue's 2 KiB limit.
+    await job.accept('t', Buffer.from(JSON.stringify({ permit_id: 'P-1', status: 'Issued', updated_at: '2026-03-01T10:00:02Z', scan: 'x'.repeat(4096) })));
+    const deliveries: Delivery[] = [];
+    job.attachQueue((d) => deliveries.push(d), { maxEventBytes: 2048 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(deliveries.map((d) => d.record.seq), [1, 2], 'both handed out: the first is written, the second goes to the dead letter');
+    assert.equal(job.counters.superseded, 0);
+    await job.close();
+  });
+
+  it('a failure reported for a copy an earlier queue node handed out, or with no queue node, is no attempt and no dead letter', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 1, backoff_seconds: 0 } }, tempDir('job'));
+    const first: Delivery[] = [];
+    const detach = job.attachQueue((d) => first.push(d));
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"P-1"}'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(first.length, 1);
+    const oldQueue = first[0].queue;
+    assert.equal(typeof oldQueue, 'number');
+    detach(); // the queue node is redeployed alone
+    assert.equal(job.fail(seq, 'transient', oldQueue), 'retry', 'no queue node: the event stays in the journal for the next one');
+    const queue = collect(job);
+    const [again] = await queue.next(1);
+    assert.equal(again.record.seq, seq);
+    assert.notEqual(again.queue, oldQueue);
+    // The old copy fails on: neither a dead letter (max_attempts 1) nor a change to the new copy.
+    assert.equal(job.fail(seq, 'data', oldQueue), 'retry');
+    assert.equal(job.fail(seq, 'transient', oldQueue), 'retry');
+    assert.deepEqual({ retrying: job.state().retrying, paused: job.state().paused }, { retrying: 0, paused: false });
+    assert.equal(job.fail(seq, 'data', again.queue), 'dead_letter', 'the current copy\'s own failure counts');
+    await job.close();
+  });
+
   it('a realtime job flushed by hand still hands out the events that came after the flush, newer ones included', async () => {
     const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT']).rules;
     const job = new SyncJob(settings, tempDir('job'));

@@ -28,6 +28,8 @@ export interface DispatchJournal {
 export interface Delivery {
   record: JournalRecord;
   attempt: number;
+  /** Which queue attachment handed it out (DispatcherOptions.queue): a failure reported for an earlier one's copy is not this one's. */
+  queue?: number;
 }
 
 export type FailureKind = 'transient' | 'data';
@@ -58,6 +60,8 @@ export interface DispatcherOptions {
    * held flush. Needs `identify`.
    */
   coalesceBacklog?: boolean;
+  /** Stamped on every delivery (Delivery.queue). */
+  queue?: number;
   /** Events read ahead at most (default LOOKAHEAD). */
   lookahead?: number;
   random?: () => number;
@@ -106,7 +110,7 @@ export class SyncDispatcher extends EventEmitter {
   private flushLimit = 0;
   /** During a held flush: each record's newest events; the others of a record are superseded. */
   private newestOfRecord?: Map<string, NewestOfRecord>;
-  /** The last seq the flush's scan saw: later events are not in newestOfRecord (a realtime job flushed by hand). */
+  /** The last seq the flush's scan saw: later events are not in newestOfRecord (they came during the flush). */
   private flushScannedTo = 0;
   /** Realtime with coalesceBacklog: each record's newest among the events read ahead. */
   private ahead?: Map<string, NewestOfRecord>;
@@ -124,10 +128,12 @@ export class SyncDispatcher extends EventEmitter {
   private readTo = 0;
   /** Events read ahead since `ahead` was last pruned. */
   private readSincePrune = 0;
-  /** Counts mappingChanged() calls: a read-ahead that awaited across one drops what it read. */
-  private aheadGeneration = 0;
+  /** Counts mappingChanged() calls: a read-ahead or a flush's scan that awaited across one drops what it read. */
+  private mappingGeneration = 0;
   private readonly lookahead: number;
   private flushing?: Promise<void>;
+  /** A held flush's newest events are being found again, by a new mapping (rescanFlush()). */
+  private rescanning = false;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
   private probeTimer?: NodeJS.Timeout;
@@ -163,8 +169,13 @@ export class SyncDispatcher extends EventEmitter {
     if (entry?.timer) clearTimeout(entry.timer);
     this.inFlight.delete(seq);
     this.journal.settle(seq);
-    // A write that went through means the destination is back.
-    if (succeeded && this.paused) this.resume();
+    if (this.paused) {
+      // A write that went through means the destination is back.
+      if (succeeded) this.resume();
+      // A probe that came to nothing (dead-lettered, say) says nothing: the next one is asked, or
+      // the pause would last for good with no probe armed.
+      else this.scheduleProbe();
+    }
     this.emitState();
     this.pump();
   }
@@ -182,7 +193,7 @@ export class SyncDispatcher extends EventEmitter {
     const waiting = [...this.inFlight.values()].filter((e) => e.waitingForDestination).sort((a, b) => a.record.seq - b.record.seq);
     for (const entry of waiting) {
       entry.waitingForDestination = false;
-      this.deliver({ record: entry.record, attempt: entry.attempt });
+      this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
     }
   }
 
@@ -200,7 +211,7 @@ export class SyncDispatcher extends EventEmitter {
       }
       if (!oldest) return this.resume();
       oldest.waitingForDestination = false;
-      this.deliver({ record: oldest.record, attempt: oldest.attempt });
+      this.deliver({ record: oldest.record, attempt: oldest.attempt, queue: this.options.queue });
     }, delay);
     this.probeTimer.unref?.();
   }
@@ -211,8 +222,9 @@ export class SyncDispatcher extends EventEmitter {
    */
   failed(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
     const entry = this.inFlight.get(seq);
-    // Stopped (a redeploy): the event is still unsettled in the journal and comes again.
-    if (!entry) return this.stopped ? 'retry' : 'dead_letter';
+    // Not one this dispatcher has out (stopped by a redeploy, or a copy an earlier queue node handed
+    // out): the event is still unsettled in the journal and comes again, from here or the next one.
+    if (!entry) return 'retry';
     if (kind === 'transient') {
       entry.waitingForDestination = true;
       if (!this.paused) {
@@ -223,13 +235,15 @@ export class SyncDispatcher extends EventEmitter {
       this.emitState();
       return 'retry';
     }
+    // While paused, the event that failed for its data was the probe: another event asks next.
+    if (this.paused) this.scheduleProbe();
     if (entry.attempt >= this.options.retry.max_attempts) return 'dead_letter';
     entry.attempt += 1;
     const delay = retryDelayMs(entry.attempt - 1, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
       if (this.stopped || !this.inFlight.has(seq)) return;
-      this.deliver({ record: entry.record, attempt: entry.attempt });
+      this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
     }, delay);
     entry.timer.unref?.();
     this.emitState();
@@ -259,6 +273,14 @@ export class SyncDispatcher extends EventEmitter {
     this.removeAllListeners();
   }
 
+  /**
+   * A failure of the background work (a journal read). After stop() it is expected (the journal
+   * closes under a read) and dropped: no listener is left, and an 'error' event without one throws.
+   */
+  private reportError(err: Error): void {
+    if (!this.stopped && this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
   /** Tells listeners the state changed; they read `state()` when they need it (not per event). */
   private emitState(): void {
     this.emit('state');
@@ -268,7 +290,7 @@ export class SyncDispatcher extends EventEmitter {
     if (this.pumping || this.stopped) return;
     this.pumping = true;
     void this.pumpLoop()
-      .catch((err) => this.emit('error', err))
+      .catch((err: Error) => this.reportError(err))
       .finally(() => {
         this.pumping = false;
       });
@@ -306,7 +328,7 @@ export class SyncDispatcher extends EventEmitter {
           continue;
         }
         this.inFlight.set(record.seq, { record, attempt: 1 });
-        this.deliver({ record, attempt: 1 });
+        this.deliver({ record, attempt: 1, queue: this.options.queue });
       }
       if (this.newestOfRecord && this.cursor >= this.flushScannedTo) this.newestOfRecord = undefined;
       this.emitState();
@@ -334,6 +356,8 @@ export class SyncDispatcher extends EventEmitter {
     if (order > 0 || (order === 0 && (identity.version !== null || record.seq > lastSeq))) return undefined;
     // Read ahead: only by a newest still to be handed out. One handed out already may yet fail for
     // good, and this event would be lost with it; written, the conflict law skips what is older.
+    // (A held flush replaces an event by its record's newest wherever it stands: should that one
+    // end in the dead letter, it holds every column this one writes, so replaying it loses nothing.)
     if (!flushed && lastSeq < record.seq) return undefined;
     // A column only this older event fills (a partial newest event) would be lost: it is written,
     // and the conflict law lets it fill what no newer event carried.
@@ -351,11 +375,11 @@ export class SyncDispatcher extends EventEmitter {
     const limit = Math.min(this.journal.lastSeq, this.cursor + this.lookahead);
     if (buffered === 0 && limit - this.cursor <= 1) return false;
     let after = Math.max(this.readTo, this.cursor);
-    const generation = this.aheadGeneration;
+    const generation = this.mappingGeneration;
     while (after < limit && !this.stopped && this.aheadBytes < LOOKAHEAD_BYTES) {
       const page = await this.journal.readUnsettled(after, Math.min(limit - after, 1000));
       // The mapping changed meanwhile: the buffer was emptied and is read again from the cursor.
-      if (generation !== this.aheadGeneration) return false;
+      if (generation !== this.mappingGeneration) return false;
       if (page.length === 0) break;
       for (const record of page) {
         if (record.seq > limit || this.aheadBytes >= LOOKAHEAD_BYTES) break;
@@ -397,8 +421,9 @@ export class SyncDispatcher extends EventEmitter {
    * the old one, so it is read again.
    */
   mappingChanged(): void {
+    this.mappingGeneration += 1;
+    if ((this.newestOfRecord || this.rescanning) && this.cursor < this.flushScannedTo) this.rescanFlush();
     if (!this.ahead) return;
-    this.aheadGeneration += 1;
     this.clearAhead();
     this.ahead = new Map();
     this.readTo = this.cursor;
@@ -411,7 +436,7 @@ export class SyncDispatcher extends EventEmitter {
     // setTimeout cannot wait longer than ~24.8 days; re-arm in steps.
     const wait = Math.min(next.getTime() - Date.now(), 2 ** 31 - 1);
     this.flushTimer = setTimeout(() => {
-      if (Date.now() >= next.getTime()) void this.flush();
+      if (Date.now() >= next.getTime()) this.flush().catch((err: Error) => this.reportError(err));
       this.armFlush();
     }, Math.max(0, wait));
     this.flushTimer.unref?.();
@@ -425,30 +450,67 @@ export class SyncDispatcher extends EventEmitter {
    */
   private async runFlush(): Promise<void> {
     const limit = this.journal.lastSeq;
-    const identify = this.options.identify;
-    if (identify) {
-      const newest = new Map<string, NewestOfRecord>();
-      await this.scan(limit, (record) => {
-        const identity = identify(record);
-        if (identity !== undefined) noteNewest(newest, identity, record.seq);
-      });
+    // Only a held schedule coalesces: a realtime job writes every event (or its read-ahead
+    // coalesces, with `backlog: newest_per_record`), also when flushed by hand.
+    if (this.cron && this.options.identify) {
+      const newest = await this.scanNewestStable(limit);
+      if (newest === undefined) return;
       this.newestOfRecord = newest;
       this.flushScannedTo = limit;
     }
+    if (this.stopped) return;
     this.flushLimit = Math.max(this.flushLimit, limit);
     this.pump();
   }
 
-  private async scan(limit: number, visit: (record: JournalRecord) => void): Promise<void> {
+  /**
+   * Each record's newest events among the unsettled ones up to `limit`; undefined when stopped, or
+   * when the mapping changed meanwhile (the events were identified by the old one).
+   */
+  private async scanNewest(limit: number): Promise<Map<string, NewestOfRecord> | undefined> {
+    const identify = this.options.identify!;
+    const generation = this.mappingGeneration;
+    const newest = new Map<string, NewestOfRecord>();
     let after = this.journal.lowWater;
     for (;;) {
       const page = await this.journal.readUnsettled(after, 1000);
+      if (this.stopped || generation !== this.mappingGeneration) return undefined;
       for (const record of page) {
-        if (record.seq > limit) return;
-        visit(record);
+        if (record.seq > limit) return newest;
+        const identity = identify(record);
+        if (identity !== undefined) noteNewest(newest, identity, record.seq);
         after = record.seq;
       }
-      if (page.length === 0) return;
+      if (page.length === 0) return newest;
+    }
+  }
+
+  /**
+   * A held flush under way when the mapping changed: its newest events were found by the old
+   * mapping (keys, versions, what it refuses), so they are found again by the new one. Meanwhile
+   * nothing is coalesced: events handed out then are written.
+   */
+  private rescanFlush(): void {
+    const limit = this.flushScannedTo;
+    this.newestOfRecord = undefined;
+    // A rescan under way starts over by itself: it sees the new mapping generation.
+    if (this.rescanning) return;
+    this.rescanning = true;
+    void this.scanNewestStable(limit)
+      .then((newest) => {
+        // Not when the flush is over, or a later flush has scanned on since.
+        if (newest === undefined || this.stopped || this.cursor >= limit || limit !== this.flushScannedTo) return;
+        this.newestOfRecord = newest;
+        this.pump();
+      }, (err: Error) => this.reportError(err))
+      .finally(() => (this.rescanning = false));
+  }
+
+  /** scanNewest() again until no new mapping came during it; undefined when stopped. */
+  private async scanNewestStable(limit: number): Promise<Map<string, NewestOfRecord> | undefined> {
+    for (;;) {
+      const newest = await this.scanNewest(limit);
+      if (newest !== undefined || this.stopped) return newest;
     }
   }
 }
