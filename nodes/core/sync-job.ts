@@ -11,6 +11,7 @@ import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
 import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
 import type { ParkedConflict } from './conflict';
 import { parseEvent } from './event';
+import { outageProbeDelayMs } from './queue/backoff';
 import type { ApplyResult, BacklogMode, ChangeLogEntry, ChangelogFeed, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 /** What the queue node tells the job when it attaches. */
@@ -65,6 +66,11 @@ export interface JobState extends DispatcherState {
 }
 
 /** Outcomes that show the destination took the write (or had it already). */
+/**
+ * How long after a node of the flow was deployed alone its dropped events go out again: the deploy
+ * starts every modified node first (several nodes deployed together give one redelivery).
+ */
+const REDELIVER_AFTER_DEPLOY_MS = 200;
 const DESTINATION_REACHED: ReadonlySet<SettledOutcome> = new Set(['applied', 'unchanged', 'skipped', 'parked']);
 
 export class SyncJob extends EventEmitter {
@@ -75,6 +81,7 @@ export class SyncJob extends EventEmitter {
   readonly ready: Promise<void>;
   private journal?: SyncJournal;
   private dispatcher?: SyncDispatcher;
+  private redeliverTimer?: NodeJS.Timeout;
   /** Queue attachments so far, and the current dispatcher's (stamped on its deliveries). */
   private queueAttachments = 0;
   private dispatcherQueue = 0;
@@ -157,6 +164,19 @@ export class SyncJob extends EventEmitter {
     else if (!this.closed) this.journal?.settle(seq);
     this.emit('settled', { seq, outcome });
     this.emit('state');
+  }
+
+  /**
+   * A node between the queue and the change log was deployed while the job ran (a deploy of
+   * modified nodes): the events it may have dropped go out again, once the deploy is done.
+   */
+  pipelineNodeStarted(): void {
+    if (!this.dispatcher || this.redeliverTimer) return;
+    this.redeliverTimer = setTimeout(() => {
+      this.redeliverTimer = undefined;
+      if (!this.closed) this.dispatcher?.redeliverHandedOut();
+    }, REDELIVER_AFTER_DEPLOY_MS);
+    this.redeliverTimer.unref?.();
   }
 
   /**
@@ -281,7 +301,7 @@ export class SyncJob extends EventEmitter {
    * it is recorded, not written, and settled once its entry is on disk. An entry that cannot be
    * written leaves it unsettled: it comes again after a restart, as any event the log failed.
    */
-  private async logSuperseded(record: JournalRecord, newest: number, key: string): Promise<void> {
+  private async logSuperseded(record: JournalRecord, newest: number, key: string, attempt = 1): Promise<void> {
     const entry: ChangeLogEntry = {
       time: new Date().toISOString(),
       job: this.id,
@@ -297,6 +317,9 @@ export class SyncJob extends EventEmitter {
       await this.changeLog.append(entry);
     } catch (err) {
       this.emit('error', err);
+      // Tried again (as a down destination is probed) until the log takes it: unlogged, it would
+      // stay in flight, and hold the journal's low-water mark, until a restart.
+      if (!this.closed) setTimeout(() => void this.logSuperseded(record, newest, key, attempt + 1), outageProbeDelayMs(attempt, 1)).unref?.();
       return;
     }
     if (this.closed) return;
@@ -307,6 +330,7 @@ export class SyncJob extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.redeliverTimer) clearTimeout(this.redeliverTimer);
     this.dispatcher?.stop();
     this.dispatcher = undefined;
     await this.ready.catch(() => undefined);

@@ -168,8 +168,12 @@ export = function registerExsChangeLog(RED: RED) {
             showStatus();
             done();
           },
-          // Not settled: the events stay in the journal and come again, so nothing is lost unlogged.
-          (err: Error) => done(new Error(`change log write failed: ${err.message}`)),
+          // Not settled: like a destination that is down, the job pauses and asks again with its
+          // oldest event until the log takes entries (the event is then written again: `unchanged`).
+          (err: Error) => {
+            for (const { envelope } of logged) job.fail(envelope.seq, 'transient', envelope.queue);
+            done(new Error(`change log write failed: ${err.message}`));
+          },
         );
     });
   }

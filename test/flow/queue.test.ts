@@ -2,6 +2,7 @@
 // listed and replayed through the admin endpoints, and a redeploy delivers what was in flight.
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { helper, loadFlow, collectMessages, nextMessage, nodeRedVersion } from '../support/node-red';
 import { needService, sqlQuery, sqliteConn, tempDir } from '../support/services';
@@ -161,6 +162,48 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const entries = await collectMessages(helper.getNode('entries'), 3);
     assert.deepEqual(entries.map((m) => m.payload.key).sort(), ['R-1', 'R-2', 'R-3']);
     assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+  });
+
+  it('a mapper fixed and deployed alone (modified nodes) gets the events its broken predecessor refused, without a restart', async (t) => {
+    if (!(await setUp(t))) return;
+    // The mapping does not compile: the mapper refuses its input, and the events stay in flight.
+    const broken = queueFlow(dbFile, 'Fixed_Mapper_Job', { mapping: 'HMS:status COBOL:PERMIT_STAT' });
+    await loadFlow(broken);
+    const queue = helper.getNode('queue');
+    for (const id of ['M-1', 'M-2', 'M-3']) queue.receive({ payload: { permit_id: id, status: 'Approved' } });
+    for (let i = 0; i < 50 && (await helper.request().get('/exs/jobs/Fixed_Mapper_Job')).body.inFlight < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await helper.request().get('/exs/jobs/Fixed_Mapper_Job')).body.inFlight, 3, 'handed out to the broken mapper');
+
+    // A deploy of modified nodes: only the mapper restarts; the job and its journal run on.
+    const entries = collectMessages(helper.getNode('entries'), 3);
+    const fixed = queueFlow(dbFile, 'Fixed_Mapper_Job');
+    await helper.setFlows(fixed, 'nodes');
+    const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['M-1:applied', 'M-2:applied', 'M-3:applied']);
+    assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+    const state = await helper.request().get('/exs/jobs/Fixed_Mapper_Job').expect(200);
+    assert.deepEqual({ depth: state.body.depth, inFlight: state.body.inFlight }, { depth: 0, inFlight: 0 });
+  });
+
+  it('pauses while the change log cannot be written, and settles every event once it can (nothing stays in flight)', async (t) => {
+    if (!(await setUp(t))) return;
+    // A directory where the change log's file goes: every append fails (EISDIR), a real fault.
+    const logFile = path.join(process.env.EXS_DATA_DIR!, 'Log_Fail_Job', 'changelog.jsonl');
+    fs.mkdirSync(logFile, { recursive: true });
+    await loadFlow(queueFlow(dbFile, 'Log_Fail_Job'));
+    const queue = helper.getNode('queue');
+    for (const id of ['L-1', 'L-2']) queue.receive({ payload: { permit_id: id, status: 'Approved' } });
+    for (let i = 0; i < 100 && !(await helper.request().get('/exs/jobs/Log_Fail_Job')).body.paused; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await helper.request().get('/exs/jobs/Log_Fail_Job')).body.paused, true, 'the job pauses as for a destination that is down');
+    assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 2, 'the rows were written before the log failed');
+
+    const entries = collectMessages(helper.getNode('entries'), 2);
+    fs.rmdirSync(logFile);
+    // The next probe (a second later) writes its event again (unchanged), and the log takes it: the job resumes.
+    const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['L-1:unchanged', 'L-2:unchanged']);
+    const state = await helper.request().get('/exs/jobs/Log_Fail_Job').expect(200);
+    assert.deepEqual({ depth: state.body.depth, inFlight: state.body.inFlight, paused: state.body.paused }, { depth: 0, inFlight: 0, paused: false });
   });
 
   it('with backlog: newest_per_record, writes each record\'s newest of a realtime backlog and logs the others as superseded', async (t) => {

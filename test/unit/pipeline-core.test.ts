@@ -1,6 +1,8 @@
 // Pure pieces of the pipeline: event parsing, the conflict law, change-log entries, the job.
 import { describe, it, mock } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { buildChangeLogEntry } from '../../nodes/core/changelog-entry';
 import { timeValue } from '../../nodes/core/conflict';
 import { substituteEnv } from '../../nodes/core/env';
@@ -300,6 +302,33 @@ describe('SyncJob', () => {
     assert.equal(job.fail(seq, 'transient', oldQueue), 'retry');
     assert.deepEqual({ retrying: job.state().retrying, paused: job.state().paused }, { retrying: 0, paused: false });
     assert.equal(job.fail(seq, 'data', again.queue), 'dead_letter', 'the current copy\'s own failure counts');
+    await job.close();
+  });
+
+  it('logs a superseded event again until the change log takes it, then settles it', async () => {
+    const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT']).rules;
+    const dir = tempDir('job');
+    const job = new SyncJob({ ...settings, schedule: 'hourly' }, dir);
+    job.declareSchema({ keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'], identify: compileIdentify(rules, parseKeyRule('HMS:permit_id -> COBOL:PERMIT_ID')) });
+    const errors: Error[] = [];
+    job.on('error', (err: Error) => errors.push(err));
+    for (const [status, at] of [['Pending', '10:00:01'], ['Approved', '10:00:02']]) {
+      await job.accept('t', Buffer.from(JSON.stringify({ permit_id: 'P-1', status, updated_at: `2026-03-01T${at}Z` })));
+    }
+    // A directory where the change log's file goes: its appends fail (EISDIR) until it is removed.
+    const logFile = path.join(dir, 'J', 'changelog.jsonl');
+    fs.mkdirSync(logFile, { recursive: true });
+    const queue = collect(job);
+    await job.flush();
+    await queue.next(1); // the newest
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(errors.length >= 1, 'the failed append is reported');
+    assert.equal(job.counters.superseded, 0);
+    fs.rmdirSync(logFile);
+    const deadline = Date.now() + 5000;
+    while (job.counters.superseded === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(job.counters.superseded, 1, 'logged and settled on a later try');
+    assert.deepEqual((await job.changeLog.tail(5)).map((e) => `${e.seq}:${e.outcome}`), ['1:superseded']);
     await job.close();
   });
 

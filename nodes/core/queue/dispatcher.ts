@@ -83,6 +83,8 @@ interface InFlight {
   timer?: NodeJS.Timeout;
   /** Failed because the destination is down: waits for the outage to end. */
   waitingForDestination?: boolean;
+  /** Replaced by a newer event: never in the flow, settled once the job has logged it. */
+  superseded?: boolean;
 }
 
 const DEFAULT_WINDOW = 2048;
@@ -250,6 +252,22 @@ export class SyncDispatcher extends EventEmitter {
     return 'retry';
   }
 
+  /**
+   * A node of the flow between the queue and the change log was (re)deployed alone: what it held
+   * is gone (Node-RED drops the messages of a node it stops, and a node with a broken configuration
+   * refuses its input). The events handed out and not heard of since (neither settled, nor failed,
+   * nor waiting for a retry) go out again, in journal order; those the rest of the flow still
+   * carries are then written twice, which the conflict law makes harmless (`unchanged`), as after a
+   * restart. Without this they stayed in flight until one.
+   */
+  redeliverHandedOut(): void {
+    if (this.stopped) return;
+    const lost = [...this.inFlight.values()]
+      .filter((entry) => !entry.timer && !entry.waitingForDestination && !entry.superseded)
+      .sort((a, b) => a.record.seq - b.record.seq);
+    for (const entry of lost) this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
+  }
+
   /** Applies held events now (also what a schedule does when its time comes). */
   flush(): Promise<void> {
     this.flushing ??= this.runFlush().finally(() => (this.flushing = undefined));
@@ -323,7 +341,7 @@ export class SyncDispatcher extends EventEmitter {
         const newest = this.newestOf(record, identities?.[i]);
         if (newest) {
           // In flight until the job has its change-log entry on disk and settles it, as any event.
-          this.inFlight.set(record.seq, { record, attempt: 1 });
+          this.inFlight.set(record.seq, { record, attempt: 1, superseded: true });
           this.emit('superseded', record, newest.seq, newest.key);
           continue;
         }
