@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ChangeLogStore } from './changelog-store';
 import { SyncJournal } from './journal/sync-journal';
 import { DeadLetterStore, type DeadLetter } from './queue/dead-letters';
-import { SyncDispatcher, type Delivery, type DispatcherState, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
+import { SyncDispatcher, type Delivery, type DispatcherState, type FailureAnswer, type FailureKind, type JournalRecord, type RecordIdentity } from './queue/dispatcher';
 import type { ParkedConflict } from './conflict';
 import { parseEvent } from './event';
 import { outageProbeDelayMs } from './queue/backoff';
@@ -66,11 +66,6 @@ export interface JobState extends DispatcherState {
 }
 
 /** Outcomes that show the destination took the write (or had it already). */
-/**
- * How long after a node of the flow was deployed alone its dropped events go out again: the deploy
- * starts every modified node first (several nodes deployed together give one redelivery).
- */
-const REDELIVER_AFTER_DEPLOY_MS = 200;
 const DESTINATION_REACHED: ReadonlySet<SettledOutcome> = new Set(['applied', 'unchanged', 'skipped', 'parked']);
 
 export class SyncJob extends EventEmitter {
@@ -81,7 +76,13 @@ export class SyncJob extends EventEmitter {
   readonly ready: Promise<void>;
   private journal?: SyncJournal;
   private dispatcher?: SyncDispatcher;
-  private redeliverTimer?: NodeJS.Timeout;
+  /** Between a deploy's start and end: the events that were in the flow, and whether a node of it was replaced. */
+  private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[] };
+  private pipelineRestarted = false;
+  /** Dead letters stored whose events are not settled yet (their change-log entry is not written). */
+  private readonly lettersAwaitingLog = new Set<number>();
+  /** Timers of superseded events whose change-log entry is tried again. */
+  private readonly supersededRetries = new Set<NodeJS.Timeout>();
   /** Queue attachments so far, and the current dispatcher's (stamped on its deliveries). */
   private queueAttachments = 0;
   private dispatcherQueue = 0;
@@ -158,6 +159,7 @@ export class SyncJob extends EventEmitter {
    */
   settle(seq: number, outcome: SettledOutcome): void {
     this.counters[outcome] += 1;
+    this.lettersAwaitingLog.delete(seq);
     // Its entry is on disk: settled in the journal even while no queue node is attached (one
     // redeployed alone), or the next one would hand the event out again.
     if (this.dispatcher) this.dispatcher.settled(seq, DESTINATION_REACHED.has(outcome));
@@ -167,32 +169,55 @@ export class SyncJob extends EventEmitter {
   }
 
   /**
-   * A node between the queue and the change log was deployed while the job ran (a deploy of
-   * modified nodes): the events it may have dropped go out again, once the deploy is done.
+   * A deploy begins (Node-RED's `flows:starting`): the events now in the flow are noted, since a
+   * node that holds some may be stopped and replaced (a deploy of modified nodes or flows).
    */
+  deployStarting(): void {
+    this.inTheFlowAtDeploy = this.dispatcher && { dispatcher: this.dispatcher, seqs: this.dispatcher.inTheFlowNow() };
+    this.pipelineRestarted = false;
+  }
+
+  /** A node between the queue and the change log started (its constructor ran). */
   pipelineNodeStarted(): void {
-    if (!this.dispatcher || this.redeliverTimer) return;
-    this.redeliverTimer = setTimeout(() => {
-      this.redeliverTimer = undefined;
-      if (!this.closed) this.dispatcher?.redeliverHandedOut();
-    }, REDELIVER_AFTER_DEPLOY_MS);
-    this.redeliverTimer.unref?.();
+    this.pipelineRestarted = true;
   }
 
   /**
-   * An event failed: `retry` when it will come again, `dead_letter` when its attempts are spent.
-   * `queue` is the envelope's: the copy an earlier queue node handed out (one redeployed alone)
-   * is not the current one's, which hands the event out itself; without a queue node the event
-   * stays in the journal for the next one. Neither is counted as an attempt.
+   * The deploy is done (`flows:started`). When it replaced a node between the queue and the change
+   * log while this job ran on, what was in the flow before it and is still not heard of goes out
+   * again: the old node may have held it. (A full deploy replaces the job too, which starts afresh.)
    */
-  fail(seq: number, kind: FailureKind, queue?: number): 'retry' | 'dead_letter' {
-    if (!this.dispatcher || (queue !== undefined && queue !== this.dispatcherQueue)) return 'retry';
-    return this.dispatcher.failed(seq, kind);
+  deployFinished(type: string | undefined): void {
+    const before = this.inTheFlowAtDeploy;
+    const restarted = this.pipelineRestarted;
+    this.inTheFlowAtDeploy = undefined;
+    this.pipelineRestarted = false;
+    if (type === 'full' || !restarted || !before || before.seqs.length === 0 || this.closed) return;
+    // A queue node replaced in the same deploy has handed everything unsettled out afresh already.
+    if (this.dispatcher !== before.dispatcher) return;
+    this.dispatcher.redeliver(before.seqs);
+  }
+
+  /**
+   * A copy of an event failed (see FailureAnswer). `copy` is its envelope's `queue` and `attempt`:
+   * a copy an earlier queue node handed out (one redeployed alone) is `gone`, the current one hands
+   * the event out itself; without a queue node the event stays in the journal for the next one
+   * (`retry`). Neither is counted as an attempt.
+   */
+  fail(seq: number, kind: FailureKind, copy: { queue?: number; attempt?: number } = {}): FailureAnswer {
+    if (!this.dispatcher) return 'retry';
+    if (copy.queue !== undefined && copy.queue !== this.dispatcherQueue) return 'gone';
+    return this.dispatcher.failed(seq, kind, copy.attempt);
   }
 
   async recordDeadLetter(...letters: DeadLetter[]): Promise<void> {
-    await this.deadLetters.add(...letters);
-    this.deadLetterCount += letters.length;
+    // A letter stored whose change-log entry then failed comes again with the event's next probe:
+    // stored once, or a replay would send the event once per copy.
+    const fresh = letters.filter((letter) => !this.lettersAwaitingLog.has(letter.id));
+    if (fresh.length === 0) return;
+    await this.deadLetters.add(...fresh);
+    for (const letter of fresh) this.lettersAwaitingLog.add(letter.id);
+    this.deadLetterCount += fresh.length;
   }
 
   /** Sends dead letters (all, or those ids) through the job again as new events. */
@@ -316,10 +341,17 @@ export class SyncJob extends EventEmitter {
     try {
       await this.changeLog.append(entry);
     } catch (err) {
-      this.emit('error', err);
+      if (this.closed) return;
+      // Reported once per event, not per try: a log that fails fails for every one of them.
+      if (attempt === 1 && this.listenerCount('error') > 0) this.emit('error', err);
       // Tried again (as a down destination is probed) until the log takes it: unlogged, it would
       // stay in flight, and hold the journal's low-water mark, until a restart.
-      if (!this.closed) setTimeout(() => void this.logSuperseded(record, newest, key, attempt + 1), outageProbeDelayMs(attempt, 1)).unref?.();
+      const timer = setTimeout(() => {
+        this.supersededRetries.delete(timer);
+        if (!this.closed) void this.logSuperseded(record, newest, key, attempt + 1);
+      }, outageProbeDelayMs(attempt, 1));
+      timer.unref?.();
+      this.supersededRetries.add(timer);
       return;
     }
     if (this.closed) return;
@@ -330,7 +362,8 @@ export class SyncJob extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.redeliverTimer) clearTimeout(this.redeliverTimer);
+    for (const timer of this.supersededRetries) clearTimeout(timer);
+    this.supersededRetries.clear();
     this.dispatcher?.stop();
     this.dispatcher = undefined;
     await this.ready.catch(() => undefined);

@@ -171,7 +171,7 @@ export = function registerExsChangeLog(RED: RED) {
           // Not settled: like a destination that is down, the job pauses and asks again with its
           // oldest event until the log takes entries (the event is then written again: `unchanged`).
           (err: Error) => {
-            for (const { envelope } of logged) job.fail(envelope.seq, 'transient', envelope.queue);
+            for (const { envelope } of logged) job.fail(envelope.seq, 'transient', envelope);
             done(new Error(`change log write failed: ${err.message}`));
           },
         );

@@ -4,7 +4,7 @@
 import { DbError } from '../core/sql/errors';
 import { SyncJob } from '../core/sync-job';
 import { feedEditor } from '../shared/editor-feed';
-import { registerJob, runningJob, unregisterJob } from '../shared/job-registry';
+import { registerJob, runningJob, runningJobs, unregisterJob } from '../shared/job-registry';
 import { exsDataDir, jobSettingsFromConfig, type ExsJobConfig, type ExsJobNode } from '../shared/job-node';
 import type { RED } from '../shared/red';
 
@@ -26,6 +26,22 @@ function conflictStatus(err: Error): number {
   return 500;
 }
 
+/** Runtimes whose deploys are watched: once each, however often this module is registered (tests load it per flow). */
+const watched = new WeakSet<object>();
+
+/**
+ * A deploy of modified nodes or flows can replace a job's flow nodes while the job runs on: what
+ * they held is handed out again (SyncJob.deployStarting/deployFinished). One listener per runtime
+ * for all its jobs, not one per job (Node's emitter warns past ten).
+ */
+function watchDeploys(RED: RED): void {
+  const events = RED.events;
+  if (!events || watched.has(events)) return;
+  watched.add(events);
+  events.on('flows:starting', () => runningJobs().forEach((job) => job.deployStarting()));
+  events.on('flows:started', (info) => runningJobs().forEach((job) => job.deployFinished(info?.type)));
+}
+
 export = function registerExsJob(RED: RED) {
   function ExsJob(this: ExsJobNode, config: ExsJobConfig) {
     RED.nodes.createNode(this, config);
@@ -45,6 +61,7 @@ export = function registerExsJob(RED: RED) {
     });
   }
   RED.nodes.registerType('exs-job', ExsJob);
+  watchDeploys(RED);
 
   const withJob = (handler: (job: SyncJob, req: any, res: any) => Promise<unknown>) => (req: any, res: any) => {
     const job = runningJob(String(req.params.id));

@@ -171,7 +171,7 @@ export = function registerExsMapper(RED: RED) {
             continue;
           }
           // A mapping failure is a data failure: retried up to max_attempts, then dead-lettered.
-          if (job.fail(envelope.seq, 'data', envelope.queue) === 'dead_letter') {
+          if (job.fail(envelope.seq, 'data', envelope) === 'dead_letter') {
             deadLetters.push({ payload, exs: { ...envelope, key: keyIfPresent(payload, key), outcome: 'dead_letter', error: err.message } });
           }
         }

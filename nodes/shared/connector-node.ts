@@ -180,8 +180,10 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
       return { written: { payload: item.payload, exs: { ...item.exs, result: outcome.result, outcome: outcome.result.outcome } } };
     }
     const transient = isTransient(outcome.error);
-    if (job.fail(item.exs.seq, transient ? 'transient' : 'data', item.exs.queue) === 'dead_letter') return { dead: deadLetter(item, errorText(outcome.error)) };
-    retrying.set(recordOf(write), item.exs.seq);
+    const answer = job.fail(item.exs.seq, transient ? 'transient' : 'data', item.exs);
+    if (answer === 'dead_letter') return { dead: deadLetter(item, errorText(outcome.error)) };
+    // The record's later events wait for this one to come again; a copy that is `gone` will not.
+    if (answer === 'retry') retrying.set(recordOf(write), item.exs.seq);
     return {};
   };
 

@@ -79,7 +79,7 @@ export function jobOf(red: RED, node: RedNode, jobConfigId: string | undefined):
     refuseInput(node, 'no job', `${node.type} needs an exs-job configuration`);
     return undefined;
   }
-  // A node of the flow deployed alone while the job runs: what its predecessor held is redelivered.
+  // A node of the flow deployed while the job runs on: what its predecessor held is redelivered.
   if (PIPELINE_NODE_TYPES.has(node.type)) jobNode.job.pipelineNodeStarted();
   return jobNode.job;
 }

@@ -44,6 +44,11 @@ export interface RED {
   comms?: { publish(topic: string, data: unknown, retain?: boolean): void };
   /** The HTTP server Node-RED listens on. */
   server?: { address(): { address: string; family: string; port: number } | string | null };
+  /** The runtime's events: `flows:starting` and `flows:started` frame each deploy ({ type: 'full' | 'flows' | 'nodes' }). */
+  events?: {
+    on(event: string, listener: (info: { type?: string }) => void): void;
+    removeListener(event: string, listener: (info: { type?: string }) => void): void;
+  };
   nodes: {
     createNode(node: object, config: object): void;
     registerType(type: string, constructor: Function, options?: object): void;

@@ -181,8 +181,10 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
     assert.deepEqual(outcomes, ['M-1:applied', 'M-2:applied', 'M-3:applied']);
     assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+    await new Promise((r) => setTimeout(r, 300));
     const state = await helper.request().get('/exs/jobs/Fixed_Mapper_Job').expect(200);
     assert.deepEqual({ depth: state.body.depth, inFlight: state.body.inFlight }, { depth: 0, inFlight: 0 });
+    assert.deepEqual({ applied: state.body.counters.applied, unchanged: state.body.counters.unchanged }, { applied: 3, unchanged: 0 }, 'each handed out again once');
   });
 
   it('pauses while the change log cannot be written, and settles every event once it can (nothing stays in flight)', async (t) => {

@@ -234,4 +234,30 @@ describe('SyncDispatcher, review findings', () => {
     dispatcher.stop();
     await journal.close();
   });
+
+  it('a new mapping during a held flush never makes an event it superseded (its entry still being written) the newest of its record', async () => {
+    // The mapper is redeployed with another version field while #1's superseded entry is being written.
+    const events = [{ k: 'A', a: 1, b: 9 }, { k: 'A', a: 2, b: 1 }, { k: 'A', a: 0, b: 5 }];
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    for (const event of events) await journal.append('t', Buffer.from(JSON.stringify(event)));
+    let field: 'a' | 'b' = 'a';
+    const identifyBy = (record: JournalRecord): RecordIdentity => {
+      const event = JSON.parse(record.payload.toString()) as Record<string, number | string>;
+      return { key: String(event.k), version: String(event[field]).padStart(3, '0'), columns: ['V'] };
+    };
+    const { dispatcher, delivered, superseded } = heldDispatcher(journal, identifyBy, { max_attempts: 3, backoff_seconds: 0 });
+    (dispatcher as unknown as { window: number }).window = 2;
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => superseded.length === 1 && delivered.length === 1);
+    assert.deepEqual({ superseded, delivered }, { superseded: [{ seq: 1, by: 2 }], delivered: [2] });
+    field = 'b';
+    dispatcher.mappingChanged();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the rescan
+    dispatcher.settled(2, true);
+    await until(() => delivered.length + superseded.length === 3);
+    assert.deepEqual(delivered, [2, 3], '#3 is written: #1, superseded already, replaces nothing');
+    dispatcher.stop();
+    await journal.close();
+  });
 });

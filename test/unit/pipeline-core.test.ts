@@ -292,17 +292,107 @@ describe('SyncJob', () => {
     const oldQueue = first[0].queue;
     assert.equal(typeof oldQueue, 'number');
     detach(); // the queue node is redeployed alone
-    assert.equal(job.fail(seq, 'transient', oldQueue), 'retry', 'no queue node: the event stays in the journal for the next one');
+    assert.equal(job.fail(seq, 'transient', { queue: oldQueue }), 'retry', 'no queue node: the event stays in the journal for the next one');
     const queue = collect(job);
     const [again] = await queue.next(1);
     assert.equal(again.record.seq, seq);
     assert.notEqual(again.queue, oldQueue);
     // The old copy fails on: neither a dead letter (max_attempts 1) nor a change to the new copy.
-    assert.equal(job.fail(seq, 'data', oldQueue), 'retry');
-    assert.equal(job.fail(seq, 'transient', oldQueue), 'retry');
+    assert.equal(job.fail(seq, 'data', { queue: oldQueue }), 'gone');
+    assert.equal(job.fail(seq, 'transient', { queue: oldQueue }), 'gone');
     assert.deepEqual({ retrying: job.state().retrying, paused: job.state().paused }, { retrying: 0, paused: false });
-    assert.equal(job.fail(seq, 'data', again.queue), 'dead_letter', 'the current copy\'s own failure counts');
+    assert.equal(job.fail(seq, 'data', { queue: again.queue, attempt: again.attempt }), 'dead_letter', 'the current copy\'s own failure counts');
     await job.close();
+  });
+
+  it('after a deploy that replaced a node of its flow, hands out again what was in the flow before it and is still not heard of', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 3, backoff_seconds: 60 } }, tempDir('job'));
+    const queue = collect(job);
+    const seqs: number[] = [];
+    for (const id of ['D-1', 'D-2', 'D-3', 'D-4']) seqs.push(await job.accept('t', Buffer.from(`{"permit_id":"${id}"}`)));
+    await queue.next(4);
+    // A deploy that replaces no node of the flow, or replaces the job itself (full): nothing again.
+    job.deployStarting();
+    job.deployFinished('nodes');
+    job.deployStarting();
+    job.pipelineNodeStarted();
+    job.deployFinished('full');
+    assert.equal(queue.deliveries.length, 4);
+    // A deploy of modified nodes that replaced the mapper: D-1 settled meanwhile, D-2 waits for a
+    // retry (its failure was heard), D-3 and D-4 may have been dropped with the old mapper.
+    job.deployStarting();
+    job.settle(seqs[0], 'applied');
+    assert.equal(job.fail(seqs[1], 'data', queue.deliveries[1]), 'retry');
+    job.pipelineNodeStarted();
+    job.deployFinished('nodes');
+    assert.deepEqual(queue.deliveries.slice(4).map((d) => d.record.seq), [seqs[2], seqs[3]]);
+    await job.close();
+  });
+
+  it('after a deploy that replaced its queue node too, hands nothing out twice: the new queue node hands out every unsettled event itself', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    const first: Delivery[] = [];
+    const detach = job.attachQueue((d) => first.push(d));
+    for (const id of ['Q-1', 'Q-2']) await job.accept('t', Buffer.from(`{"permit_id":"${id}"}`));
+    while (first.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    job.deployStarting(); // a deploy of modified flows: the queue node and the mapper restart
+    detach();
+    const queue = collect(job);
+    await queue.next(2);
+    job.pipelineNodeStarted();
+    job.deployFinished('flows');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(queue.deliveries.length, 2);
+    await job.close();
+  });
+
+  it('counts a failure once however many copies of the event fail, and a copy of a settled event is gone', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 2, backoff_seconds: 60 } }, tempDir('job'));
+    const queue = collect(job);
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"P-1"}'));
+    const [copy] = await queue.next(1);
+    // Two copies of the event in the flow (one handed out again after a deploy): both fail.
+    assert.equal(job.fail(seq, 'data', copy), 'retry');
+    assert.equal(job.fail(seq, 'data', copy), 'gone', 'the second copy\'s failure is not a second attempt');
+    assert.equal(job.fail(seq, 'transient', copy), 'gone');
+    assert.equal(job.state().retrying, 1);
+    // Settled by another copy: a failure of this one says nothing, and nothing waits for it.
+    job.settle(seq, 'applied');
+    assert.equal(job.fail(seq, 'transient', copy), 'gone');
+    assert.equal(job.state().paused, false);
+    await job.close();
+  });
+
+  it('stores a dead letter once though its change-log entry failed and the event came again', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"P-1"}'));
+    const letter = { id: seq, job: 'J', topic: 't', error: 'no key', attempts: 1, event: '{}', firstReceivedAt: new Date().toISOString(), deadAt: new Date().toISOString() };
+    await job.recordDeadLetter(letter);
+    await job.recordDeadLetter(letter); // the probe brought it again: the log had failed
+    assert.deepEqual((await job.deadLetters.list()).map((l) => l.id), [seq]);
+    job.settle(seq, 'dead_letter');
+    await job.close();
+  });
+
+  it('stops trying a superseded event\'s entry once the job is closed', async () => {
+    const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT']).rules;
+    const dir = tempDir('job');
+    const job = new SyncJob({ ...settings, schedule: 'hourly' }, dir);
+    job.declareSchema({ keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'], identify: compileIdentify(rules, parseKeyRule('HMS:permit_id -> COBOL:PERMIT_ID')) });
+    job.on('error', () => undefined);
+    for (const [status, at] of [['Pending', '10:00:01'], ['Approved', '10:00:02']]) {
+      await job.accept('t', Buffer.from(JSON.stringify({ permit_id: 'P-1', status, updated_at: `2026-03-01T${at}Z` })));
+    }
+    const logFile = path.join(dir, 'J', 'changelog.jsonl');
+    fs.mkdirSync(logFile, { recursive: true });
+    const queue = collect(job);
+    await job.flush();
+    await queue.next(1);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the first append failed; a retry is armed
+    await job.close(); // closing removes the job's listeners: a retry after it must neither throw nor write
+    fs.rmdirSync(logFile);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(fs.existsSync(logFile), false, 'nothing written by the closed job');
   });
 
   it('logs a superseded event again until the change log takes it, then settles it', async () => {

@@ -34,6 +34,14 @@ export interface Delivery {
 
 export type FailureKind = 'transient' | 'data';
 
+/**
+ * What a failed copy of an event becomes: `retry` (it comes again), `dead_letter` (its attempts are
+ * spent: the caller records it, which settles it), or `gone`: this copy is not the one the job
+ * waits for (another copy of the event was settled, failed already or is still out, or an earlier
+ * queue node handed it out). A `gone` copy is dropped: nothing waits for it to come again.
+ */
+export type FailureAnswer = 'retry' | 'dead_letter' | 'gone';
+
 /** A record's winners in a held flush: its newest version, the events that carry it, and the columns they write. */
 interface NewestOfRecord {
   version: SourceVersion;
@@ -172,10 +180,10 @@ export class SyncDispatcher extends EventEmitter {
     this.inFlight.delete(seq);
     this.journal.settle(seq);
     if (this.paused) {
-      // A write that went through means the destination is back.
-      if (succeeded) this.resume();
-      // A probe that came to nothing (dead-lettered, say) says nothing: the next one is asked, or
-      // the pause would last for good with no probe armed.
+      // A write that went through means the destination is back; so does an end to every event
+      // that waited for it. A probe that came to nothing (dead-lettered, say) says nothing: the
+      // next one is asked, or the pause would last for good with no probe armed.
+      if (succeeded || !this.anyWaiting()) this.resume();
       else this.scheduleProbe();
     }
     this.emitState();
@@ -197,6 +205,11 @@ export class SyncDispatcher extends EventEmitter {
       entry.waitingForDestination = false;
       this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
     }
+  }
+
+  private anyWaiting(): boolean {
+    for (const entry of this.inFlight.values()) if (entry.waitingForDestination) return true;
+    return false;
   }
 
   /** While paused, one event at a time - the oldest that failed - asks whether the destination is back. */
@@ -222,11 +235,13 @@ export class SyncDispatcher extends EventEmitter {
    * The event failed. Returns `retry` when it will be delivered again, or `dead_letter`
    * when its attempts are spent (the caller records it; that settles it).
    */
-  failed(seq: number, kind: FailureKind): 'retry' | 'dead_letter' {
+  failed(seq: number, kind: FailureKind, attempt?: number): FailureAnswer {
     const entry = this.inFlight.get(seq);
-    // Not one this dispatcher has out (stopped by a redeploy, or a copy an earlier queue node handed
-    // out): the event is still unsettled in the journal and comes again, from here or the next one.
-    if (!entry) return 'retry';
+    // Settled already (another copy of it was written), or superseded: nothing to try again.
+    if (!entry || entry.superseded) return 'gone';
+    // Another copy's failure was heard first (the event waits for its retry or for the destination),
+    // or this copy is of an earlier attempt: counted once, not once per copy.
+    if (entry.timer || entry.waitingForDestination || (attempt !== undefined && attempt !== entry.attempt)) return 'gone';
     if (kind === 'transient') {
       entry.waitingForDestination = true;
       if (!this.paused) {
@@ -253,19 +268,30 @@ export class SyncDispatcher extends EventEmitter {
   }
 
   /**
-   * A node of the flow between the queue and the change log was (re)deployed alone: what it held
+   * Nodes of the flow between the queue and the change log were (re)deployed alone: what they held
    * is gone (Node-RED drops the messages of a node it stops, and a node with a broken configuration
-   * refuses its input). The events handed out and not heard of since (neither settled, nor failed,
-   * nor waiting for a retry) go out again, in journal order; those the rest of the flow still
-   * carries are then written twice, which the conflict law makes harmless (`unchanged`), as after a
-   * restart. Without this they stayed in flight until one.
+   * refuses its input). Those of `seqs` (inTheFlowNow() before the deploy) still not heard of go
+   * out again, in journal order; those the rest of the flow still carries are then written twice,
+   * which the conflict law makes harmless (`unchanged`), as after a restart. Without this they
+   * stayed in flight until one.
    */
-  redeliverHandedOut(): void {
+  redeliver(seqs: readonly number[]): void {
     if (this.stopped) return;
-    const lost = [...this.inFlight.values()]
-      .filter((entry) => !entry.timer && !entry.waitingForDestination && !entry.superseded)
-      .sort((a, b) => a.record.seq - b.record.seq);
-    for (const entry of lost) this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
+    for (const seq of [...seqs].sort((a, b) => a - b)) {
+      const entry = this.inFlight.get(seq);
+      if (entry && this.inTheFlow(entry)) this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
+    }
+  }
+
+  /** The events handed to the flow and not heard of since: neither settled, failed nor superseded. */
+  inTheFlowNow(): number[] {
+    const seqs: number[] = [];
+    for (const [seq, entry] of this.inFlight) if (this.inTheFlow(entry)) seqs.push(seq);
+    return seqs;
+  }
+
+  private inTheFlow(entry: InFlight): boolean {
+    return !entry.timer && !entry.waitingForDestination && !entry.superseded;
   }
 
   /** Applies held events now (also what a schedule does when its time comes). */
@@ -495,9 +521,11 @@ export class SyncDispatcher extends EventEmitter {
       if (this.stopped || generation !== this.mappingGeneration) return undefined;
       for (const record of page) {
         if (record.seq > limit) return newest;
+        after = record.seq;
+        // Superseded by an earlier flush, its entry still being written: never the newest of anything.
+        if (this.inFlight.get(record.seq)?.superseded) continue;
         const identity = identify(record);
         if (identity !== undefined) noteNewest(newest, identity, record.seq);
-        after = record.seq;
       }
       if (page.length === 0) return newest;
     }
