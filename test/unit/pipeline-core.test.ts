@@ -374,12 +374,17 @@ describe('SyncJob', () => {
     await job.close();
   });
 
-  it('stops trying a superseded event\'s entry once the job is closed', async () => {
+  /**
+   * A held job with two events of one record, flushed while its change log cannot be written (a
+   * directory where its file goes: appends fail with EISDIR until `logFile` is removed): the newest
+   * is handed out, the older one's superseded entry fails. Errors land in `errors`.
+   */
+  async function heldJobWithBrokenLog(errors: Error[]): Promise<{ job: SyncJob; logFile: string }> {
     const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT']).rules;
     const dir = tempDir('job');
     const job = new SyncJob({ ...settings, schedule: 'hourly' }, dir);
     job.declareSchema({ keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'], identify: compileIdentify(rules, parseKeyRule('HMS:permit_id -> COBOL:PERMIT_ID')) });
-    job.on('error', () => undefined);
+    job.on('error', (err: Error) => errors.push(err));
     for (const [status, at] of [['Pending', '10:00:01'], ['Approved', '10:00:02']]) {
       await job.accept('t', Buffer.from(JSON.stringify({ permit_id: 'P-1', status, updated_at: `2026-03-01T${at}Z` })));
     }
@@ -387,7 +392,12 @@ describe('SyncJob', () => {
     fs.mkdirSync(logFile, { recursive: true });
     const queue = collect(job);
     await job.flush();
-    await queue.next(1);
+    await queue.next(1); // the newest
+    return { job, logFile };
+  }
+
+  it('stops trying a superseded event\'s entry once the job is closed', async () => {
+    const { job, logFile } = await heldJobWithBrokenLog([]);
     await new Promise((resolve) => setTimeout(resolve, 50)); // the first append failed; a retry is armed
     await job.close(); // closing removes the job's listeners: a retry after it must neither throw nor write
     fs.rmdirSync(logFile);
@@ -396,21 +406,8 @@ describe('SyncJob', () => {
   });
 
   it('logs a superseded event again until the change log takes it, then settles it', async () => {
-    const rules = parseMapping(['HMS:status -> COBOL:PERMIT_STAT']).rules;
-    const dir = tempDir('job');
-    const job = new SyncJob({ ...settings, schedule: 'hourly' }, dir);
-    job.declareSchema({ keyColumn: 'PERMIT_ID', columns: ['PERMIT_STAT'], identify: compileIdentify(rules, parseKeyRule('HMS:permit_id -> COBOL:PERMIT_ID')) });
     const errors: Error[] = [];
-    job.on('error', (err: Error) => errors.push(err));
-    for (const [status, at] of [['Pending', '10:00:01'], ['Approved', '10:00:02']]) {
-      await job.accept('t', Buffer.from(JSON.stringify({ permit_id: 'P-1', status, updated_at: `2026-03-01T${at}Z` })));
-    }
-    // A directory where the change log's file goes: its appends fail (EISDIR) until it is removed.
-    const logFile = path.join(dir, 'J', 'changelog.jsonl');
-    fs.mkdirSync(logFile, { recursive: true });
-    const queue = collect(job);
-    await job.flush();
-    await queue.next(1); // the newest
+    const { job, logFile } = await heldJobWithBrokenLog(errors);
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.ok(errors.length >= 1, 'the failed append is reported');
     assert.equal(job.counters.superseded, 0);
