@@ -46,7 +46,11 @@ export class DeadLetterStore {
         return []; // a torn last line from a crash: that letter was never reported as stored
       }
     });
-    const waiting = letters.filter((l) => !replayed.has(l.id));
+    // A letter stored again for the same event (its change-log entry failed, or the runtime died
+    // before it, and the event came again) is one letter: a replay sends the event once.
+    const unique = new Map<string, DeadLetter>();
+    for (const letter of letters) if (!replayed.has(letter.id)) unique.set(`${letter.id}\u0000${letter.event}`, letter);
+    const waiting = [...unique.values()];
     this.count = waiting.length;
     return waiting;
   }
