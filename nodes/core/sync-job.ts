@@ -12,12 +12,15 @@ import { SyncDispatcher, type Delivery, type DispatcherState, type FailureAnswer
 import type { ParkedConflict } from './conflict';
 import { parseEvent } from './event';
 import { outageProbeDelayMs } from './queue/backoff';
+import { RecordOrder } from './queue/record-order';
 import type { ApplyResult, BacklogMode, ChangeLogEntry, ChangelogFeed, ConflictRule, RetryPolicy, SettledOutcome } from './types';
 
 /** What the queue node tells the job when it attaches. */
 export interface QueueOptions {
   /** The queue's size limit for an event (it dead-letters larger ones); parseEvent's default when unset. */
   maxEventBytes?: number;
+  /** The flow (tab) the queue node is on: a deploy that changes a node there may have dropped events (deployFinished). */
+  tab?: string;
 }
 
 export interface JobSettings {
@@ -76,9 +79,12 @@ export class SyncJob extends EventEmitter {
   readonly ready: Promise<void>;
   private journal?: SyncJournal;
   private dispatcher?: SyncDispatcher;
+  /** Records whose failed event will come again: their later events wait (connector nodes keep this order). */
+  readonly recordOrder = new RecordOrder();
   /** Between a deploy's start and end: the events that were in the flow, and whether a node of it was replaced. */
   private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[] };
   private pipelineRestarted = false;
+  private queueTab?: string;
   /** Dead letters stored whose events are not settled yet (their change-log entry is not written). */
   private readonly lettersAwaitingLog = new Set<number>();
   /** Timers of superseded events whose change-log entry is tried again. */
@@ -128,6 +134,7 @@ export class SyncJob extends EventEmitter {
     if (this.dispatcher) throw new Error(`job ${this.id} already has a sync queue`);
     let detached = false;
     const queue = ++this.queueAttachments;
+    this.queueTab = options.tab;
     void this.ready.then(() => {
       if (detached || this.closed || !this.journal) return;
       const dispatcher = new SyncDispatcher(this.journal, deliver, {
@@ -160,6 +167,8 @@ export class SyncJob extends EventEmitter {
   settle(seq: number, outcome: SettledOutcome): void {
     this.counters[outcome] += 1;
     this.lettersAwaitingLog.delete(seq);
+    // Settled another way than by the copy a connector waits for (after a deploy): its record goes on.
+    if (this.recordOrder.release(seq)) this.emit('released', seq);
     // Its entry is on disk: settled in the journal even while no queue node is attached (one
     // redeployed alone), or the next one would hand the event out again.
     if (this.dispatcher) this.dispatcher.settled(seq, DESTINATION_REACHED.has(outcome));
@@ -183,13 +192,16 @@ export class SyncJob extends EventEmitter {
   }
 
   /**
-   * The deploy is done (`flows:started`). When it replaced a node between the queue and the change
-   * log while this job ran on, what was in the flow before it and is still not heard of goes out
-   * again: the old node may have held it. (A full deploy replaces the job too, which starts afresh.)
+   * The deploy is done (`flows:started`; `changedTabs`: the flows it changed a node on). When it
+   * replaced a node between the queue and the change log while this job ran on, what was in the
+   * flow before it and is still not heard of goes out again: the old node may have held it. (A full
+   * deploy replaces the job too, which starts afresh.)
    */
-  deployFinished(type: string | undefined): void {
+  deployFinished(type: string | undefined, changedTabs: ReadonlySet<string> = new Set()): void {
     const before = this.inTheFlowAtDeploy;
-    const restarted = this.pipelineRestarted;
+    // An EXS node of the flow restarted, or any node on the queue node's tab changed (a delay node
+    // between the mapper and the connector holds messages too).
+    const restarted = this.pipelineRestarted || (this.queueTab !== undefined && changedTabs.has(this.queueTab));
     this.inTheFlowAtDeploy = undefined;
     this.pipelineRestarted = false;
     if (type === 'full' || !restarted || !before || before.seqs.length === 0 || this.closed) return;
@@ -200,13 +212,14 @@ export class SyncJob extends EventEmitter {
 
   /**
    * A copy of an event failed (see FailureAnswer). `copy` is its envelope's `queue` and `attempt`:
-   * a copy an earlier queue node handed out (one redeployed alone) is `gone`, the current one hands
-   * the event out itself; without a queue node the event stays in the journal for the next one
-   * (`retry`). Neither is counted as an attempt.
+   * a copy an earlier queue node handed out (one redeployed alone) is no attempt of the current
+   * one's, which hands the event out itself (`retry`, or `gone` once settled); without a queue node
+   * the event stays in the journal for the next one (`retry`).
    */
   fail(seq: number, kind: FailureKind, copy: { queue?: number; attempt?: number } = {}): FailureAnswer {
     if (!this.dispatcher) return 'retry';
-    if (copy.queue !== undefined && copy.queue !== this.dispatcherQueue) return 'gone';
+    // An earlier queue node's copy: the current one hands the event out itself, unless it is settled.
+    if (copy.queue !== undefined && copy.queue !== this.dispatcherQueue) return this.journal?.isSettled(seq) ? 'gone' : 'retry';
     return this.dispatcher.failed(seq, kind, copy.attempt);
   }
 
@@ -326,7 +339,7 @@ export class SyncJob extends EventEmitter {
    * it is recorded, not written, and settled once its entry is on disk. An entry that cannot be
    * written leaves it unsettled: it comes again after a restart, as any event the log failed.
    */
-  private async logSuperseded(record: JournalRecord, newest: number, key: string, attempt = 1): Promise<void> {
+  private async logSuperseded(record: JournalRecord, newest: number, key: string, attempt = 1, by = this.dispatcher): Promise<void> {
     const entry: ChangeLogEntry = {
       time: new Date().toISOString(),
       job: this.id,
@@ -348,7 +361,8 @@ export class SyncJob extends EventEmitter {
       // stay in flight, and hold the journal's low-water mark, until a restart.
       const timer = setTimeout(() => {
         this.supersededRetries.delete(timer);
-        if (!this.closed) void this.logSuperseded(record, newest, key, attempt + 1);
+        // Not for a queue node replaced meanwhile: the new one hands the event out itself.
+        if (!this.closed && this.dispatcher === by) void this.logSuperseded(record, newest, key, attempt + 1, by);
       }, outageProbeDelayMs(attempt, 1));
       timer.unref?.();
       this.supersededRetries.add(timer);

@@ -92,7 +92,7 @@ export = function registerExsSyncQueue(RED: RED) {
         queueMicrotask(sendGathered);
       }
     };
-    const detach = job.attachQueue(deliver, { maxEventBytes: maxBytes });
+    const detach = job.attachQueue(deliver, { maxEventBytes: maxBytes, tab: this.z });
 
     this.on('input', (msg, _send, done) => {
       // The EXS source journals its events before acknowledging them; this wire only shows the flow.

@@ -6,6 +6,7 @@
 // destination by implementing SyncConnector and calling this.
 import type { DestinationSchema, JobSettings } from '../core/sync-job';
 import type { ApplyResult, ExsEnvelope, SyncConnector } from '../core/types';
+import type { RecordOrder } from '../core/queue/record-order';
 import { isBatchMessage, itemsOf, messagesFor, type EventItem } from './batch-message';
 import { jobOf } from './job-node';
 import type { DoneFunction, JobNodeConfig, NodeMessage, RED, RedNode, SendFunction } from './red';
@@ -48,21 +49,24 @@ const recordOf = (write: PendingWrite) => String(write.item.exs.record!.keyValue
  * MAX_BATCH, taken out of the queue; a record's later events stay queued, in order, for the
  * batches after, so each record's events are written in the order they arrived.
  */
-function takeBatch(queue: PendingWrite[], busy: ReadonlySet<string>, retrying: Map<string, number>): PendingWrite[] {
+export function takeBatch(queue: PendingWrite[], busy: ReadonlySet<string>, order: RecordOrder): PendingWrite[] {
   const batch: PendingWrite[] = [];
   const seen = new Set<string>();
   const rest: PendingWrite[] = [];
   for (const write of queue) {
     const key = recordOf(write);
-    // A record whose failed event will come again waits for it: its later events must not overtake it.
-    // (It comes again behind them in the queue, so they must not hold it back either.)
-    if (retrying.has(key) && retrying.get(key) !== write.item.exs.seq) {
+    const seq = write.item.exs.seq;
+    const waitingFor = order.waitsFor(key);
+    // A record whose failed event will come again waits for it: its later events must not overtake
+    // it. (It comes again behind them in the queue, so they must not hold it back either; nor must
+    // an earlier event of the record, which would otherwise wait behind a later one for good.)
+    if (waitingFor !== undefined && seq > waitingFor) {
       rest.push(write);
       continue;
     }
     if (batch.length < MAX_BATCH && !seen.has(key) && !busy.has(key)) {
       batch.push(write);
-      retrying.delete(key);
+      order.release(seq);
     } else {
       rest.push(write);
     }
@@ -152,11 +156,17 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   const queue: PendingWrite[] = [];
   const writing = new Set<Promise<void>>();
   const busy = new Set<string>();
-  /** Records whose failed event will be delivered again, and that event's seq. */
-  const retrying = new Map<string, number>();
+  /** Records whose failed event will be delivered again: the job's, so they outlive this node. */
+  const order = job.recordOrder;
+  // An event waited for may be settled another way (another copy of it was written): its record's
+  // later events may go now. The job releases it before it tells.
+  const forgetSettled = (): void => {
+    if (queue.length > 0) kick();
+  };
+  job.on('released', forgetSettled);
   const kick = (): void => {
     while (!closing && writing.size < parallel && queue.length > 0) {
-      const batch = takeBatch(queue, busy, retrying);
+      const batch = takeBatch(queue, busy, order);
       if (batch.length === 0) return;
       const keys = batch.map(recordOf);
       for (const key of keys) busy.add(key);
@@ -183,7 +193,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     const answer = job.fail(item.exs.seq, transient ? 'transient' : 'data', item.exs);
     if (answer === 'dead_letter') return { dead: deadLetter(item, errorText(outcome.error)) };
     // The record's later events wait for this one to come again; a copy that is `gone` will not.
-    if (answer === 'retry') retrying.set(recordOf(write), item.exs.seq);
+    if (answer === 'retry') order.hold(recordOf(write), item.exs.seq);
     return {};
   };
 
@@ -254,6 +264,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
 
   node.on('close', (_removed, done) => {
     closing = true;
+    job.removeListener('released', forgetSettled);
     // What is still queued is left in the journal, unsettled: it is delivered again after the redeploy.
     for (const write of queue.splice(0)) finish(write.arrival);
     const drained = Promise.all(writing);

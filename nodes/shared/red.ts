@@ -21,6 +21,8 @@ export type DoneFunction = (err?: Error) => void;
 export interface RedNode {
   id: string;
   type: string;
+  /** The flow (tab) the node is on. */
+  z?: string;
   name?: string;
   credentials?: Record<string, string | undefined>;
   on(event: 'input', listener: (msg: NodeMessage, send: SendFunction, done: DoneFunction) => void): void;
@@ -37,6 +39,13 @@ export interface ExpressLike {
   post(path: string, ...handlers: Array<(req: any, res: any, next: any) => void>): void;
 }
 
+/** What `flows:started` tells of a deploy: its type, the nodes it changed, and the new configuration. */
+export interface DeployInfo {
+  type?: string;
+  diff?: Partial<Record<'added' | 'changed' | 'removed' | 'rewired', string[]>>;
+  config?: { allNodes?: Record<string, { z?: string } | undefined> };
+}
+
 export interface RED {
   /** Editor plugins (Node-RED 1.3+). */
   plugins?: { registerPlugin(id: string, definition: object): void };
@@ -44,10 +53,10 @@ export interface RED {
   comms?: { publish(topic: string, data: unknown, retain?: boolean): void };
   /** The HTTP server Node-RED listens on. */
   server?: { address(): { address: string; family: string; port: number } | string | null };
-  /** The runtime's events: `flows:starting` and `flows:started` frame each deploy ({ type: 'full' | 'flows' | 'nodes' }). */
+  /** The runtime's events: `flows:starting` and `flows:started` frame each deploy. */
   events?: {
-    on(event: string, listener: (info: { type?: string }) => void): void;
-    removeListener(event: string, listener: (info: { type?: string }) => void): void;
+    on(event: string, listener: (info: DeployInfo) => void): void;
+    removeListener(event: string, listener: (info: DeployInfo) => void): void;
   };
   nodes: {
     createNode(node: object, config: object): void;

@@ -297,11 +297,14 @@ describe('SyncJob', () => {
     const [again] = await queue.next(1);
     assert.equal(again.record.seq, seq);
     assert.notEqual(again.queue, oldQueue);
-    // The old copy fails on: neither a dead letter (max_attempts 1) nor a change to the new copy.
-    assert.equal(job.fail(seq, 'data', { queue: oldQueue }), 'gone');
-    assert.equal(job.fail(seq, 'transient', { queue: oldQueue }), 'gone');
+    // The old copy fails on: neither a dead letter (max_attempts 1) nor a change to the new copy,
+    // which comes (the record's later events wait for it).
+    assert.equal(job.fail(seq, 'data', { queue: oldQueue }), 'retry');
+    assert.equal(job.fail(seq, 'transient', { queue: oldQueue }), 'retry');
     assert.deepEqual({ retrying: job.state().retrying, paused: job.state().paused }, { retrying: 0, paused: false });
     assert.equal(job.fail(seq, 'data', { queue: again.queue, attempt: again.attempt }), 'dead_letter', 'the current copy\'s own failure counts');
+    job.settle(seq, 'dead_letter');
+    assert.equal(job.fail(seq, 'data', { queue: oldQueue }), 'gone', 'settled: the old copy will not come again');
     await job.close();
   });
 
@@ -346,6 +349,40 @@ describe('SyncJob', () => {
     await job.close();
   });
 
+  it('stays paused while its probe is out, whatever else settles meanwhile', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 1, backoff_seconds: 0 } }, tempDir('job'));
+    const queue = collect(job);
+    const seqs: number[] = [];
+    for (const id of ['R-1', 'R-2', 'R-3']) seqs.push(await job.accept('t', Buffer.from(`{"permit_id":"${id}"}`)));
+    const delivered = await queue.next(3);
+    assert.equal(job.fail(seqs[0], 'transient', delivered[0]), 'retry');
+    const [probe] = (await queue.next(4)).slice(3); // a second later
+    assert.equal(probe.record.seq, seqs[0]);
+    await job.accept('t', Buffer.from('{"permit_id":"R-4"}'));
+    job.settle(seqs[1], 'dead_letter'); // another event of the flow ends in the dead letter
+    assert.equal(job.state().paused, true, 'the probe decides, not an unrelated dead letter');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(queue.deliveries.length, 4, 'nothing new handed out to a destination that may still be down');
+    job.settle(seqs[0], 'applied');
+    assert.equal(job.state().paused, false);
+    await job.close();
+  });
+
+  it('after a deploy that changed any node on the queue node\'s flow (a delay node, say), hands out again what was in the flow', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    const deliveries: Delivery[] = [];
+    job.attachQueue((d) => deliveries.push(d), { tab: 'flow-1' });
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"T-1"}'));
+    while (deliveries.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    job.deployStarting();
+    job.deployFinished('nodes', new Set(['flow-2']));
+    assert.equal(deliveries.length, 1, 'another flow changed: nothing again');
+    job.deployStarting();
+    job.deployFinished('nodes', new Set(['flow-1']));
+    assert.deepEqual(deliveries.map((d) => d.record.seq), [seq, seq]);
+    await job.close();
+  });
+
   it('counts a failure once however many copies of the event fail, and a copy of a settled event is gone', async () => {
     const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 2, backoff_seconds: 60 } }, tempDir('job'));
     const queue = collect(job);
@@ -353,9 +390,11 @@ describe('SyncJob', () => {
     const [copy] = await queue.next(1);
     // Two copies of the event in the flow (one handed out again after a deploy): both fail.
     assert.equal(job.fail(seq, 'data', copy), 'retry');
-    assert.equal(job.fail(seq, 'data', copy), 'gone', 'the second copy\'s failure is not a second attempt');
-    assert.equal(job.fail(seq, 'transient', copy), 'gone');
-    assert.equal(job.state().retrying, 1);
+    assert.equal(job.fail(seq, 'data', copy), 'retry', 'it comes again, but the second copy\'s failure is not a second attempt');
+    assert.equal(job.fail(seq, 'transient', copy), 'retry');
+    assert.deepEqual({ retrying: job.state().retrying, paused: job.state().paused }, { retrying: 1, paused: false });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(queue.deliveries.length, 1, 'one retry is pending (a minute away), not one per copy');
     // Settled by another copy: a failure of this one says nothing, and nothing waits for it.
     job.settle(seq, 'applied');
     assert.equal(job.fail(seq, 'transient', copy), 'gone');

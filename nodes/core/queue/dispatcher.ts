@@ -35,10 +35,11 @@ export interface Delivery {
 export type FailureKind = 'transient' | 'data';
 
 /**
- * What a failed copy of an event becomes: `retry` (it comes again), `dead_letter` (its attempts are
- * spent: the caller records it, which settles it), or `gone`: this copy is not the one the job
- * waits for (another copy of the event was settled, failed already or is still out, or an earlier
- * queue node handed it out). A `gone` copy is dropped: nothing waits for it to come again.
+ * What a failed copy of an event becomes: `retry` (the event comes again: the record's later events
+ * wait for it), `dead_letter` (its attempts are spent: the caller records it, which settles it), or
+ * `gone`: the event is settled (another copy of it was written) or superseded, and will not come
+ * again. A copy whose event failed already (another copy's failure was heard first) is `retry`
+ * without counting as another attempt.
  */
 export type FailureAnswer = 'retry' | 'dead_letter' | 'gone';
 
@@ -147,6 +148,8 @@ export class SyncDispatcher extends EventEmitter {
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
   private probeTimer?: NodeJS.Timeout;
+  /** While paused: the event out as the probe, until it settles or fails. */
+  private probeSeq?: number;
 
   constructor(
     private readonly journal: DispatchJournal,
@@ -180,11 +183,16 @@ export class SyncDispatcher extends EventEmitter {
     this.inFlight.delete(seq);
     this.journal.settle(seq);
     if (this.paused) {
-      // A write that went through means the destination is back; so does an end to every event
-      // that waited for it. A probe that came to nothing (dead-lettered, say) says nothing: the
-      // next one is asked, or the pause would last for good with no probe armed.
-      if (succeeded || !this.anyWaiting()) this.resume();
-      else this.scheduleProbe();
+      if (succeeded) {
+        // A write that went through means the destination is back.
+        this.resume();
+      } else if (seq === this.probeSeq) {
+        // The probe came to nothing (dead-lettered, say): it says nothing, so the next event asks,
+        // or the pause would last for good with no probe armed. None left to ask: nothing waits.
+        this.probeSeq = undefined;
+        if (this.anyWaiting()) this.scheduleProbe();
+        else this.resume();
+      }
     }
     this.emitState();
     this.pump();
@@ -197,6 +205,7 @@ export class SyncDispatcher extends EventEmitter {
   private resume(): void {
     this.paused = false;
     this.outages = 0;
+    this.probeSeq = undefined;
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = undefined;
     this.emit('resumed');
@@ -226,6 +235,7 @@ export class SyncDispatcher extends EventEmitter {
       }
       if (!oldest) return this.resume();
       oldest.waitingForDestination = false;
+      this.probeSeq = oldest.record.seq;
       this.deliver({ record: oldest.record, attempt: oldest.attempt, queue: this.options.queue });
     }, delay);
     this.probeTimer.unref?.();
@@ -240,8 +250,9 @@ export class SyncDispatcher extends EventEmitter {
     // Settled already (another copy of it was written), or superseded: nothing to try again.
     if (!entry || entry.superseded) return 'gone';
     // Another copy's failure was heard first (the event waits for its retry or for the destination),
-    // or this copy is of an earlier attempt: counted once, not once per copy.
-    if (entry.timer || entry.waitingForDestination || (attempt !== undefined && attempt !== entry.attempt)) return 'gone';
+    // or this copy is of an earlier attempt: it comes again, counted once, not once per copy.
+    if (entry.timer || entry.waitingForDestination || (attempt !== undefined && attempt !== entry.attempt)) return 'retry';
+    if (seq === this.probeSeq) this.probeSeq = undefined;
     if (kind === 'transient') {
       entry.waitingForDestination = true;
       if (!this.paused) {
@@ -252,8 +263,12 @@ export class SyncDispatcher extends EventEmitter {
       this.emitState();
       return 'retry';
     }
-    // While paused, the event that failed for its data was the probe: another event asks next.
-    if (this.paused) this.scheduleProbe();
+    // Paused with no probe out (the probe failed for its data: it waits for its retry, or goes to
+    // the dead letter): the next event that waits for the destination asks; none waits, no pause.
+    if (this.paused && this.probeSeq === undefined) {
+      if (this.anyWaiting()) this.scheduleProbe();
+      else this.resume();
+    }
     if (entry.attempt >= this.options.retry.max_attempts) return 'dead_letter';
     entry.attempt += 1;
     const delay = retryDelayMs(entry.attempt - 1, this.options.retry.backoff_seconds, this.options.maxBackoffSeconds, this.options.random);
