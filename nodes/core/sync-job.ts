@@ -19,8 +19,8 @@ import type { ApplyResult, BacklogMode, ChangeLogEntry, ChangelogFeed, ConflictR
 export interface QueueOptions {
   /** The queue's size limit for an event (it dead-letters larger ones); parseEvent's default when unset. */
   maxEventBytes?: number;
-  /** The flow (tab) the queue node is on: a deploy that changes a node there may have dropped events (deployFinished). */
-  tab?: string;
+  /** The queue node's id: a deploy that changes a node its messages reach may have dropped events (deployFinished). */
+  nodeId?: string;
 }
 
 export interface JobSettings {
@@ -84,7 +84,7 @@ export class SyncJob extends EventEmitter {
   /** Between a deploy's start and end: the events that were in the flow, and whether a node of it was replaced. */
   private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[] };
   private pipelineRestarted = false;
-  private queueTab?: string;
+  private queueNodeId?: string;
   /** Dead letters stored whose events are not settled yet (their change-log entry is not written). */
   private readonly lettersAwaitingLog = new Set<number>();
   /** Timers of superseded events whose change-log entry is tried again. */
@@ -134,7 +134,7 @@ export class SyncJob extends EventEmitter {
     if (this.dispatcher) throw new Error(`job ${this.id} already has a sync queue`);
     let detached = false;
     const queue = ++this.queueAttachments;
-    this.queueTab = options.tab;
+    this.queueNodeId = options.nodeId;
     void this.ready.then(() => {
       if (detached || this.closed || !this.journal) return;
       const dispatcher = new SyncDispatcher(this.journal, deliver, {
@@ -192,16 +192,17 @@ export class SyncJob extends EventEmitter {
   }
 
   /**
-   * The deploy is done (`flows:started`; `changedTabs`: the flows it changed a node on). When it
+   * The deploy is done (`flows:started`; `changedAfter(id)`: whether it changed a node that node
+   * `id`'s messages reach). When it
    * replaced a node between the queue and the change log while this job ran on, what was in the
    * flow before it and is still not heard of goes out again: the old node may have held it. (A full
    * deploy replaces the job too, which starts afresh.)
    */
-  deployFinished(type: string | undefined, changedTabs: ReadonlySet<string> = new Set()): void {
+  deployFinished(type: string | undefined, changedAfter: (nodeId: string) => boolean = () => false): void {
     const before = this.inTheFlowAtDeploy;
-    // An EXS node of the flow restarted, or any node on the queue node's tab changed (a delay node
-    // between the mapper and the connector holds messages too).
-    const restarted = this.pipelineRestarted || (this.queueTab !== undefined && changedTabs.has(this.queueTab));
+    // An EXS node of the flow restarted, or a node the queue node's messages reach changed (a delay
+    // node between the mapper and the connector holds messages too).
+    const restarted = this.pipelineRestarted || (this.queueNodeId !== undefined && changedAfter(this.queueNodeId));
     this.inTheFlowAtDeploy = undefined;
     this.pipelineRestarted = false;
     if (type === 'full' || !restarted || !before || before.seqs.length === 0 || this.closed) return;
@@ -211,16 +212,16 @@ export class SyncJob extends EventEmitter {
   }
 
   /**
-   * A copy of an event failed (see FailureAnswer). `copy` is its envelope's `queue` and `attempt`:
+   * A copy of an event failed (see FailureAnswer). `copy` is its envelope's `queue` and `handout`:
    * a copy an earlier queue node handed out (one redeployed alone) is no attempt of the current
    * one's, which hands the event out itself (`retry`, or `gone` once settled); without a queue node
    * the event stays in the journal for the next one (`retry`).
    */
-  fail(seq: number, kind: FailureKind, copy: { queue?: number; attempt?: number } = {}): FailureAnswer {
-    if (!this.dispatcher) return 'retry';
-    // An earlier queue node's copy: the current one hands the event out itself, unless it is settled.
-    if (copy.queue !== undefined && copy.queue !== this.dispatcherQueue) return this.journal?.isSettled(seq) ? 'gone' : 'retry';
-    return this.dispatcher.failed(seq, kind, copy.attempt);
+  fail(seq: number, kind: FailureKind, copy: { queue?: number; handout?: number } = {}): FailureAnswer {
+    // No queue node, or an earlier one's copy: the current (or next) queue node hands the event out
+    // itself, unless it is settled.
+    if (!this.dispatcher || (copy.queue !== undefined && copy.queue !== this.dispatcherQueue)) return this.journal?.isSettled(seq) ? 'gone' : 'retry';
+    return this.dispatcher.failed(seq, kind, copy.handout);
   }
 
   async recordDeadLetter(...letters: DeadLetter[]): Promise<void> {

@@ -180,8 +180,9 @@ export interface ExsEnvelope {
   error?: string;
   /** Raw text of the event when it could not be parsed, so a dead letter keeps the original. */
   raw?: string;
-  /** The queue attachment that handed it out: failures are reported with it (SyncJob.fail). */
+  /** The queue attachment that handed it out, and which hand-out of the event this copy is: failures are reported with them (SyncJob.fail). */
   queue?: number;
+  handout?: number;
 }
 
 /** One line of the change log: what happened to one event. */

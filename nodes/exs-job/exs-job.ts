@@ -6,7 +6,8 @@ import { SyncJob } from '../core/sync-job';
 import { feedEditor } from '../shared/editor-feed';
 import { registerJob, runningJob, runningJobs, unregisterJob } from '../shared/job-registry';
 import { exsDataDir, jobSettingsFromConfig, type ExsJobConfig, type ExsJobNode } from '../shared/job-node';
-import type { DeployInfo, RED } from '../shared/red';
+import type { RED } from '../shared/red';
+import { changedDownstream } from '../shared/deploys';
 
 /** Parses `?ids=1,2` or a JSON body `{ "ids": [1, 2] }`; undefined means all. */
 function requestedIds(req: any): number[] | undefined {
@@ -40,23 +41,9 @@ function watchDeploys(RED: RED): void {
   watched.add(events);
   events.on('flows:starting', () => runningJobs().forEach((job) => job.deployStarting()));
   events.on('flows:started', (info) => {
-    const tabs = changedTabs(info);
-    runningJobs().forEach((job) => job.deployFinished(info?.type, tabs));
+    const changedAfter = changedDownstream(info);
+    runningJobs().forEach((job) => job.deployFinished(info?.type, changedAfter));
   });
-}
-
-/**
- * The flows (tabs) a deploy changed a node on: any node there (a delay node between the queue and
- * the change log, say) may have dropped what it held when it was replaced or rewired.
- */
-function changedTabs(info: DeployInfo | undefined): Set<string> {
-  const tabs = new Set<string>();
-  const diff = info?.diff ?? {};
-  for (const id of [...(diff.added ?? []), ...(diff.changed ?? []), ...(diff.rewired ?? [])]) {
-    const tab = info?.config?.allNodes?.[id]?.z;
-    if (tab) tabs.add(tab);
-  }
-  return tabs;
 }
 
 export = function registerExsJob(RED: RED) {

@@ -61,8 +61,8 @@ export = function registerExsSyncQueue(RED: RED) {
     const batchSize = batchSizeOf(config.batch);
 
     /** The event and its envelope, or the dead letter it is when it cannot be read. Retrying cannot make text into JSON. */
-    const itemOf = ({ record, attempt, queue }: Delivery): { ok: boolean; item: EventItem } => {
-      const envelope: ExsEnvelope = { job: job.id, seq: record.seq, attempt, receivedAt: record.receivedAt, topic: record.topic, queue };
+    const itemOf = ({ record, attempt, queue, handout }: Delivery): { ok: boolean; item: EventItem } => {
+      const envelope: ExsEnvelope = { job: job.id, seq: record.seq, attempt, receivedAt: record.receivedAt, topic: record.topic, queue, handout };
       const parsed = parseEvent(record.payload, maxBytes);
       if (parsed.ok) return { ok: true, item: { payload: parsed.event, exs: envelope } };
       return { ok: false, item: { payload: parsed.raw, exs: { ...envelope, outcome: 'dead_letter', error: parsed.error, raw: parsed.raw } } };
@@ -92,7 +92,7 @@ export = function registerExsSyncQueue(RED: RED) {
         queueMicrotask(sendGathered);
       }
     };
-    const detach = job.attachQueue(deliver, { maxEventBytes: maxBytes, tab: this.z });
+    const detach = job.attachQueue(deliver, { maxEventBytes: maxBytes, nodeId: this.id });
 
     this.on('input', (msg, _send, done) => {
       // The EXS source journals its events before acknowledging them; this wire only shows the flow.

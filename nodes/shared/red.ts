@@ -39,11 +39,11 @@ export interface ExpressLike {
   post(path: string, ...handlers: Array<(req: any, res: any, next: any) => void>): void;
 }
 
-/** What `flows:started` tells of a deploy: its type, the nodes it changed, and the new configuration. */
+/** What `flows:started` tells of a deploy: its type, the nodes it changed, and the flows now deployed (every node's configuration). */
 export interface DeployInfo {
   type?: string;
   diff?: Partial<Record<'added' | 'changed' | 'removed' | 'rewired', string[]>>;
-  config?: { allNodes?: Record<string, { z?: string } | undefined> };
+  config?: { flows?: Array<{ id: string; type?: string; wires?: string[][]; links?: string[] }> };
 }
 
 export interface RED {

@@ -9,6 +9,7 @@ import { substituteEnv } from '../../nodes/core/env';
 import { compileIdentify, parseKeyRule, parseMapping } from '../../nodes/core/mapping';
 import { parseEvent } from '../../nodes/core/event';
 import { SyncJob } from '../../nodes/core/sync-job';
+import { changedDownstream } from '../../nodes/shared/deploys';
 import type { Delivery } from '../../nodes/core/queue/dispatcher';
 import { tempDir } from '../support/services';
 
@@ -302,7 +303,7 @@ describe('SyncJob', () => {
     assert.equal(job.fail(seq, 'data', { queue: oldQueue }), 'retry');
     assert.equal(job.fail(seq, 'transient', { queue: oldQueue }), 'retry');
     assert.deepEqual({ retrying: job.state().retrying, paused: job.state().paused }, { retrying: 0, paused: false });
-    assert.equal(job.fail(seq, 'data', { queue: again.queue, attempt: again.attempt }), 'dead_letter', 'the current copy\'s own failure counts');
+    assert.equal(job.fail(seq, 'data', again), 'dead_letter', 'the current copy\'s own failure counts');
     job.settle(seq, 'dead_letter');
     assert.equal(job.fail(seq, 'data', { queue: oldQueue }), 'gone', 'settled: the old copy will not come again');
     await job.close();
@@ -368,18 +369,47 @@ describe('SyncJob', () => {
     await job.close();
   });
 
-  it('after a deploy that changed any node on the queue node\'s flow (a delay node, say), hands out again what was in the flow', async () => {
+  it('after a deploy that changed a node its queue node\'s messages reach (a delay node, say), hands out again what was in the flow', async () => {
     const job = new SyncJob(settings, tempDir('job'));
     const deliveries: Delivery[] = [];
-    job.attachQueue((d) => deliveries.push(d), { tab: 'flow-1' });
+    job.attachQueue((d) => deliveries.push(d), { nodeId: 'queue' });
     const seq = await job.accept('t', Buffer.from('{"permit_id":"T-1"}'));
     while (deliveries.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    // What Node-RED 4.1 and 5 tell at flows:started: the deployed flows and the ids the deploy changed.
+    const flows = [
+      { id: 'tab', type: 'tab' },
+      { id: 'queue', type: 'exs-sync-queue', z: 'tab', wires: [['delay'], ['log']] },
+      { id: 'delay', type: 'delay', z: 'tab', wires: [['mapper']] },
+      { id: 'mapper', type: 'exs-mapper', z: 'tab', wires: [['log'], ['log']] },
+      { id: 'log', type: 'exs-change-log', z: 'tab', wires: [[], []] },
+      { id: 'debug', type: 'debug', z: 'tab', wires: [] },
+    ];
     job.deployStarting();
-    job.deployFinished('nodes', new Set(['flow-2']));
-    assert.equal(deliveries.length, 1, 'another flow changed: nothing again');
+    job.deployFinished('nodes', changedDownstream({ type: 'nodes', diff: { changed: ['debug', 'tab'] }, config: { flows } }));
+    assert.equal(deliveries.length, 1, 'a node the events do not pass changed: nothing again');
     job.deployStarting();
-    job.deployFinished('nodes', new Set(['flow-1']));
+    job.deployFinished('nodes', changedDownstream({ type: 'nodes', diff: { changed: ['delay', 'tab'] }, config: { flows } }));
     assert.deepEqual(deliveries.map((d) => d.record.seq), [seq, seq]);
+    await job.close();
+  });
+
+  it('takes only the probe\'s own copy as its answer: an older copy of the event failing says nothing', async () => {
+    const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 5, backoff_seconds: 0 } }, tempDir('job'));
+    const queue = collect(job);
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"R-1"}'));
+    const [older] = await queue.next(1);
+    assert.equal(job.fail(seq, 'transient', older), 'retry'); // the destination is down
+    const [, probe] = await queue.next(2); // a second later
+    assert.notEqual(probe.handout, older.handout);
+    // The older copy (still in the flow, say behind a slow node) fails for its data: not the probe.
+    assert.equal(job.fail(seq, 'data', older), 'retry');
+    assert.deepEqual({ paused: job.state().paused, retrying: job.state().retrying }, { paused: true, retrying: 0 }, 'no attempt spent, still paused');
+    await job.accept('t', Buffer.from('{"permit_id":"R-2"}'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(queue.deliveries.length, 2, 'nothing new handed out while the destination may be down');
+    // The probe's own failure counts: still down.
+    assert.equal(job.fail(seq, 'transient', probe), 'retry');
+    assert.equal(job.state().paused, true);
     await job.close();
   });
 

@@ -30,6 +30,11 @@ export interface Delivery {
   attempt: number;
   /** Which queue attachment handed it out (DispatcherOptions.queue): a failure reported for an earlier one's copy is not this one's. */
   queue?: number;
+  /**
+   * Which hand-out of the event this is (numbered per dispatcher): an event handed out again (a
+   * retry, a probe, after a deploy) has copies in the flow, and only the latest one's failure counts.
+   */
+  handout?: number;
 }
 
 export type FailureKind = 'transient' | 'data';
@@ -94,6 +99,8 @@ interface InFlight {
   waitingForDestination?: boolean;
   /** Replaced by a newer event: never in the flow, settled once the job has logged it. */
   superseded?: boolean;
+  /** Its latest hand-out (Delivery.handout). */
+  handout?: number;
 }
 
 const DEFAULT_WINDOW = 2048;
@@ -150,6 +157,8 @@ export class SyncDispatcher extends EventEmitter {
   private probeTimer?: NodeJS.Timeout;
   /** While paused: the event out as the probe, until it settles or fails. */
   private probeSeq?: number;
+  /** Hand-outs so far: each copy of an event in the flow has its number. */
+  private handouts = 0;
 
   constructor(
     private readonly journal: DispatchJournal,
@@ -212,8 +221,14 @@ export class SyncDispatcher extends EventEmitter {
     const waiting = [...this.inFlight.values()].filter((e) => e.waitingForDestination).sort((a, b) => a.record.seq - b.record.seq);
     for (const entry of waiting) {
       entry.waitingForDestination = false;
-      this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
+      this.handOut(entry);
     }
+  }
+
+  /** Hands the event to the flow (again), numbered so that only this copy's failure counts. */
+  private handOut(entry: InFlight): void {
+    entry.handout = ++this.handouts;
+    this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue, handout: entry.handout });
   }
 
   private anyWaiting(): boolean {
@@ -236,7 +251,7 @@ export class SyncDispatcher extends EventEmitter {
       if (!oldest) return this.resume();
       oldest.waitingForDestination = false;
       this.probeSeq = oldest.record.seq;
-      this.deliver({ record: oldest.record, attempt: oldest.attempt, queue: this.options.queue });
+      this.handOut(oldest);
     }, delay);
     this.probeTimer.unref?.();
   }
@@ -245,13 +260,14 @@ export class SyncDispatcher extends EventEmitter {
    * The event failed. Returns `retry` when it will be delivered again, or `dead_letter`
    * when its attempts are spent (the caller records it; that settles it).
    */
-  failed(seq: number, kind: FailureKind, attempt?: number): FailureAnswer {
+  failed(seq: number, kind: FailureKind, handout?: number): FailureAnswer {
     const entry = this.inFlight.get(seq);
     // Settled already (another copy of it was written), or superseded: nothing to try again.
     if (!entry || entry.superseded) return 'gone';
-    // Another copy's failure was heard first (the event waits for its retry or for the destination),
-    // or this copy is of an earlier attempt: it comes again, counted once, not once per copy.
-    if (entry.timer || entry.waitingForDestination || (attempt !== undefined && attempt !== entry.attempt)) return 'retry';
+    // Not the latest copy (the event was handed out again since: a retry, the probe, after a
+    // deploy), or its failure was heard already: the event comes again, counted once, and the
+    // latest copy alone says whether a paused destination is back.
+    if ((handout !== undefined && handout !== entry.handout) || entry.timer || entry.waitingForDestination) return 'retry';
     if (seq === this.probeSeq) this.probeSeq = undefined;
     if (kind === 'transient') {
       entry.waitingForDestination = true;
@@ -275,7 +291,7 @@ export class SyncDispatcher extends EventEmitter {
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
       if (this.stopped || !this.inFlight.has(seq)) return;
-      this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
+      this.handOut(entry);
     }, delay);
     entry.timer.unref?.();
     this.emitState();
@@ -294,7 +310,7 @@ export class SyncDispatcher extends EventEmitter {
     if (this.stopped) return;
     for (const seq of [...seqs].sort((a, b) => a - b)) {
       const entry = this.inFlight.get(seq);
-      if (entry && this.inTheFlow(entry)) this.deliver({ record: entry.record, attempt: entry.attempt, queue: this.options.queue });
+      if (entry && this.inTheFlow(entry)) this.handOut(entry);
     }
   }
 
@@ -386,8 +402,9 @@ export class SyncDispatcher extends EventEmitter {
           this.emit('superseded', record, newest.seq, newest.key);
           continue;
         }
-        this.inFlight.set(record.seq, { record, attempt: 1 });
-        this.deliver({ record, attempt: 1, queue: this.options.queue });
+        const entry: InFlight = { record, attempt: 1 };
+        this.inFlight.set(record.seq, entry);
+        this.handOut(entry);
       }
       if (this.newestOfRecord && this.cursor >= this.flushScannedTo) this.newestOfRecord = undefined;
       this.emitState();
