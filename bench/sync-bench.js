@@ -16,7 +16,8 @@
 // Every pipeline writes the same rows (the newest event of each key wins: a newer-wins guard) and
 // is measured three ways: throughput while events are published as fast as the broker takes them;
 // the drain of a backlog queued at the broker while the pipeline was stopped; and publish-to-commit
-// latency at 500 events/s, from a trigger that stamps each row's write. Needs PostgreSQL on
+// latency at 500 events/s, from a trigger that stamps each row's write (with the CPU each party
+// spends per event, at full speed and at 500 events/s). Needs PostgreSQL on
 // 127.0.0.1:5432 (database test, user postgres) and the Mosquitto binary; starts its own broker.
 // Writes bench/RESULTS.md. Run `npm run build` first (npm run bench does).
 //
@@ -324,13 +325,23 @@ async function measure(name, start, ctx, db, publisher, round) {
   await sleep(1000);
   const total = LATENCY_RATE * (LATENCY_WARMUP_SECONDS + LATENCY_SECONDS);
   began = Date.now();
+  const warmupEvents = LATENCY_RATE * LATENCY_WARMUP_SECONDS;
+  let lightCpuBefore;
   for (let i = 0; i < total; i++) {
     const due = began + (i * 1000) / LATENCY_RATE;
     const wait = due - Date.now();
     if (wait > 0) await sleep(wait);
+    if (i === warmupEvents) lightCpuBefore = cpuSnapshot(stop.pid);
     void publisher.publishAsync(`bench/${table}`, JSON.stringify(event(i, KEYS)), { qos: 1 });
   }
   await waitComplete(db, table, total, Math.min(KEYS, total));
+  // CPU per event at light load (the steady seconds): every step then runs once per event.
+  if (lightCpuBefore) {
+    const lightCpuAfter = cpuSnapshot(stop.pid);
+    for (const party of ['pipeline', 'postgres']) {
+      if (lightCpuBefore[party] !== undefined) result[`lightCpu_${party}`] = ((lightCpuAfter[party] - lightCpuBefore[party]) * 1e6) / (total - warmupEvents);
+    }
+  }
   await stop();
   const stamped = await db.query(`SELECT CAST(sent_at AS double precision) AS sent, (EXTRACT(EPOCH FROM written_at) * 1000 - CAST(sent_at AS double precision)) AS ms FROM ${table}_lat`);
   // EXS_BENCH_LATENCY_DUMP=/tmp/lat: each write's publish time (ms into the phase) and latency, to see when the tail happens.
@@ -353,7 +364,7 @@ async function measure(name, start, ctx, db, publisher, round) {
   }
   }
   const shown = (value, digits) => (value === undefined ? '-' : value.toFixed(digits));
-  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s${result.drainWrites === undefined ? "" : ` (${result.drainWrites} written)`}, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms (after start ${shown(result.coldP50, 2)} / ${shown(result.coldP99, 2)} ms), CPU µs/event: pipeline ${shown(result.cpu_pipeline, 0)}, postgres ${shown(result.cpu_postgres, 0)}, mosquitto ${shown(result.cpu_mosquitto, 0)}, bench ${shown(result.cpu_bench, 0)}`);
+  console.log(`${name}: ${shown(result.throughput, 0)} ev/s, drain ${shown(result.drain, 0)} ev/s${result.drainWrites === undefined ? "" : ` (${result.drainWrites} written)`}, p50 ${shown(result.p50, 2)} ms, p99 ${shown(result.p99, 2)} ms (after start ${shown(result.coldP50, 2)} / ${shown(result.coldP99, 2)} ms), CPU µs/event: pipeline ${shown(result.cpu_pipeline, 0)}, postgres ${shown(result.cpu_postgres, 0)}, mosquitto ${shown(result.cpu_mosquitto, 0)}, bench ${shown(result.cpu_bench, 0)}; at 500 ev/s: pipeline ${shown(result.lightCpu_pipeline, 0)}, postgres ${shown(result.lightCpu_postgres, 0)}`);
   for (const suffix of ['t', 'd', 'l']) {
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}_lat`);
     await db.query(`DROP TABLE IF EXISTS ${base}_${suffix}`);
@@ -381,11 +392,11 @@ function report(results) {
     '|---|---|---|---|---|',
     ...results.map((r) => `| ${r.name} | ${r.throughput.toFixed(0)} ev/s | ${r.drain.toFixed(0)} ev/s | ${r.p50.toFixed(1)} / ${r.p99.toFixed(1)} ms | ${r.coldP50?.toFixed(1) ?? '-'} / ${r.coldP99?.toFixed(1) ?? '-'} ms |`),
     '',
-    'CPU per event while publishing as fast as possible (microseconds; the raw pipelines run inside the bench process, which also publishes):',
+    'CPU per event while publishing as fast as possible, and at 500 events/s (the latency phase\'s steady seconds), in microseconds; the raw pipelines run inside the bench process, which also publishes:',
     '',
-    '| pipeline | pipeline process | PostgreSQL | Mosquitto | bench process |',
-    '|---|---|---|---|---|',
-    ...results.map((r) => `| ${r.name} | ${r.cpu_pipeline === undefined ? '-' : r.cpu_pipeline.toFixed(0)} | ${r.cpu_postgres?.toFixed(0) ?? '-'} | ${r.cpu_mosquitto?.toFixed(0) ?? '-'} | ${r.cpu_bench?.toFixed(0) ?? '-'} |`),
+    '| pipeline | pipeline process | PostgreSQL | Mosquitto | bench process | pipeline process at 500 ev/s | PostgreSQL at 500 ev/s |',
+    '|---|---|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.name} | ${r.cpu_pipeline === undefined ? '-' : r.cpu_pipeline.toFixed(0)} | ${r.cpu_postgres?.toFixed(0) ?? '-'} | ${r.cpu_mosquitto?.toFixed(0) ?? '-'} | ${r.cpu_bench?.toFixed(0) ?? '-'} | ${r.lightCpu_pipeline?.toFixed(0) ?? '-'} | ${r.lightCpu_postgres?.toFixed(0) ?? '-'} |`),
     '',
     `EXS throughput is ${(exsResult.throughput / stock.throughput).toFixed(2)}x the stock Node-RED flow and ${(100 * exsResult.throughput / batched.throughput).toFixed(0)}% of the batched raw ceiling;`,
     `its drain is ${(100 * exsResult.drain / batched.drain).toFixed(0)}% of the batched ceiling's. EXS does more per event than the others: it stores each`,
@@ -429,6 +440,7 @@ async function main() {
         name, throughput: median('throughput'), drain: median('drain'), p50: median('p50'), p99: median('p99'), coldP50: median('coldP50'), coldP99: median('coldP99'),
         drainWrites: median('drainWrites'),
         cpu_pipeline: median('cpu_pipeline'), cpu_postgres: median('cpu_postgres'), cpu_mosquitto: median('cpu_mosquitto'), cpu_bench: median('cpu_bench'),
+        lightCpu_pipeline: median('lightCpu_pipeline'), lightCpu_postgres: median('lightCpu_postgres'),
       });
     }
     if (ONLY || process.env.EXS_BENCH_PHASES) return;
