@@ -82,7 +82,7 @@ export class SyncJob extends EventEmitter {
   /** Records whose failed event will come again: their later events wait (connector nodes keep this order). */
   readonly recordOrder = new RecordOrder();
   /** Between a deploy's start and end: the events that were in the flow, and whether a node of it was replaced. */
-  private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[] };
+  private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[]; handouts: number };
   private pipelineRestarted = false;
   private queueNodeId?: string;
   /** Dead letters stored whose events are not settled yet (their change-log entry is not written). */
@@ -182,7 +182,7 @@ export class SyncJob extends EventEmitter {
    * node that holds some may be stopped and replaced (a deploy of modified nodes or flows).
    */
   deployStarting(): void {
-    this.inTheFlowAtDeploy = this.dispatcher && { dispatcher: this.dispatcher, seqs: this.dispatcher.inTheFlowNow() };
+    this.inTheFlowAtDeploy = this.dispatcher && { dispatcher: this.dispatcher, seqs: this.dispatcher.inTheFlowNow(), handouts: this.dispatcher.handoutCount };
     this.pipelineRestarted = false;
   }
 
@@ -205,10 +205,13 @@ export class SyncJob extends EventEmitter {
     const restarted = this.pipelineRestarted || (this.queueNodeId !== undefined && changedAfter(this.queueNodeId));
     this.inTheFlowAtDeploy = undefined;
     this.pipelineRestarted = false;
-    if (type === 'full' || !restarted || !before || before.seqs.length === 0 || this.closed) return;
+    if (type === 'full' || !restarted || !before || this.closed) return;
     // A queue node replaced in the same deploy has handed everything unsettled out afresh already.
     if (this.dispatcher !== before.dispatcher) return;
-    this.dispatcher.redeliver(before.seqs);
+    // Also what went out during the deploy (a retry's timer, say) before the node to take it was
+    // started: Node-RED drops a message to a node it has not created yet.
+    const during = this.dispatcher.inTheFlowNow(before.handouts);
+    this.dispatcher.redeliver([...new Set([...before.seqs, ...during])]);
   }
 
   /**

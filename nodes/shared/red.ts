@@ -42,8 +42,8 @@ export interface ExpressLike {
 /** What `flows:started` tells of a deploy: its type, the nodes it changed, and the flows now deployed (every node's configuration). */
 export interface DeployInfo {
   type?: string;
-  diff?: Partial<Record<'added' | 'changed' | 'removed' | 'rewired', string[]>>;
-  config?: { flows?: Array<{ id: string; type?: string; wires?: string[][]; links?: string[] }> };
+  diff?: Partial<Record<'added' | 'changed' | 'removed' | 'rewired' | 'linked' | 'flowChanged', string[]>>;
+  config?: { flows?: Array<{ id: string; type?: string; z?: string; wires?: string[][]; links?: string[] }> };
 }
 
 export interface RED {

@@ -314,11 +314,19 @@ export class SyncDispatcher extends EventEmitter {
     }
   }
 
-  /** The events handed to the flow and not heard of since: neither settled, failed nor superseded. */
-  inTheFlowNow(): number[] {
+  /**
+   * The events handed to the flow and not heard of since (neither settled, failed nor superseded);
+   * with `since`, only those whose latest hand-out came after that many hand-outs (handoutCount).
+   */
+  inTheFlowNow(since = 0): number[] {
     const seqs: number[] = [];
-    for (const [seq, entry] of this.inFlight) if (this.inTheFlow(entry)) seqs.push(seq);
+    for (const [seq, entry] of this.inFlight) if (this.inTheFlow(entry) && (entry.handout ?? 0) > since) seqs.push(seq);
     return seqs;
+  }
+
+  /** Hand-outs so far. */
+  get handoutCount(): number {
+    return this.handouts;
   }
 
   private inTheFlow(entry: InFlight): boolean {
