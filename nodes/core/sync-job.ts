@@ -85,6 +85,8 @@ export class SyncJob extends EventEmitter {
   private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[]; handouts: number };
   private pipelineRestarted = false;
   private queueNodeId?: string;
+  /** Events a connector wrote whose change-log entry is not written yet (alreadyWritten()). */
+  private readonly writtenUnsettled = new Set<number>();
   /** Dead letters stored whose events are not settled yet (their change-log entry is not written). */
   private readonly lettersAwaitingLog = new Set<number>();
   /** Timers of superseded events whose change-log entry is tried again. */
@@ -167,6 +169,7 @@ export class SyncJob extends EventEmitter {
   settle(seq: number, outcome: SettledOutcome): void {
     this.counters[outcome] += 1;
     this.lettersAwaitingLog.delete(seq);
+    this.writtenUnsettled.delete(seq);
     // Settled another way than by the copy a connector waits for (after a deploy): its record goes on.
     if (this.recordOrder.release(seq)) this.emit('released', seq);
     // Its entry is on disk: settled in the journal even while no queue node is attached (one
@@ -175,6 +178,16 @@ export class SyncJob extends EventEmitter {
     else if (!this.closed) this.journal?.settle(seq);
     this.emit('settled', { seq, outcome });
     this.emit('state');
+  }
+
+  /** A connector wrote the event (whatever the law decided): another copy of it is not written again. */
+  noteWritten(seq: number): void {
+    this.writtenUnsettled.add(seq);
+  }
+
+  /** Whether this run has written the event already, or settled it. */
+  alreadyWritten(seq: number): boolean {
+    return this.writtenUnsettled.has(seq) || (this.journal?.isSettled(seq) ?? false);
   }
 
   /**

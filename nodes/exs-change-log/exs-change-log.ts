@@ -4,6 +4,7 @@
 // Also serves the log to `exs log` through GET /exs/jobs/:id/log.
 import { buildChangeLogEntry, groupBySize } from '../core/changelog-entry';
 import { changeLogPath, readChangeLogTail } from '../core/changelog-store';
+import { outageProbeDelayMs } from '../core/queue/backoff';
 import type { ChangeLogEntry, ExsEnvelope } from '../core/types';
 import { itemsOf, type BatchEnvelope, type EventItem } from '../shared/batch-message';
 import { exsDataDir, jobOf } from '../shared/job-node';
@@ -99,7 +100,13 @@ export = function registerExsChangeLog(RED: RED) {
       jobEntriesTimer ??= setImmediate(sendJobEntries);
     };
     job.on('entry', publishJobEntry);
+    /** Change-log writes waiting to be tried again (the log failed); dropped at close. */
+    const retries = new Set<NodeJS.Timeout>();
+    let closed = false;
     this.on('close', (_removed, done) => {
+      closed = true;
+      for (const retry of retries) clearTimeout(retry);
+      retries.clear();
       if (statusTimer) clearTimeout(statusTimer);
       // The job's entries still waiting for their turn go out now: they are on disk already.
       if (jobEntriesTimer) {
@@ -139,42 +146,57 @@ export = function registerExsChangeLog(RED: RED) {
         return { envelope, entry, letter };
       });
       const letters = logged.flatMap(({ letter }) => (letter ? [letter] : []));
-      job.recordDeadLetter(...letters)
-        .then(() => job.changeLog.appendAll(logged.map(({ entry }) => entry)))
-        .then(
-          (lengths) => {
-            // One send per message: Node-RED deep-copies every message of a send but the first.
-            // The feed's sockets are released after the deliveries, which were queued before.
-            const held = logged.length > 1 ? feedSockets(RED, (this as RedNode & { wires?: string[][] }).wires?.[0]) : [];
-            for (const socket of held) socket.cork();
-            try {
-              if (grouped) {
-                // Split only where the entries add up to more than a broker takes in one packet.
-                for (const group of groupBySize(logged, lengths)) {
-                  const exs: BatchEnvelope = { job: job.id, batch: group.map(({ envelope }) => envelope) };
-                  send([{ topic: job.settings.changelog, payload: group.map(({ entry }) => entry), exs }, null]);
-                }
-              }
-              for (const { entry, envelope, letter } of logged) {
-                if (!grouped) send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
-                if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
-                job.settle(envelope.seq, entry.outcome);
-              }
-            } finally {
-              // Whatever happened above, the sockets are released: a corked one would hold the feed for good.
-              if (held.length > 0) setImmediate(() => held.forEach((socket) => socket.uncork()));
+      const publish = (lengths: number[]) => {
+        // One send per message: Node-RED deep-copies every message of a send but the first.
+        // The feed's sockets are released after the deliveries, which were queued before.
+        const held = logged.length > 1 ? feedSockets(RED, (this as RedNode & { wires?: string[][] }).wires?.[0]) : [];
+        for (const socket of held) socket.cork();
+        try {
+          if (grouped) {
+            // Split only where the entries add up to more than a broker takes in one packet.
+            for (const group of groupBySize(logged, lengths)) {
+              const exs: BatchEnvelope = { job: job.id, batch: group.map(({ envelope }) => envelope) };
+              send([{ topic: job.settings.changelog, payload: group.map(({ entry }) => entry), exs }, null]);
             }
-            last = logged[logged.length - 1].entry;
-            showStatus();
-            done();
-          },
-          // Not settled: like a destination that is down, the job pauses and asks again with its
-          // oldest event until the log takes entries (the event is then written again: `unchanged`).
-          (err: Error) => {
-            for (const { envelope } of logged) job.fail(envelope.seq, 'transient', envelope);
-            done(new Error(`change log write failed: ${err.message}`));
-          },
-        );
+          }
+          for (const { entry, envelope, letter } of logged) {
+            if (!grouped) send([{ topic: job.settings.changelog, payload: entry, exs: envelope }, null]);
+            if (letter) send([null, { topic: job.settings.dead_letter, payload: letter, exs: envelope }]);
+            job.settle(envelope.seq, entry.outcome);
+          }
+        } finally {
+          // Whatever happened above, the sockets are released: a corked one would hold the feed for good.
+          if (held.length > 0) setImmediate(() => held.forEach((socket) => socket.uncork()));
+        }
+        last = logged[logged.length - 1].entry;
+        showStatus();
+      };
+      // A log that cannot be written (a full disk) keeps these events unsettled, in flight: the
+      // same entries are written again, as a down destination is probed, until the log takes them
+      // (the queue hands out no more than its window meanwhile). Writing the events to the
+      // destination again instead would let an older one overwrite a newer one written meanwhile.
+      const store = (attempt: number): void => {
+        job.recordDeadLetter(...letters)
+          .then(() => job.changeLog.appendAll(logged.map(({ entry }) => entry)))
+          .then(
+            (lengths) => {
+              // On disk: settled and published even if the node closed meanwhile.
+              publish(lengths);
+              if (attempt === 1) done();
+            },
+            (err: Error) => {
+              if (closed) return; // unsettled: the events come again after the redeploy
+              // Reported once per message (Catch nodes see it), tried again until it works.
+              if (attempt === 1) done(new Error(`change log write failed (trying again): ${err.message}`));
+              const retry = setTimeout(() => {
+                retries.delete(retry);
+                store(attempt + 1);
+              }, outageProbeDelayMs(attempt, 1));
+              retries.add(retry);
+            },
+          );
+      };
+      store(1);
     });
   }
   RED.nodes.registerType('exs-change-log', ExsChangeLog);

@@ -187,6 +187,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   const settle = (write: PendingWrite, outcome: { result?: ApplyResult; error?: unknown }): { written?: EventItem; dead?: EventItem } => {
     const { item } = write;
     if (outcome.result) {
+      job.noteWritten(item.exs.seq);
       return { written: { payload: item.payload, exs: { ...item.exs, result: outcome.result, outcome: outcome.result.outcome } } };
     }
     const transient = isTransient(outcome.error);
@@ -220,7 +221,16 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
     }
   };
 
-  const writeBatch = async (batch: PendingWrite[]): Promise<void> => {
+  const writeBatch = async (taken: PendingWrite[]): Promise<void> => {
+    // A copy of an event this run has written already (it was handed out again after a deploy) is
+    // not written again: written after a newer event of its record, an older one would undo it
+    // (the later arrival wins for events without a version). It goes on as `unchanged`.
+    const copies = taken.filter((write) => job.alreadyWritten(write.item.exs.seq));
+    const batch = copies.length === 0 ? taken : taken.filter((write) => !copies.includes(write));
+    if (copies.length > 0) {
+      settleAll(copies, (i) => ({ result: { outcome: 'unchanged', after: copies[i].item.exs.record!.row, reason: 'written already by another copy of this event' } }));
+      if (batch.length === 0) return;
+    }
     let connector: SyncConnector;
     try {
       connector = await connected();

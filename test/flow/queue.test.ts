@@ -187,25 +187,33 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     assert.deepEqual({ applied: state.body.counters.applied, unchanged: state.body.counters.unchanged }, { applied: 3, unchanged: 0 }, 'each handed out again once');
   });
 
-  it('pauses while the change log cannot be written, and settles every event once it can (nothing stays in flight)', async (t) => {
+  it('keeps events unsettled while the change log cannot be written, writes their entries once it can, and never writes an event twice for it', async (t) => {
     if (!(await setUp(t))) return;
     // A directory where the change log's file goes: every append fails (EISDIR), a real fault.
     const logFile = path.join(process.env.EXS_DATA_DIR!, 'Log_Fail_Job', 'changelog.jsonl');
     fs.mkdirSync(logFile, { recursive: true });
     await loadFlow(queueFlow(dbFile, 'Log_Fail_Job'));
+    const conn = sqliteConn(dbFile);
+    // Every write to the table is counted: an event written again would show.
+    await sqlQuery(conn, 'CREATE TABLE WRITES (PERMIT_ID VARCHAR(20), PERMIT_STAT VARCHAR(20))');
+    await sqlQuery(conn, 'CREATE TRIGGER COUNT_INSERT AFTER INSERT ON PERMIT_TABLE BEGIN INSERT INTO WRITES VALUES (NEW.PERMIT_ID, NEW.PERMIT_STAT); END');
+    await sqlQuery(conn, 'CREATE TRIGGER COUNT_UPDATE AFTER UPDATE ON PERMIT_TABLE BEGIN INSERT INTO WRITES VALUES (NEW.PERMIT_ID, NEW.PERMIT_STAT); END');
     const queue = helper.getNode('queue');
-    for (const id of ['L-1', 'L-2']) queue.receive({ payload: { permit_id: id, status: 'Approved' } });
-    for (let i = 0; i < 100 && !(await helper.request().get('/exs/jobs/Log_Fail_Job')).body.paused; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal((await helper.request().get('/exs/jobs/Log_Fail_Job')).body.paused, true, 'the job pauses as for a destination that is down');
-    assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 2, 'the rows were written before the log failed');
-
-    const entries = collectMessages(helper.getNode('entries'), 2);
-    fs.rmdirSync(logFile);
-    // The next probe (a second later) writes its event again (unchanged), and the log takes it: the job resumes.
-    const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
-    assert.deepEqual(outcomes, ['L-1:unchanged', 'L-2:unchanged']);
+    // L-1's two events carry no version: the later arrival must stay the row's.
+    for (const [id, status] of [['L-1', 'Pending'], ['L-2', 'Approved'], ['L-1', 'Issued']]) queue.receive({ payload: { permit_id: id, status } });
+    for (let i = 0; i < 100 && Number((await sqlQuery(conn, 'SELECT COUNT(*) AS N FROM WRITES'))[0].N) < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 1500)); // a retry of the entries, which fails again
     const state = await helper.request().get('/exs/jobs/Log_Fail_Job').expect(200);
-    assert.deepEqual({ depth: state.body.depth, inFlight: state.body.inFlight, paused: state.body.paused }, { depth: 0, inFlight: 0, paused: false });
+    assert.deepEqual({ depth: state.body.depth, paused: state.body.paused }, { depth: 3, paused: false }, 'unsettled, and the destination is not blamed');
+
+    const entries = collectMessages(helper.getNode('entries'), 3);
+    fs.rmdirSync(logFile);
+    const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['L-1:applied', 'L-1:applied', 'L-2:applied']);
+    assert.deepEqual(await sqlQuery(conn, 'SELECT PERMIT_ID, PERMIT_STAT FROM PERMIT_TABLE ORDER BY PERMIT_ID'), [{ PERMIT_ID: 'L-1', PERMIT_STAT: 'Issued' }, { PERMIT_ID: 'L-2', PERMIT_STAT: 'Approved' }]);
+    assert.equal((await sqlQuery(conn, 'SELECT COUNT(*) AS N FROM WRITES'))[0].N, 3, 'each event written once');
+    const after = await helper.request().get('/exs/jobs/Log_Fail_Job').expect(200);
+    assert.deepEqual({ depth: after.body.depth, inFlight: after.body.inFlight }, { depth: 0, inFlight: 0 });
   });
 
   it('with backlog: newest_per_record, writes each record\'s newest of a realtime backlog and logs the others as superseded', async (t) => {

@@ -357,6 +357,18 @@ describe('SyncJob', () => {
     await job.close();
   });
 
+  it('knows which events this run has written, until they are settled and after', async () => {
+    const job = new SyncJob(settings, tempDir('job'));
+    collect(job);
+    const seq = await job.accept('t', Buffer.from('{"permit_id":"W-1"}'));
+    assert.equal(job.alreadyWritten(seq), false);
+    job.noteWritten(seq); // a connector wrote it; its change-log entry is not written yet
+    assert.equal(job.alreadyWritten(seq), true, 'another copy of it is not written again');
+    job.settle(seq, 'applied');
+    assert.equal(job.alreadyWritten(seq), true, 'settled');
+    await job.close();
+  });
+
   it('stays paused while its probe is out, whatever else settles meanwhile', async () => {
     const job = new SyncJob({ ...settings, retry_policy: { max_attempts: 1, backoff_seconds: 0 } }, tempDir('job'));
     const queue = collect(job);
