@@ -97,7 +97,9 @@ export class ChangeLogStore extends EventEmitter {
     );
     if (!WRITES_ARE_SYNCED) await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
     this.size += bytes.length;
-    if (this.size >= this.maxBytes) await this.rotate();
+    // The entries are on disk: a rotation that fails must not fail them (they would be appended
+    // again). The file grows on; the next write tries to rotate again.
+    if (this.size >= this.maxBytes) await this.rotate().catch((err: Error) => this.emit('rotateFailed', err));
   }
 
   private async openForAppend(): Promise<number> {

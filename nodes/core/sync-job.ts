@@ -85,8 +85,10 @@ export class SyncJob extends EventEmitter {
   private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[]; handouts: number };
   private pipelineRestarted = false;
   private queueNodeId?: string;
-  /** Events a connector wrote whose change-log entry is not written yet (alreadyWritten()). */
-  private readonly writtenUnsettled = new Set<number>();
+  /** Events a connector wrote whose change-log entry is not written yet, and what the write decided (writtenAs()). */
+  private readonly writtenUnsettled = new Map<number, ApplyResult>();
+  /** Events whose change-log entry a change-log node is writing (or trying again): another copy of one adds no entry. */
+  private readonly logging = new Set<number>();
   /** Dead letters stored whose events are not settled yet (their change-log entry is not written). */
   private readonly lettersAwaitingLog = new Set<number>();
   /** Timers of superseded events whose change-log entry is tried again. */
@@ -170,6 +172,7 @@ export class SyncJob extends EventEmitter {
     this.counters[outcome] += 1;
     this.lettersAwaitingLog.delete(seq);
     this.writtenUnsettled.delete(seq);
+    this.logging.delete(seq);
     // Settled another way than by the copy a connector waits for (after a deploy): its record goes on.
     if (this.recordOrder.release(seq)) this.emit('released', seq);
     // Its entry is on disk: settled in the journal even while no queue node is attached (one
@@ -181,13 +184,32 @@ export class SyncJob extends EventEmitter {
   }
 
   /** A connector wrote the event (whatever the law decided): another copy of it is not written again. */
-  noteWritten(seq: number): void {
-    this.writtenUnsettled.add(seq);
+  noteWritten(seq: number, result: ApplyResult): void {
+    this.writtenUnsettled.set(seq, result);
   }
 
-  /** Whether this run has written the event already, or settled it. */
-  alreadyWritten(seq: number): boolean {
-    return this.writtenUnsettled.has(seq) || (this.journal?.isSettled(seq) ?? false);
+  /**
+   * What the write of an event this run has written decided (a copy of it then goes on with that
+   * result, not written again); `settled` when its entry is on disk already (a copy adds nothing);
+   * undefined when it has not been written.
+   */
+  writtenAs(seq: number): ApplyResult | 'settled' | undefined {
+    if (this.journal?.isSettled(seq)) return 'settled';
+    return this.writtenUnsettled.get(seq);
+  }
+
+  /**
+   * A change-log node starts writing these events' entries: false for those another copy's entry is
+   * being written for already (it is not written twice). `release` when the node gives up (closes).
+   */
+  startLogging(seq: number): boolean {
+    if (this.logging.has(seq) || this.journal?.isSettled(seq)) return false;
+    this.logging.add(seq);
+    return true;
+  }
+
+  stopLogging(seq: number): void {
+    this.logging.delete(seq);
   }
 
   /**

@@ -102,11 +102,15 @@ export = function registerExsChangeLog(RED: RED) {
     job.on('entry', publishJobEntry);
     /** Change-log writes waiting to be tried again (the log failed); dropped at close. */
     const retries = new Set<NodeJS.Timeout>();
+    /** Events whose entries this node is writing: given up at close, so the next node writes them. */
+    const storing = new Set<number>();
     let closed = false;
     this.on('close', (_removed, done) => {
       closed = true;
       for (const retry of retries) clearTimeout(retry);
       retries.clear();
+      for (const seq of storing) job.stopLogging(seq);
+      storing.clear();
       if (statusTimer) clearTimeout(statusTimer);
       // The job's entries still waiting for their turn go out now: they are on disk already.
       if (jobEntriesTimer) {
@@ -134,7 +138,12 @@ export = function registerExsChangeLog(RED: RED) {
         return done(new Error('exs-change-log takes messages from an EXS job (msg.exs is missing)'));
       }
       const now = Date.now();
-      const logged = items.map(({ payload, exs: envelope }) => {
+      // Another copy of an event whose entry is being written (or tried again) adds none: after a
+      // deploy an event can come twice.
+      const mine = items.filter(({ exs: envelope }) => job.startLogging(envelope.seq));
+      if (mine.length === 0) return done();
+      for (const { exs: envelope } of mine) storing.add(envelope.seq);
+      const logged = mine.map(({ payload, exs: envelope }) => {
         const entry = buildChangeLogEntry(envelope, payload, now);
         const letter = entry.outcome === 'dead_letter'
           ? {
@@ -181,6 +190,7 @@ export = function registerExsChangeLog(RED: RED) {
           .then(
             (lengths) => {
               // On disk: settled and published even if the node closed meanwhile.
+              for (const { envelope } of logged) storing.delete(envelope.seq);
               publish(lengths);
               if (attempt === 1) done();
             },

@@ -187,7 +187,7 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   const settle = (write: PendingWrite, outcome: { result?: ApplyResult; error?: unknown }): { written?: EventItem; dead?: EventItem } => {
     const { item } = write;
     if (outcome.result) {
-      job.noteWritten(item.exs.seq);
+      job.noteWritten(item.exs.seq, outcome.result);
       return { written: { payload: item.payload, exs: { ...item.exs, result: outcome.result, outcome: outcome.result.outcome } } };
     }
     const transient = isTransient(outcome.error);
@@ -224,11 +224,20 @@ export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig,
   const writeBatch = async (taken: PendingWrite[]): Promise<void> => {
     // A copy of an event this run has written already (it was handed out again after a deploy) is
     // not written again: written after a newer event of its record, an older one would undo it
-    // (the later arrival wins for events without a version). It goes on as `unchanged`.
-    const copies = taken.filter((write) => job.alreadyWritten(write.item.exs.seq));
-    const batch = copies.length === 0 ? taken : taken.filter((write) => !copies.includes(write));
-    if (copies.length > 0) {
-      settleAll(copies, (i) => ({ result: { outcome: 'unchanged', after: copies[i].item.exs.record!.row, reason: 'written already by another copy of this event' } }));
+    // (the later arrival wins for events without a version). It goes on with what the first write
+    // decided; a copy of an event whose entry is on disk already goes no further.
+    let batch = taken;
+    const earlier = taken.map((write) => job.writtenAs(write.item.exs.seq));
+    if (earlier.some((result) => result !== undefined)) {
+      batch = taken.filter((_, i) => earlier[i] === undefined);
+      const copies = taken.filter((_, i) => earlier[i] !== undefined && earlier[i] !== 'settled');
+      const results = earlier.filter((result): result is ApplyResult => result !== undefined && result !== 'settled');
+      for (const [i, write] of taken.entries()) {
+        if (earlier[i] !== 'settled') continue;
+        write.arrival.open -= 1;
+        if (write.arrival.open === 0) finish(write.arrival);
+      }
+      if (copies.length > 0) settleAll(copies, (i) => ({ result: { ...results[i], reason: `${results[i].reason ? `${results[i].reason}; ` : ''}written already by another copy of this event` } }));
       if (batch.length === 0) return;
     }
     let connector: SyncConnector;

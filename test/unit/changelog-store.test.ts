@@ -81,6 +81,21 @@ describe('ChangeLogStore', () => {
     assert.deepEqual(tail.map((e) => e.seq), Array.from({ length: 20 }, (_, i) => 81 + i));
   });
 
+  it('does not fail entries it wrote when the rotation after them fails (they would be appended again)', async () => {
+    const dir = tempDir('log');
+    const store = new ChangeLogStore(dir, 'J', { maxBytes: 10 });
+    // The rotation's target is a non-empty directory: every rename fails.
+    fs.mkdirSync(path.join(dir, 'J', 'changelog.1.jsonl', 'x'), { recursive: true });
+    const failures: Error[] = [];
+    store.on('rotateFailed', (err: Error) => failures.push(err));
+    await store.append(entry(7));
+    await store.append(entry(8));
+    await store.close();
+    assert.equal(failures.length, 2, 'reported');
+    const lines = fs.readFileSync(changeLogPath(dir, 'J'), 'utf8').trim().split('\n');
+    assert.deepEqual(lines.map((line) => (JSON.parse(line) as ChangeLogEntry).seq), [7, 8], 'each entry once, in the file it could not rotate');
+  });
+
   it('keeps a hostile job id inside its folder', () => {
     const file = changeLogPath('/base', '../../etc');
     assert.ok(file.startsWith('/base/'), file);

@@ -357,15 +357,21 @@ describe('SyncJob', () => {
     await job.close();
   });
 
-  it('knows which events this run has written, until they are settled and after', async () => {
+  it('knows what this run wrote for an event until it is settled, and which entries are being written', async () => {
     const job = new SyncJob(settings, tempDir('job'));
     collect(job);
     const seq = await job.accept('t', Buffer.from('{"permit_id":"W-1"}'));
-    assert.equal(job.alreadyWritten(seq), false);
-    job.noteWritten(seq); // a connector wrote it; its change-log entry is not written yet
-    assert.equal(job.alreadyWritten(seq), true, 'another copy of it is not written again');
-    job.settle(seq, 'applied');
-    assert.equal(job.alreadyWritten(seq), true, 'settled');
+    assert.equal(job.writtenAs(seq), undefined);
+    const skipped = { outcome: 'skipped' as const, before: { V: 'newer' }, after: { V: 'newer' }, reason: 'the destination is newer' };
+    job.noteWritten(seq, skipped); // a connector wrote it; its change-log entry is not written yet
+    assert.deepEqual(job.writtenAs(seq), skipped, 'another copy goes on with what the law decided');
+    assert.equal(job.startLogging(seq), true);
+    assert.equal(job.startLogging(seq), false, 'a second copy adds no entry while the first is being written');
+    job.stopLogging(seq); // that change-log node closed: the next one writes it
+    assert.equal(job.startLogging(seq), true);
+    job.settle(seq, 'skipped');
+    assert.equal(job.writtenAs(seq), 'settled');
+    assert.equal(job.startLogging(seq), false, 'its entry is on disk');
     await job.close();
   });
 
