@@ -199,8 +199,9 @@ export class SyncJob extends EventEmitter {
   }
 
   /**
-   * A change-log node starts writing these events' entries: false for those another copy's entry is
-   * being written for already (it is not written twice). `release` when the node gives up (closes).
+   * A change-log node starts writing the event's entry: false when another copy's entry is being
+   * written already, or is on disk (it is not written twice). stopLogging() when the node gives up
+   * (closes), so the next one writes it.
    */
   startLogging(seq: number): boolean {
     if (this.logging.has(seq) || this.journal?.isSettled(seq)) return false;
@@ -227,11 +228,10 @@ export class SyncJob extends EventEmitter {
   }
 
   /**
-   * The deploy is done (`flows:started`; `changedAfter(id)`: whether it changed a node that node
-   * `id`'s messages reach). When it
-   * replaced a node between the queue and the change log while this job ran on, what was in the
-   * flow before it and is still not heard of goes out again: the old node may have held it. (A full
-   * deploy replaces the job too, which starts afresh.)
+   * The deploy is done (`flows:started`; `changedAfter(id)`: whether it stopped a node that node
+   * `id`'s messages reach). When it replaced a node between the queue and the change log while this
+   * job ran on, what was in the flow before it and is still not heard of goes out again: the old
+   * node may have held it. (A full deploy replaces the job too, which starts afresh.)
    */
   deployFinished(type: string | undefined, changedAfter: (nodeId: string) => boolean = () => false): void {
     const before = this.inTheFlowAtDeploy;
