@@ -106,6 +106,10 @@ export class SyncJob extends EventEmitter {
     super();
     this.setMaxListeners(50);
     this.changeLog = new ChangeLogStore(dataDir, settings.id);
+    // Its entries are on disk; the file just grows past its limit until a rotation works.
+    this.changeLog.on('rotateFailed', (err: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', new Error(`change log rotation failed, the file grows on: ${err.message}`));
+    });
     const jobDir = path.dirname(this.changeLog.file);
     const deadLetters = new DeadLetterStore(jobDir);
     this.deadLetters = deadLetters;
