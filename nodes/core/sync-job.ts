@@ -81,9 +81,8 @@ export class SyncJob extends EventEmitter {
   private dispatcher?: SyncDispatcher;
   /** Records whose failed event will come again: their later events wait (connector nodes keep this order). */
   readonly recordOrder = new RecordOrder();
-  /** Between a deploy's start and end: the events that were in the flow, and whether a node of it was replaced. */
+  /** Between a deploy's start and end: the events that were in the flow. */
   private inTheFlowAtDeploy?: { dispatcher: SyncDispatcher; seqs: number[]; handouts: number };
-  private pipelineRestarted = false;
   private queueNodeId?: string;
   /** Events a connector wrote whose change-log entry is not written yet, and what the write decided (writtenAs()). */
   private readonly writtenUnsettled = new Map<number, ApplyResult>();
@@ -223,12 +222,6 @@ export class SyncJob extends EventEmitter {
    */
   deployStarting(): void {
     this.inTheFlowAtDeploy = this.dispatcher && { dispatcher: this.dispatcher, seqs: this.dispatcher.inTheFlowNow(), handouts: this.dispatcher.handoutCount };
-    this.pipelineRestarted = false;
-  }
-
-  /** A node between the queue and the change log started (its constructor ran). */
-  pipelineNodeStarted(): void {
-    this.pipelineRestarted = true;
   }
 
   /**
@@ -239,11 +232,10 @@ export class SyncJob extends EventEmitter {
    */
   deployFinished(type: string | undefined, changedAfter: (nodeId: string) => boolean = () => false): void {
     const before = this.inTheFlowAtDeploy;
-    // An EXS node of the flow restarted, or a node the queue node's messages reach changed (a delay
-    // node between the mapper and the connector holds messages too).
-    const restarted = this.pipelineRestarted || (this.queueNodeId !== undefined && changedAfter(this.queueNodeId));
+    // A node the queue node's messages reach was stopped: an EXS node or any other (a delay node
+    // between the mapper and the connector holds messages too).
+    const restarted = this.queueNodeId !== undefined && changedAfter(this.queueNodeId);
     this.inTheFlowAtDeploy = undefined;
-    this.pipelineRestarted = false;
     if (type === 'full' || !restarted || !before || this.closed) return;
     // A queue node replaced in the same deploy has handed everything unsettled out afresh already.
     if (this.dispatcher !== before.dispatcher) return;

@@ -94,8 +94,6 @@ class DestinationNotReady extends Error {
 export function runConnectorNode(red: RED, node: RedNode, config: JobNodeConfig, createConnector: ConnectorFactory): void {
   const job = jobOf(red, node, config.job);
   if (!job) return;
-  // Deployed alone while the job runs: what the connector before it held is redelivered.
-  job.pipelineNodeStarted();
   let closing = false;
   let opening: Promise<SyncConnector> | undefined;
   /** A failed open is tried again at most this often, however many events arrive meanwhile. */

@@ -79,16 +79,8 @@ export function jobOf(red: RED, node: RedNode, jobConfigId: string | undefined):
     refuseInput(node, 'no job', `${node.type} needs an exs-job configuration`);
     return undefined;
   }
-  // A node of the flow deployed while the job runs on: what its predecessor held is redelivered.
-  if (PIPELINE_NODE_TYPES.has(node.type)) jobNode.job.pipelineNodeStarted();
   return jobNode.job;
 }
-
-/**
- * The nodes between the queue and the change log: Node-RED drops what one held when it is
- * redeployed. Connector nodes (any type, built on runConnectorNode) say so themselves.
- */
-const PIPELINE_NODE_TYPES: ReadonlySet<string> = new Set(['exs-mapper', 'exs-conflict-resolver', 'exs-change-log']);
 
 /**
  * For a node whose configuration is broken: say so once at deploy, and fail every message

@@ -108,7 +108,7 @@ describe('SyncJob', () => {
     job.attachQueue((d) => {
       deliveries.push(d);
       waiter?.();
-    });
+    }, { nodeId: 'queue' });
     return {
       deliveries,
       next: (count) =>
@@ -315,27 +315,25 @@ describe('SyncJob', () => {
     const seqs: number[] = [];
     for (const id of ['D-1', 'D-2', 'D-3', 'D-4']) seqs.push(await job.accept('t', Buffer.from(`{"permit_id":"${id}"}`)));
     await queue.next(4);
-    // A deploy that replaces no node of the flow, or replaces the job itself (full): nothing again.
+    // A deploy that stops no node the queue node's messages reach, or replaces the job itself (full): nothing again.
+    const mapperStopped = (id: string) => id === 'queue';
     job.deployStarting();
     job.deployFinished('nodes');
     job.deployStarting();
-    job.pipelineNodeStarted();
-    job.deployFinished('full');
+    job.deployFinished('full', mapperStopped);
     assert.equal(queue.deliveries.length, 4);
     // A deploy of modified nodes that replaced the mapper: D-1 settled meanwhile, D-2 waits for a
     // retry (its failure was heard), D-3 and D-4 may have been dropped with the old mapper.
     job.deployStarting();
     job.settle(seqs[0], 'applied');
     assert.equal(job.fail(seqs[1], 'data', queue.deliveries[1]), 'retry');
-    job.pipelineNodeStarted();
-    job.deployFinished('nodes');
+    job.deployFinished('nodes', mapperStopped);
     assert.deepEqual(queue.deliveries.slice(4).map((d) => d.record.seq), [seqs[2], seqs[3]]);
     // An event handed out during a deploy may have gone to a node not created yet: it goes again too.
     job.deployStarting();
     const during = await job.accept('t', Buffer.from('{"permit_id":"D-5"}'));
     await queue.next(7);
-    job.pipelineNodeStarted();
-    job.deployFinished('nodes');
+    job.deployFinished('nodes', mapperStopped);
     assert.deepEqual(queue.deliveries.slice(7).map((d) => d.record.seq), [seqs[2], seqs[3], during]);
     await job.close();
   });
@@ -350,8 +348,7 @@ describe('SyncJob', () => {
     detach();
     const queue = collect(job);
     await queue.next(2);
-    job.pipelineNodeStarted();
-    job.deployFinished('flows');
+    job.deployFinished('flows', () => true);
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(queue.deliveries.length, 2);
     await job.close();

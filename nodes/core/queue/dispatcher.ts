@@ -302,9 +302,9 @@ export class SyncDispatcher extends EventEmitter {
    * Nodes of the flow between the queue and the change log were (re)deployed alone: what they held
    * is gone (Node-RED drops the messages of a node it stops, and a node with a broken configuration
    * refuses its input). Those of `seqs` (inTheFlowNow() before the deploy) still not heard of go
-   * out again, in journal order; those the rest of the flow still carries are then written twice,
-   * which the conflict law makes harmless (`unchanged`), as after a restart. Without this they
-   * stayed in flight until one.
+   * out again, in journal order; a copy of one the rest of the flow still carries is not written
+   * twice (SyncJob.writtenAs) nor logged twice (SyncJob.startLogging). Without this they stayed in
+   * flight until a restart.
    */
   redeliver(seqs: readonly number[]): void {
     if (this.stopped) return;
