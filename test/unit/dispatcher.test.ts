@@ -261,3 +261,111 @@ describe('SyncDispatcher, review findings', () => {
     await journal.close();
   });
 });
+
+describe('SyncDispatcher, a held flush in steps', () => {
+  /** A held dispatcher whose deliveries and supersedes settle as the job settles them; notes how many records the flush holds at each hand-out. */
+  function steppedFlush(journal: SyncJournal, flushRecords?: number) {
+    const delivered: number[] = [];
+    const superseded: Array<{ seq: number; by: number }> = [];
+    let mostRecords = 0;
+    const dispatcher: SyncDispatcher = new SyncDispatcher(journal, ({ record }) => {
+      delivered.push(record.seq);
+      const held = (dispatcher as unknown as { newestOfRecord?: Map<string, unknown> }).newestOfRecord;
+      mostRecords = Math.max(mostRecords, held?.size ?? 0);
+      setImmediate(() => dispatcher.settled(record.seq, true));
+    }, { retry: { max_attempts: 1, backoff_seconds: 0 }, schedule: 'hourly', identify, window: 4, ...(flushRecords && { flushRecords }) });
+    dispatcher.on('superseded', (record: JournalRecord, by: number) => {
+      superseded.push({ seq: record.seq, by });
+      setImmediate(() => dispatcher.settled(record.seq, false));
+    });
+    return { dispatcher, delivered, superseded, mostRecords: () => mostRecords };
+  }
+
+  // Three blocks of twelve events, three rounds over four records each; K0 comes back in the third.
+  const blocks = [['K0', 'K1', 'K2', 'K3'], ['K4', 'K5', 'K6', 'K7'], ['K8', 'K9', 'K10', 'K0']];
+  const events: Event[] = blocks.flatMap((keys) => [0, 1, 2].flatMap(() => keys)).map((key, i) => ({ key, version: i + 1 }));
+
+  it('holds at most flushRecords records at a time: each step writes its records\' newest, a record in two steps is written in both', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    for (const event of events) await append(journal, event);
+    const { dispatcher, delivered, superseded, mostRecords } = steppedFlush(journal, 4);
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => journal.pendingCount() === 0);
+    assert.deepEqual(delivered, [9, 10, 11, 12, 21, 22, 23, 24, 33, 34, 35, 36], 'each step\'s records, newest only, in journal order');
+    const all = [...delivered, ...superseded.map((s) => s.seq)].sort((a, b) => a - b);
+    assert.deepEqual(all, events.map((_, i) => i + 1), 'every event exactly once');
+    for (const { seq, by } of superseded) {
+      assert.equal(events[by - 1].key, events[seq - 1].key);
+      assert.ok(Math.ceil(by / 12) === Math.ceil(seq / 12), `#${seq} is replaced within its own step (by #${by})`);
+    }
+    // The step's records, and at most the window's events still in the flow (read from the low-water mark).
+    assert.ok(mostRecords() <= 4 + 4, `the flush held ${mostRecords()} records at most`);
+    dispatcher.stop();
+    await journal.close();
+  });
+
+  it('with room for every record, one step: each record written once, by its newest event', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    for (const event of events) await append(journal, event);
+    const { dispatcher, delivered, superseded } = steppedFlush(journal);
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => journal.pendingCount() === 0);
+    assert.deepEqual(delivered, [10, 11, 12, 21, 22, 23, 24, 33, 34, 35, 36]);
+    assert.equal(superseded.length, events.length - delivered.length);
+    assert.deepEqual(superseded.find((s) => s.seq === 9), { seq: 9, by: 36 }, 'K0 of the first block is replaced by its newest, in the third');
+    dispatcher.stop();
+    await journal.close();
+  });
+
+  it('events that arrive during a stepped flush wait for the next flush', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    for (const event of events) await append(journal, event);
+    const { dispatcher, delivered } = steppedFlush(journal, 4);
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => delivered.length >= 1);
+    await append(journal, { key: 'K1', version: 100 });
+    dispatcher.notify();
+    await until(() => journal.pendingCount() === 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(!delivered.includes(37), 'held until the next flush');
+    await dispatcher.flush();
+    await until(() => journal.pendingCount() === 0);
+    assert.equal(delivered[delivered.length - 1], 37);
+    dispatcher.stop();
+    await journal.close();
+  });
+});
+
+describe('SyncDispatcher, a held flush reads its journal once', () => {
+  it('scans each page once: the pump does not start a second scan while the flush scans its first step', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    const events: Event[] = Array.from({ length: 3000 }, (_, i) => ({ key: `K${i}`, version: i }));
+    for (let at = 0; at < events.length; at += 500) await Promise.all(events.slice(at, at + 500).map((event) => append(journal, event)));
+    let scanPages = 0;
+    const counted: DispatchJournal = {
+      get lowWater() { return journal.lowWater; },
+      get lastSeq() { return journal.lastSeq; },
+      settle: (seq) => journal.settle(seq),
+      pendingCount: () => journal.pendingCount(),
+      readUnsettled: (after, limit) => {
+        if (limit === 1000) scanPages += 1; // the flush's scan reads pages of 1,000; the pump reads at most a window
+        return journal.readUnsettled(after, limit);
+      },
+    };
+    let delivered = 0;
+    const dispatcher: SyncDispatcher = new SyncDispatcher(counted, ({ record }) => {
+      delivered += 1;
+      setImmediate(() => dispatcher.settled(record.seq, true));
+    }, { retry: { max_attempts: 1, backoff_seconds: 0 }, schedule: 'hourly', identify, window: 8 });
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => journal.pendingCount() === 0);
+    assert.equal(delivered, 3000);
+    assert.ok(scanPages <= 4, `three pages and the empty read at the end, read ${scanPages} times`);
+    dispatcher.stop();
+    await journal.close();
+  });
+});

@@ -52,7 +52,8 @@ export type FailureAnswer = 'retry' | 'dead_letter' | 'gone';
 interface NewestOfRecord {
   version: SourceVersion;
   seqs: number[];
-  columns: Set<string>;
+  /** Shared by every record whose newest write the same columns (columnSet()): never changed in place. */
+  columns: ReadonlySet<string>;
 }
 
 export interface DispatcherOptions {
@@ -78,6 +79,8 @@ export interface DispatcherOptions {
   queue?: number;
   /** Events read ahead at most (default LOOKAHEAD). */
   lookahead?: number;
+  /** Records a held flush coalesces at a time (default FLUSH_RECORDS). */
+  flushRecords?: number;
   random?: () => number;
 }
 
@@ -112,12 +115,21 @@ const DEFAULT_WINDOW = 2048;
 const LOOKAHEAD = 10_000;
 /** ... and at most this many bytes of their payloads, however large the events (the journal's own memory window is 8 MiB). */
 const LOOKAHEAD_BYTES = 8 * 1024 * 1024;
+/**
+ * A held flush finds its records' newest events in steps of this many records (a few hundred bytes
+ * each: a key, a version, the columns), so its memory stays bounded however many records were held.
+ * A record whose events fall in two steps is written once in each: a write more, nothing lost (the
+ * conflict law orders them, as in realtime).
+ */
+const FLUSH_RECORDS = 100_000;
 
 export class SyncDispatcher extends EventEmitter {
   private readonly inFlight = new Map<number, InFlight>();
   /** Every seq <= cursor has been handed out (or was settled before). */
   private cursor: number;
   private pumping = false;
+  /** pump() was called while the pump ran: it looks again before it stops. */
+  private pumpAgain = false;
   private paused = false;
   private stopped = false;
   private readonly window: number;
@@ -126,10 +138,13 @@ export class SyncDispatcher extends EventEmitter {
   private nextFlush?: number;
   /** During a held flush: deliver events up to this seq, then hold again. */
   private flushLimit = 0;
-  /** During a held flush: each record's newest events; the others of a record are superseded. */
+  /** During a held flush: each record's newest events in the current step; the others of a record are superseded. */
   private newestOfRecord?: Map<string, NewestOfRecord>;
-  /** The last seq the flush's scan saw: later events are not in newestOfRecord (they came during the flush). */
+  /** The last seq the flush's current step covers: later events wait for the next step, or came during the flush. */
   private flushScannedTo = 0;
+  /** The last seq the latest held flush coalesces; its steps go on until they reach it. */
+  private flushTarget = 0;
+  private readonly flushRecords: number;
   /** Realtime with coalesceBacklog: each record's newest among the events read ahead. */
   private ahead?: Map<string, NewestOfRecord>;
   /**
@@ -150,7 +165,7 @@ export class SyncDispatcher extends EventEmitter {
   private mappingGeneration = 0;
   private readonly lookahead: number;
   private flushing?: Promise<void>;
-  /** A held flush's newest events are being found again, by a new mapping (rescanFlush()). */
+  /** A held flush's next step is being scanned, or its current one again by a new mapping (scanFlushStep()). */
   private rescanning = false;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
@@ -168,6 +183,7 @@ export class SyncDispatcher extends EventEmitter {
     super();
     this.window = options.window ?? DEFAULT_WINDOW;
     this.lookahead = options.lookahead ?? LOOKAHEAD;
+    this.flushRecords = Math.max(1, options.flushRecords ?? FLUSH_RECORDS);
     this.cursor = journal.lowWater;
     if (!isRealtime(options.schedule)) this.cron = parseCron(options.schedule);
   }
@@ -335,7 +351,11 @@ export class SyncDispatcher extends EventEmitter {
 
   /** Applies held events now (also what a schedule does when its time comes). */
   flush(): Promise<void> {
-    this.flushing ??= this.runFlush().finally(() => (this.flushing = undefined));
+    this.flushing ??= this.runFlush().finally(() => {
+      this.flushing = undefined;
+      // The pump may have reached the end of the first step meanwhile: it goes on with the next.
+      this.pump();
+    });
     return this.flushing;
   }
 
@@ -370,17 +390,37 @@ export class SyncDispatcher extends EventEmitter {
   }
 
   private pump(): void {
-    if (this.pumping || this.stopped) return;
+    if (this.stopped) return;
+    if (this.pumping) {
+      // The running pump may be past its last look (its end is a microtask away): it looks again.
+      this.pumpAgain = true;
+      return;
+    }
     this.pumping = true;
+    this.pumpAgain = false;
     void this.pumpLoop()
       .catch((err: Error) => this.reportError(err))
       .finally(() => {
         this.pumping = false;
+        if (this.pumpAgain) this.pump();
       });
   }
 
+  /** The last seq the pump may hand out now: a held job's flush limit, and during a flush the end of its current step. */
+  private handOutCeiling(): number {
+    return this.flushScannedTo < this.flushTarget ? Math.min(this.flushLimit, this.flushScannedTo) : this.flushLimit;
+  }
+
   private async pumpLoop(): Promise<void> {
-    while (!this.stopped && !this.paused && this.inFlight.size < this.window && this.cursor < Math.min(this.flushLimit, this.journal.lastSeq)) {
+    await this.handOutUpToCeiling();
+    if (this.newestOfRecord && this.cursor >= this.flushScannedTo) this.newestOfRecord = undefined;
+    // A held flush's step is all handed out: the next one is scanned, then handed out.
+    if (!this.stopped && this.flushScannedTo < this.flushTarget && this.cursor >= this.flushScannedTo) this.scanFlushStep();
+  }
+
+  private async handOutUpToCeiling(): Promise<void> {
+    while (!this.stopped && !this.paused && this.inFlight.size < this.window && this.cursor < Math.min(this.handOutCeiling(), this.journal.lastSeq)) {
+      const ceiling = this.handOutCeiling();
       const room = this.window - this.inFlight.size;
       let records: JournalRecord[];
       let identities: Array<RecordIdentity | null> | undefined;
@@ -400,7 +440,12 @@ export class SyncDispatcher extends EventEmitter {
       }
       for (let i = 0; i < records.length; i++) {
         const record = records[i];
-        if (this.stopped || record.seq > this.flushLimit) return;
+        if (this.stopped) return;
+        if (record.seq > ceiling) {
+          // Every unsettled event up to the ceiling is handed out: the rest waits (the next flush, or the flush's next step).
+          this.cursor = Math.max(this.cursor, ceiling);
+          return;
+        }
         this.cursor = record.seq;
         if (this.inFlight.has(record.seq)) continue;
         const newest = this.newestOf(record, identities?.[i]);
@@ -506,7 +551,7 @@ export class SyncDispatcher extends EventEmitter {
    */
   mappingChanged(): void {
     this.mappingGeneration += 1;
-    if ((this.newestOfRecord || this.rescanning) && this.cursor < this.flushScannedTo) this.rescanFlush();
+    if ((this.newestOfRecord || this.rescanning) && this.cursor < this.flushScannedTo) this.scanFlushStep();
     if (!this.ahead) return;
     this.clearAhead();
     this.ahead = new Map();
@@ -528,19 +573,21 @@ export class SyncDispatcher extends EventEmitter {
   }
 
   /**
-   * Finds each record's newest held event by version (keys only, so memory grows with the number
-   * of records, not events); the pump then writes those and settles the older ones as superseded,
-   * unless an older one writes a column the newest do not (newestOf()).
+   * Finds each record's newest held event by version (keys only, in steps of `flushRecords`
+   * records, so memory is bounded however many records were held); the pump then writes those and
+   * settles the older ones as superseded, unless an older one writes a column the newest do not
+   * (newestOf()), and scans the next step once it has handed out this one.
    */
   private async runFlush(): Promise<void> {
     const limit = this.journal.lastSeq;
     // Only a held schedule coalesces: a realtime job writes every event (or its read-ahead
     // coalesces, with `backlog: newest_per_record`), also when flushed by hand.
     if (this.cron && this.options.identify) {
-      const newest = await this.scanNewestStable(limit);
-      if (newest === undefined) return;
-      this.newestOfRecord = newest;
-      this.flushScannedTo = limit;
+      this.flushTarget = limit;
+      const step = await this.scanNewestStable(limit);
+      if (step === undefined || limit !== this.flushTarget) return;
+      this.newestOfRecord = step.newest;
+      this.flushScannedTo = step.to;
     }
     if (this.stopped) return;
     this.flushLimit = Math.max(this.flushLimit, limit);
@@ -548,57 +595,83 @@ export class SyncDispatcher extends EventEmitter {
   }
 
   /**
-   * Each record's newest events among the unsettled ones up to `limit`; undefined when stopped, or
-   * when the mapping changed meanwhile (the events were identified by the old one).
+   * Each record's newest events among the unsettled ones from the low-water mark on, up to `limit`
+   * or to where the step holds `flushRecords` records (`to`: the last seq it covers); undefined when
+   * stopped, or when the mapping changed meanwhile (the events were identified by the old one).
    */
-  private async scanNewest(limit: number): Promise<Map<string, NewestOfRecord> | undefined> {
+  private async scanNewest(limit: number): Promise<FlushStep | undefined> {
     const identify = this.options.identify!;
     const generation = this.mappingGeneration;
     const newest = new Map<string, NewestOfRecord>();
+    const from = this.cursor;
+    /** Records first met past `from`: those in the flow (at most a window of events) take no room in the step. */
+    let stepRecords = 0;
     let after = this.journal.lowWater;
     for (;;) {
       const page = await this.journal.readUnsettled(after, 1000);
       if (this.stopped || generation !== this.mappingGeneration) return undefined;
       for (const record of page) {
-        if (record.seq > limit) return newest;
-        after = record.seq;
+        if (record.seq > limit) return { newest, to: limit };
         // Superseded by an earlier flush, its entry still being written: never the newest of anything.
-        if (this.inFlight.get(record.seq)?.superseded) continue;
+        if (this.inFlight.get(record.seq)?.superseded) {
+          after = record.seq;
+          continue;
+        }
         const identity = identify(record);
+        if (identity !== undefined && record.seq > from && !newest.has(identity.key)) {
+          // A step ends before a record it has no room for.
+          if (stepRecords >= this.flushRecords) return { newest, to: after };
+          stepRecords += 1;
+        }
+        after = record.seq;
         if (identity !== undefined) noteNewest(newest, identity, record.seq);
       }
-      if (page.length === 0) return newest;
+      if (page.length === 0) return { newest, to: limit };
     }
   }
 
   /**
-   * A held flush under way when the mapping changed: its newest events were found by the old
-   * mapping (keys, versions, what it refuses), so they are found again by the new one. Meanwhile
-   * nothing is coalesced: events handed out then are written.
+   * Scans a held flush's next step, or its current one again when the mapping changed (its newest
+   * events were found by the old mapping: keys, versions, what it refuses). Meanwhile nothing is
+   * coalesced: events handed out then, up to the step's end, are written.
    */
-  private rescanFlush(): void {
-    const limit = this.flushScannedTo;
+  private scanFlushStep(): void {
     this.newestOfRecord = undefined;
-    // A rescan under way starts over by itself: it sees the new mapping generation.
-    if (this.rescanning) return;
+    // A scan under way (a step's, or a flush's first) starts over by itself when the mapping
+    // changed: it sees the new generation. Two at once would make the journal's one read cursor
+    // rewind at every page.
+    if (this.rescanning || this.flushing) return;
     this.rescanning = true;
-    void this.scanNewestStable(limit)
-      .then((newest) => {
-        // Not when the flush is over, or a later flush has scanned on since.
-        if (newest === undefined || this.stopped || this.cursor >= limit || limit !== this.flushScannedTo) return;
-        this.newestOfRecord = newest;
+    const target = this.flushTarget;
+    void this.scanNewestStable(target)
+      .then((step) => {
+        // Not when a later flush has started meanwhile: it scans its own first step.
+        if (step === undefined || this.stopped || target !== this.flushTarget) return;
+        this.newestOfRecord = step.newest;
+        this.flushScannedTo = step.to;
         this.pump();
       }, (err: Error) => this.reportError(err))
-      .finally(() => (this.rescanning = false));
+      .finally(() => {
+        this.rescanning = false;
+        // The pump may have asked for the next step while this one was scanned (it handed out this
+        // one meanwhile, or the scan covered nothing new): it asks again.
+        this.pump();
+      });
   }
 
   /** scanNewest() again until no new mapping came during it; undefined when stopped. */
-  private async scanNewestStable(limit: number): Promise<Map<string, NewestOfRecord> | undefined> {
+  private async scanNewestStable(limit: number): Promise<FlushStep | undefined> {
     for (;;) {
-      const newest = await this.scanNewest(limit);
-      if (newest !== undefined || this.stopped) return newest;
+      const step = await this.scanNewest(limit);
+      if (step !== undefined || this.stopped) return step;
     }
   }
+}
+
+/** One step of a held flush: each record's newest among the unsettled events up to `to`. */
+interface FlushStep {
+  newest: Map<string, NewestOfRecord>;
+  to: number;
 }
 
 /**
@@ -610,9 +683,27 @@ function noteNewest(newestByKey: Map<string, NewestOfRecord>, identity: RecordId
   const known = newestByKey.get(identity.key);
   const order = known ? compareVersions(identity.version, known.version) : 1;
   if (order > 0 || (order === 0 && identity.version === null)) {
-    newestByKey.set(identity.key, { version: identity.version, seqs: [seq], columns: new Set(identity.columns) });
+    newestByKey.set(identity.key, { version: identity.version, seqs: [seq], columns: columnSet(identity.columns) });
   } else if (order === 0) {
     known!.seqs.push(seq);
-    for (const column of identity.columns) known!.columns.add(column);
+    if (identity.columns.some((column) => !known!.columns.has(column))) known!.columns = columnSet([...known!.columns, ...identity.columns]);
   }
+}
+
+/**
+ * The set of these columns, one per distinct list: a flush or a read-ahead notes a set for each of
+ * up to a hundred thousand records, and their events mostly write the same columns (a Set of its
+ * own was about half of what a record cost).
+ */
+const columnSets = new Map<string, ReadonlySet<string>>();
+function columnSet(columns: readonly string[]): ReadonlySet<string> {
+  const name = columns.join('\u0000');
+  let set = columnSets.get(name);
+  if (set === undefined) {
+    // The lists come from the mappings deployed: few. A bound all the same, should a mapping make many.
+    if (columnSets.size >= 1000) columnSets.clear();
+    set = new Set(columns);
+    columnSets.set(name, set);
+  }
+  return set;
 }
