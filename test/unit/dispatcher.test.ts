@@ -369,3 +369,21 @@ describe('SyncDispatcher, a held flush reads its journal once', () => {
     await journal.close();
   });
 });
+
+describe('SyncDispatcher, equal versions in a held flush', () => {
+  it('writes every event of the newest version, in journal order, and supersedes the older ones their columns cover', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    await appendColumns(journal, { key: 'A', version: 1, columns: ['K', 'S'] });
+    for (let i = 0; i < 50; i++) await appendColumns(journal, { key: 'A', version: 2, columns: i % 2 === 0 ? ['K', 'S'] : ['K', 'T'] });
+    await appendColumns(journal, { key: 'B', version: 1, columns: ['K', 'S'] });
+    const { dispatcher, delivered, superseded } = heldDispatcher(journal, identifyColumns);
+    (dispatcher as unknown as { window: number }).window = 100;
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => delivered.length + superseded.length === 52);
+    assert.deepEqual(delivered, Array.from({ length: 51 }, (_, i) => i + 2), 'the fifty events of version 2 and B\'s');
+    assert.deepEqual(superseded, [{ seq: 1, by: 51 }]);
+    dispatcher.stop();
+    await journal.close();
+  });
+});

@@ -51,6 +51,7 @@ export type FailureAnswer = 'retry' | 'dead_letter' | 'gone';
 /** A record's winners in a held flush: its newest version, the events that carry it, and the columns they write. */
 interface NewestOfRecord {
   version: SourceVersion;
+  /** Ascending: noted in journal order. */
   seqs: number[];
   /** Shared by every record whose newest write the same columns (columnSet()): never changed in place. */
   columns: ReadonlySet<string>;
@@ -477,7 +478,7 @@ export class SyncDispatcher extends EventEmitter {
     // Realtime: an event that was not read ahead came alone, with nothing to coalesce it with.
     const identity = flushed ? identify(record) : readAhead;
     const newest = identity && newestByKey.get(identity.key);
-    if (!identity || !newest || newest.seqs.includes(record.seq)) return undefined;
+    if (!identity || !newest || includesSeq(newest.seqs, record.seq)) return undefined;
     // Only an older event is replaced: one whose identity changed since the scan (a time that was
     // too far ahead then) or that came after it may be the newest by now. Without versions, the later arrival wins.
     const lastSeq = newest.seqs[newest.seqs.length - 1];
@@ -688,6 +689,19 @@ function noteNewest(newestByKey: Map<string, NewestOfRecord>, identity: RecordId
     known!.seqs.push(seq);
     if (identity.columns.some((column) => !known!.columns.has(column))) known!.columns = columnSet([...known!.columns, ...identity.columns]);
   }
+}
+
+/** Whether ascending `seqs` holds `seq`: a binary search, since a record's events of one version can be many. */
+function includesSeq(seqs: readonly number[], seq: number): boolean {
+  let lo = 0;
+  let hi = seqs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (seqs[mid] === seq) return true;
+    if (seqs[mid] < seq) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
 }
 
 /**
