@@ -44,6 +44,17 @@ async function until(check: () => boolean): Promise<void> {
 
 const append = (journal: SyncJournal, event: Event) => journal.append('t', Buffer.from(JSON.stringify(event)));
 
+/** The journal as the dispatcher sees it, its reads going through `read` (to watch them, or to fail one). */
+function readingThrough(journal: SyncJournal, read: DispatchJournal['readUnsettled']): DispatchJournal {
+  return {
+    get lowWater() { return journal.lowWater; },
+    get lastSeq() { return journal.lastSeq; },
+    settle: (seq) => journal.settle(seq),
+    pendingCount: () => journal.pendingCount(),
+    readUnsettled: read,
+  };
+}
+
 describe('SyncDispatcher with backlog coalescing', () => {
   it('hands out a backlog longer than the window and the read-ahead in order, each event once, only the newest of a record within reach', async () => {
     const journal = await SyncJournal.open(tempDir('dispatcher'));
@@ -97,17 +108,11 @@ describe('SyncDispatcher with backlog coalescing', () => {
     // The journal as the dispatcher sees it, with the mapper redeployed during the second read of the first read-ahead.
     let reads = 0;
     let dispatcher: SyncDispatcher | undefined;
-    const watched: DispatchJournal = {
-      get lowWater() { return journal.lowWater; },
-      get lastSeq() { return journal.lastSeq; },
-      settle: (seq) => journal.settle(seq),
-      pendingCount: () => journal.pendingCount(),
-      readUnsettled: async (after, limit) => {
-        const page = await journal.readUnsettled(after, limit);
-        if (++reads === 2) dispatcher!.mappingChanged();
-        return page;
-      },
-    };
+    const watched = readingThrough(journal, async (after, limit) => {
+      const page = await journal.readUnsettled(after, limit);
+      if (++reads === 2) dispatcher!.mappingChanged();
+      return page;
+    });
     const run = await dispatcherOn(watched, { window: 300, lookahead: 2500 });
     dispatcher = run.dispatcher;
     dispatcher.start();
@@ -345,16 +350,10 @@ describe('SyncDispatcher, a held flush reads its journal once', () => {
     const events: Event[] = Array.from({ length: 3000 }, (_, i) => ({ key: `K${i}`, version: i }));
     for (let at = 0; at < events.length; at += 500) await Promise.all(events.slice(at, at + 500).map((event) => append(journal, event)));
     let scanPages = 0;
-    const counted: DispatchJournal = {
-      get lowWater() { return journal.lowWater; },
-      get lastSeq() { return journal.lastSeq; },
-      settle: (seq) => journal.settle(seq),
-      pendingCount: () => journal.pendingCount(),
-      readUnsettled: (after, limit) => {
-        if (limit === 1000) scanPages += 1; // the flush's scan reads pages of 1,000; the pump reads at most a window
-        return journal.readUnsettled(after, limit);
-      },
-    };
+    const counted = readingThrough(journal, (after, limit) => {
+      if (limit === 1000) scanPages += 1; // the flush's scan reads pages of 1,000; the pump reads at most a window
+      return journal.readUnsettled(after, limit);
+    });
     let delivered = 0;
     const dispatcher: SyncDispatcher = new SyncDispatcher(counted, ({ record }) => {
       delivered += 1;
@@ -383,6 +382,41 @@ describe('SyncDispatcher, equal versions in a held flush', () => {
     await until(() => delivered.length + superseded.length === 52);
     assert.deepEqual(delivered, Array.from({ length: 51 }, (_, i) => i + 2), 'the fifty events of version 2 and B\'s');
     assert.deepEqual(superseded, [{ seq: 1, by: 51 }]);
+    dispatcher.stop();
+    await journal.close();
+  });
+});
+
+describe('SyncDispatcher, a held flush whose journal read fails', () => {
+  it('reports a step\'s failed scan once and scans no further until the next flush (it failed in a loop before)', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    for (let i = 0; i < 20; i++) await append(journal, { key: `K${i}`, version: i });
+    // The second step's scan meets a corrupt frame (#10), as a checksum mismatch would throw.
+    let scans = 0;
+    let corrupt = true;
+    const failing = readingThrough(journal, async (after, limit) => {
+      const page = await journal.readUnsettled(after, limit);
+      if (corrupt && limit === 1000 && ++scans > 1 && page.some((record) => record.seq === 10)) throw new Error('journal corrupt: checksum mismatch');
+      return page;
+    });
+    const delivered: number[] = [];
+    const dispatcher: SyncDispatcher = new SyncDispatcher(failing, ({ record }) => {
+      delivered.push(record.seq);
+      setImmediate(() => dispatcher.settled(record.seq, true));
+    }, { retry: { max_attempts: 1, backoff_seconds: 0 }, schedule: 'hourly', identify, window: 4, flushRecords: 5 });
+    const errors: Error[] = [];
+    dispatcher.on('error', (err: Error) => errors.push(err));
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => errors.length >= 1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(errors.length, 1, `reported once, not in a loop (${errors.length} times)`);
+    assert.deepEqual(delivered, [1, 2, 3, 4, 5], 'the first step went out; the rest waits');
+    // The next flush tries again: with the frame readable, everything goes out.
+    corrupt = false;
+    await dispatcher.flush();
+    await until(() => journal.pendingCount() === 0);
+    assert.deepEqual(delivered, Array.from({ length: 20 }, (_, i) => i + 1));
     dispatcher.stop();
     await journal.close();
   });

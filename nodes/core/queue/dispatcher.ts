@@ -168,6 +168,12 @@ export class SyncDispatcher extends EventEmitter {
   private flushing?: Promise<void>;
   /** A held flush's next step is being scanned, or its current one again by a new mapping (scanFlushStep()). */
   private rescanning = false;
+  /**
+   * A step's scan failed (a journal read: a corrupt frame): no step is scanned again until the next
+   * flush, which reports it again if it still fails. Scanned again at once, it failed in a loop
+   * that kept the event loop busy.
+   */
+  private scanFailed = false;
   /** Consecutive failed probes of a down destination: they pace the probes but are not attempts. */
   private outages = 0;
   private probeTimer?: NodeJS.Timeout;
@@ -584,9 +590,19 @@ export class SyncDispatcher extends EventEmitter {
     // Only a held schedule coalesces: a realtime job writes every event (or its read-ahead
     // coalesces, with `backlog: newest_per_record`), also when flushed by hand.
     if (this.cron && this.options.identify) {
+      const previousTarget = this.flushTarget;
       this.flushTarget = limit;
-      const step = await this.scanNewestStable(limit);
-      if (step === undefined || limit !== this.flushTarget) return;
+      this.scanFailed = false;
+      let step: FlushStep | undefined | null;
+      try {
+        step = await this.scanNewestStable(limit);
+      } catch (err) {
+        // The flush reports it; an earlier flush's steps wait for the next flush, as this one's events.
+        this.flushTarget = previousTarget;
+        this.scanFailed = true;
+        throw err;
+      }
+      if (!step || limit !== this.flushTarget) return;
       this.newestOfRecord = step.newest;
       this.flushScannedTo = step.to;
     }
@@ -598,9 +614,11 @@ export class SyncDispatcher extends EventEmitter {
   /**
    * Each record's newest events among the unsettled ones from the low-water mark on, up to `limit`
    * or to where the step holds `flushRecords` records (`to`: the last seq it covers); undefined when
-   * stopped, or when the mapping changed meanwhile (the events were identified by the old one).
+   * stopped, or when the mapping changed meanwhile (the events were identified by the old one);
+   * null when a later flush has begun (it scans its own first step: two scans at once would make
+   * the journal's one read cursor rewind at every page).
    */
-  private async scanNewest(limit: number): Promise<FlushStep | undefined> {
+  private async scanNewest(limit: number): Promise<FlushStep | undefined | null> {
     const identify = this.options.identify!;
     const generation = this.mappingGeneration;
     const newest = new Map<string, NewestOfRecord>();
@@ -611,6 +629,7 @@ export class SyncDispatcher extends EventEmitter {
     for (;;) {
       const page = await this.journal.readUnsettled(after, 1000);
       if (this.stopped || generation !== this.mappingGeneration) return undefined;
+      if (limit !== this.flushTarget) return null;
       for (const record of page) {
         if (record.seq > limit) return { newest, to: limit };
         // Superseded by an earlier flush, its entry still being written: never the newest of anything.
@@ -641,17 +660,20 @@ export class SyncDispatcher extends EventEmitter {
     // A scan under way (a step's, or a flush's first) starts over by itself when the mapping
     // changed: it sees the new generation. Two at once would make the journal's one read cursor
     // rewind at every page.
-    if (this.rescanning || this.flushing) return;
+    if (this.rescanning || this.flushing || this.scanFailed) return;
     this.rescanning = true;
     const target = this.flushTarget;
     void this.scanNewestStable(target)
       .then((step) => {
         // Not when a later flush has started meanwhile: it scans its own first step.
-        if (step === undefined || this.stopped || target !== this.flushTarget) return;
+        if (!step || this.stopped || target !== this.flushTarget) return;
         this.newestOfRecord = step.newest;
         this.flushScannedTo = step.to;
         this.pump();
-      }, (err: Error) => this.reportError(err))
+      }, (err: Error) => {
+        this.scanFailed = true;
+        this.reportError(err);
+      })
       .finally(() => {
         this.rescanning = false;
         // The pump may have asked for the next step while this one was scanned (it handed out this
@@ -660,8 +682,8 @@ export class SyncDispatcher extends EventEmitter {
       });
   }
 
-  /** scanNewest() again until no new mapping came during it; undefined when stopped. */
-  private async scanNewestStable(limit: number): Promise<FlushStep | undefined> {
+  /** scanNewest() again until no new mapping came during it; undefined when stopped, null when a later flush began. */
+  private async scanNewestStable(limit: number): Promise<FlushStep | undefined | null> {
     for (;;) {
       const step = await this.scanNewest(limit);
       if (step !== undefined || this.stopped) return step;
