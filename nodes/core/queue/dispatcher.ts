@@ -420,6 +420,7 @@ export class SyncDispatcher extends EventEmitter {
 
   private async pumpLoop(): Promise<void> {
     await this.handOutUpToCeiling();
+    // The step is all handed out (the hand-out stops at its end): its records' newest are no longer needed.
     if (this.newestOfRecord && this.cursor >= this.flushScannedTo) this.newestOfRecord = undefined;
     // A held flush's step is all handed out: the next one is scanned, then handed out.
     if (!this.stopped && this.flushScannedTo < this.flushTarget && this.cursor >= this.flushScannedTo) this.scanFlushStep();
@@ -466,7 +467,6 @@ export class SyncDispatcher extends EventEmitter {
         this.inFlight.set(record.seq, entry);
         this.handOut(entry);
       }
-      if (this.newestOfRecord && this.cursor >= this.flushScannedTo) this.newestOfRecord = undefined;
       this.emitState();
     }
   }
