@@ -247,6 +247,54 @@ describe('SyncJournal', () => {
     await journal.close();
   });
 
+  it('refuses to hand out a record damaged on disk after it was written, naming the file and byte', async () => {
+    // Records read from disk (more than memory keeps): most come from the cursor's buffer, where a
+    // frame is checked without reading the file again, the rest after a read.
+    const frameOffsets = (file: string): number[] => {
+      const bytes = fs.readFileSync(file);
+      const offsets: number[] = [];
+      for (let at = 0; at < bytes.length; at += 8 + bytes.readUInt32LE(at)) offsets.push(at);
+      return offsets;
+    };
+    const damaged = async (damage: (file: string, frameAt: number) => void, expected: RegExp) => {
+      const dir = tempDir('journal');
+      const journal = await SyncJournal.open(dir);
+      for (let i = 0; i < 5000; i += 500) {
+        await Promise.all(Array.from({ length: 500 }, (_, k) => journal.append('t/x', Buffer.from(`{"i":${i + k}}`))));
+      }
+      const file = lastSegment(dir);
+      const frameAt = frameOffsets(file)[9]; // seq 10
+      damage(file, frameAt);
+      await assert.rejects(journal.readUnsettled(0, 1000), (err: Error) => {
+        assert.match(err.message, /^journal corrupt: .*seg-\d{16}\.log at byte \d+: /);
+        assert.match(err.message, expected);
+        assert.match(err.message, new RegExp(`at byte ${frameAt}:`));
+        return true;
+      });
+      // What comes before the damage is still read (a page that stops short of it).
+      assert.deepEqual((await journal.readUnsettled(0, 9)).map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      await journal.close();
+    };
+    const patch = (file: string, at: number, bytes: Buffer) => {
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, bytes, 0, bytes.length, at);
+      fs.closeSync(fd);
+    };
+    // A flipped payload byte: the checksum no longer matches.
+    await damaged((file, at) => {
+      const frame = fs.readFileSync(file).subarray(at, at + 8 + fs.readFileSync(file).readUInt32LE(at));
+      patch(file, at + frame.length - 2, Buffer.from([frame[frame.length - 2] ^ 0x01]));
+    }, /checksum mismatch/);
+    // A length no record has.
+    await damaged((file, at) => patch(file, at, Buffer.from([0xff, 0xff, 0xff, 0x7f])), /implausible record length/);
+    // Another record's seq where seq 10 belongs.
+    await damaged((file, at) => {
+      const seq = Buffer.alloc(8);
+      seq.writeDoubleLE(11);
+      patch(file, at + 8, seq);
+    }, /found seq 11 where 10 belongs/);
+  });
+
   it('truncates garbage after the last record on open', async () => {
     const dir = tempDir('journal');
     let journal = await SyncJournal.open(dir);

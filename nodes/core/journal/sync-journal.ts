@@ -221,13 +221,34 @@ class SegmentCursor {
 
   /** The frame at the read position, undefined at a clean end of file; throws TornFrame on a partial or implausible frame. */
   async peek(): Promise<Frame | undefined> {
+    const buffered = this.buffered();
+    if (buffered) return buffered;
     if (!(await this.fill(FRAME_HEADER))) {
       if (this.end === this.start) return undefined;
       throw new TornFrame('partial frame header');
     }
+    const length = this.frameLength();
+    if (!(await this.fill(FRAME_HEADER + length))) throw new TornFrame('partial record');
+    return this.frameAtStart(length);
+  }
+
+  /**
+   * The frame at the read position if the buffer holds all of it, else undefined (peek() reads
+   * on). A page of a backlog is read mostly from the buffer: without a promise per frame there.
+   */
+  buffered(): Frame | undefined {
+    if (this.end - this.start < FRAME_HEADER) return undefined;
+    const length = this.frameLength();
+    return this.end - this.start < FRAME_HEADER + length ? undefined : this.frameAtStart(length);
+  }
+
+  private frameLength(): number {
     const length = this.buf.readUInt32LE(this.start);
     if (length < BODY_HEADER || length > MAX_BODY) throw new TornFrame(`implausible record length ${length}`);
-    if (!(await this.fill(FRAME_HEADER + length))) throw new TornFrame('partial record');
+    return length;
+  }
+
+  private frameAtStart(length: number): Frame {
     const body = this.buf.subarray(this.start + FRAME_HEADER, this.start + FRAME_HEADER + length);
     return { seq: body.readDoubleLE(0), storedCrc: this.buf.readUInt32LE(this.start + 4), body };
   }
@@ -622,7 +643,7 @@ export class SyncJournal {
         // Bound by the durable end: bytes past it belong to a write still in flight.
         const end = Math.min(segment.sealedLast ?? this.last, this.last);
         if (cursor.nextSeq > end) break;
-        const frame = await this.readFrame(cursor);
+        const frame = this.bufferedFrame(cursor) ?? await this.readFrame(cursor);
         if (!frame) {
           this.checkMissingSettled(segment, cursor.nextSeq, end);
           seq = end + 1; // what is not there was settled: go on with the next segment
@@ -648,7 +669,23 @@ export class SyncJournal {
       if (err instanceof TornFrame) throw this.corruption(cursor.segment, cursor.offset, err.message);
       throw err;
     }
-    if (frame && frame.seq !== cursor.nextSeq) {
+    return frame && this.checkedSeq(cursor, frame);
+  }
+
+  /** readFrame() without waiting, when the cursor's buffer holds the frame; undefined when it must read. */
+  private bufferedFrame(cursor: SegmentCursor): Frame | undefined {
+    let frame: Frame | undefined;
+    try {
+      frame = cursor.buffered();
+    } catch (err) {
+      if (err instanceof TornFrame) throw this.corruption(cursor.segment, cursor.offset, err.message);
+      throw err;
+    }
+    return frame && this.checkedSeq(cursor, frame);
+  }
+
+  private checkedSeq(cursor: SegmentCursor, frame: Frame): Frame {
+    if (frame.seq !== cursor.nextSeq) {
       throw this.corruption(cursor.segment, cursor.offset, `found seq ${frame.seq} where ${cursor.nextSeq} belongs`);
     }
     return frame;
@@ -701,7 +738,7 @@ export class SyncJournal {
     }
     if (cursor.nextSeq > seq) cursor.rewind();
     while (cursor.nextSeq < seq) {
-      const frame = await this.readFrame(cursor);
+      const frame = this.bufferedFrame(cursor) ?? await this.readFrame(cursor);
       if (!frame) break; // the caller sees the early end and handles it
       cursor.advance(frame);
     }
