@@ -247,6 +247,37 @@ describe('SyncJournal', () => {
     await journal.close();
   });
 
+  it('lets two readers take turns on one segment without reading it again at every turn', async () => {
+    const dir = tempDir('journal');
+    const journal = await SyncJournal.open(dir);
+    const payload = Buffer.from(JSON.stringify({ key: 'P-0000', status: 'approved', pad: 'x'.repeat(60) }));
+    const records = 60_000;
+    for (let i = 0; i < records; i += 5000) await Promise.all(Array.from({ length: 5000 }, () => journal.append('hms/permits', payload)));
+    assert.equal(segmentFiles(dir).length, 1);
+    const segmentBytes = fs.statSync(lastSegment(dir)).size;
+    // One reader from the start, one from the middle, a page each in turn (as the pump and a held
+    // flush's scan, or a retry's re-read, do); the second one's first page reads up to the middle once.
+    const before = journal.stats().bytesRead;
+    let behind = 0;
+    let ahead = records / 2;
+    const turns = 40;
+    for (let turn = 0; turn < turns; turn++) {
+      const first = await journal.readUnsettled(behind, 100);
+      assert.equal(first[0].seq, behind + 1);
+      behind = first[first.length - 1].seq;
+      const second = await journal.readUnsettled(ahead, 100);
+      assert.equal(second[0].seq, ahead + 1);
+      ahead = second[second.length - 1].seq;
+    }
+    const read = journal.stats().bytesRead - before;
+    // Each turn reads at most a chunk (256 KiB) past the nearest note (1,024 records) before its
+    // page; reading back from the segment's start each turn would be about 2 x 40 x 3.6 MB.
+    const frameBytes = segmentBytes / records;
+    const bound = segmentBytes + 2 * turns * (256 * 1024 + 1024 * frameBytes + 100 * frameBytes);
+    assert.ok(read <= bound, `read ${(read / 1e6).toFixed(1)} MB for ${turns} turns, at most ${(bound / 1e6).toFixed(1)} MB expected`);
+    await journal.close();
+  });
+
   it('refuses to hand out a record damaged on disk after it was written, naming the file and byte', async () => {
     // Records read from disk (more than memory keeps): most come from the cursor's buffer, where a
     // frame is checked without reading the file again, the rest after a read.

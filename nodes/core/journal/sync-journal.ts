@@ -43,6 +43,8 @@ export interface JournalStats {
   segmentsDeleted: number;
   /** Records handed to readers from memory rather than from the segment files. */
   readFromMemory: number;
+  /** Bytes read from the segment files (by readers; recovery's scan is not counted). */
+  bytesRead: number;
 }
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -52,6 +54,13 @@ const CHECKPOINT_EVERY_SETTLES = 5000;
 /** One synced write carries at most this much: bounds the buffer a burst allocates. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const READ_CHUNK = 256 * 1024;
+/**
+ * A read cursor notes where every 1024th record of its segment starts, so that a reader asking for
+ * an earlier record (a retry, the pump after a held flush's scan) goes back to the nearest note
+ * instead of the segment's start: two readers taking turns on one segment read it once each, not
+ * once per turn. About 100 notes per 64 MiB segment of small events.
+ */
+const MARK_EVERY = 1024;
 /**
  * The newest records are also kept in memory, as views into the buffer they were written from, so
  * a dispatcher that keeps up reads them without a disk round trip (and a decode and a copy). Bounded
@@ -199,6 +208,8 @@ class SegmentCursor {
   constructor(
     readonly fd: number,
     readonly segment: Segment,
+    /** Counts the bytes this cursor reads from the file. */
+    private readonly counted: (bytes: number) => void = () => undefined,
   ) {
     this.nextSeq = segment.firstSeq;
   }
@@ -211,6 +222,31 @@ class SegmentCursor {
   rewind(): void {
     this.start = this.end = this.filePos = 0;
     this.nextSeq = this.segment.firstSeq;
+  }
+
+  /**
+   * Moves to the latest noted record at or before `seq` (see MARK_EVERY) when that saves reading:
+   * back from a position past `seq`, or ahead over records noted before. Past `seq` without a note
+   * before it: back to the start.
+   */
+  seekNear(seq: number): void {
+    const marks = this.segment.marks;
+    let lo = 0;
+    let hi = marks ? marks.seqs.length - 1 : -1;
+    if (hi < 0 || marks!.seqs[0] > seq) {
+      if (this.nextSeq > seq) this.rewind();
+      return;
+    }
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (marks!.seqs[mid] <= seq) lo = mid;
+      else hi = mid - 1;
+    }
+    const markSeq = marks!.seqs[lo];
+    if (this.nextSeq <= seq && markSeq <= this.nextSeq) return; // reading on from here is as near
+    this.start = this.end = 0;
+    this.filePos = marks!.offsets[lo];
+    this.nextSeq = markSeq;
   }
 
   /** Forgets bytes read past the read position (after the writer truncated a failed write away). */
@@ -257,6 +293,14 @@ class SegmentCursor {
   advance(frame: Frame): void {
     this.start += FRAME_HEADER + frame.body.length;
     this.nextSeq++;
+    if ((this.nextSeq - this.segment.firstSeq) % MARK_EVERY === 0) {
+      // Noted once, in order: only a cursor that reached a new record notes it.
+      const marks = (this.segment.marks ??= { seqs: [], offsets: [] });
+      if (marks.seqs.length === 0 || marks.seqs[marks.seqs.length - 1] < this.nextSeq) {
+        marks.seqs.push(this.nextSeq);
+        marks.offsets.push(this.offset);
+      }
+    }
   }
 
   /** Makes `n` bytes available at buf[start]; false if the file ends first. */
@@ -274,6 +318,7 @@ class SegmentCursor {
       this.start = 0;
       this.end = kept;
       const read = await readFd(this.fd, this.buf, this.end, this.buf.length - this.end, this.filePos);
+      this.counted(read);
       if (read === 0) return false;
       this.end += read;
       this.filePos += read;
@@ -290,6 +335,8 @@ interface Segment {
   bytes: number;
   /** Set once the segment no longer takes appends: the seq just before the next segment's first. */
   sealedLast?: number;
+  /** Where some of its records start (see MARK_EVERY): seqs ascending, byte offsets alike. */
+  marks?: { seqs: number[]; offsets: number[] };
 }
 
 interface PendingAppend {
@@ -378,7 +425,7 @@ export class SyncJournal {
   private persistedLow = 0;
   private checkpointBytes = 0;
 
-  private readonly counters: JournalStats = { appends: 0, fdatasyncs: 0, checkpoints: 0, segmentsDeleted: 0, readFromMemory: 0 };
+  private readonly counters: JournalStats = { appends: 0, fdatasyncs: 0, checkpoints: 0, segmentsDeleted: 0, readFromMemory: 0, bytesRead: 0 };
 
   private constructor(
     readonly dir: string,
@@ -723,7 +770,7 @@ export class SyncJournal {
     if (entry) {
       this.cursors.delete(segment); // re-inserted below: Map order is the LRU order
     } else {
-      entry = { cursor: new SegmentCursor(await openFd(segment.file, 'r'), segment), truncations: this.truncations };
+      entry = { cursor: new SegmentCursor(await openFd(segment.file, 'r'), segment, (bytes) => { this.counters.bytesRead += bytes; }), truncations: this.truncations };
     }
     this.cursors.set(segment, entry);
     for (const [old, stale] of this.cursors) {
@@ -736,7 +783,7 @@ export class SyncJournal {
       cursor.dropReadAhead();
       entry.truncations = this.truncations;
     }
-    if (cursor.nextSeq > seq) cursor.rewind();
+    if (cursor.nextSeq > seq || seq - cursor.nextSeq >= MARK_EVERY) cursor.seekNear(seq);
     while (cursor.nextSeq < seq) {
       const frame = this.bufferedFrame(cursor) ?? await this.readFrame(cursor);
       if (!frame) break; // the caller sees the early end and handles it
