@@ -369,6 +369,45 @@ describe('SyncDispatcher, a held flush reads its journal once', () => {
   });
 });
 
+describe('SyncDispatcher, a held flush behind an event that waits', () => {
+  it('scans each step from the cursor, not again from the low-water mark that the waiting event holds back', async () => {
+    const journal = await SyncJournal.open(tempDir('dispatcher'));
+    // 3,000 records, two events each in a row, about 1 KB each: 6 MB of journal, read from disk.
+    const events = Array.from({ length: 6000 }, (_, i) => ({ key: `K${Math.floor(i / 2)}`, version: i, note: 'x'.repeat(1000) }));
+    for (let at = 0; at < events.length; at += 500) await Promise.all(events.slice(at, at + 500).map((event) => append(journal, event)));
+    const delivered: number[] = [];
+    const superseded: number[] = [];
+    // The first event written stays in the flow (its write waits, as a long retry backoff would
+    // make it): the low-water mark stays just before it.
+    let waiting: number | undefined;
+    const dispatcher: SyncDispatcher = new SyncDispatcher(journal, ({ record }) => {
+      delivered.push(record.seq);
+      waiting ??= record.seq;
+      if (record.seq !== waiting) setImmediate(() => dispatcher.settled(record.seq, true));
+    }, { retry: { max_attempts: 1, backoff_seconds: 0 }, schedule: 'hourly', identify, window: 8, flushRecords: 250 });
+    dispatcher.on('superseded', (record: JournalRecord) => {
+      superseded.push(record.seq);
+      setImmediate(() => dispatcher.settled(record.seq, false));
+    });
+    const journalBytes = journal.stats().bytesRead;
+    dispatcher.start();
+    await dispatcher.flush();
+    await until(() => journal.pendingCount() === 1);
+    assert.equal(journal.lowWater, waiting! - 1);
+    // Twelve steps of 250 records: each writes its records' newest.
+    assert.equal(delivered.length, 3000);
+    assert.deepEqual([...delivered, ...superseded].sort((a, b) => a - b), events.map((_, i) => i + 1), 'every event once');
+    // The pump reads the journal once (6.4 MB) and each step's scan about 1.5 MB (its 500 events,
+    // and the page of 1,000 that runs past its end): 28.8 MB. From the low-water mark every step
+    // reads all the steps before it again: 65 MB.
+    const read = journal.stats().bytesRead - journalBytes;
+    assert.ok(read < 40e6, `read ${(read / 1e6).toFixed(1)} MB of a ${(6000 * 1.07e3 / 1e6).toFixed(1)} MB journal`);
+    dispatcher.settled(waiting!, true);
+    dispatcher.stop();
+    await journal.close();
+  });
+});
+
 describe('SyncDispatcher, equal versions in a held flush', () => {
   it('writes every event of the newest version, in journal order, and supersedes the older ones their columns cover', async () => {
     const journal = await SyncJournal.open(tempDir('dispatcher'));

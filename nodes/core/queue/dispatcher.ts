@@ -612,20 +612,30 @@ export class SyncDispatcher extends EventEmitter {
   }
 
   /**
-   * Each record's newest events among the unsettled ones from the low-water mark on, up to `limit`
-   * or to where the step holds `flushRecords` records (`to`: the last seq it covers); undefined when
-   * stopped, or when the mapping changed meanwhile (the events were identified by the old one);
-   * null when a later flush has begun (it scans its own first step: two scans at once would make
-   * the journal's one read cursor rewind at every page).
+   * Each record's newest events among the unsettled ones (those in the flow, and from the cursor on
+   * in the journal), up to `limit` or to where the step holds `flushRecords` records (`to`: the
+   * last seq it covers); undefined when stopped, or when the mapping changed meanwhile (the events
+   * were identified by the old one); null when a later flush has begun (it scans its own first
+   * step: two scans at once would make the journal's one read cursor rewind at every page).
    */
   private async scanNewest(limit: number): Promise<FlushStep | undefined | null> {
     const identify = this.options.identify!;
     const generation = this.mappingGeneration;
     const newest = new Map<string, NewestOfRecord>();
     const from = this.cursor;
+    // Every unsettled event up to the cursor is in the flow, in memory: noted from there rather than
+    // read again from the low-water mark, which one event waiting out a long retry holds back (each
+    // step of a large flush would read the journal from there again). Superseded ones, their entries
+    // still being written, are never the newest of anything.
+    const flowing = [...this.inFlight.values()].filter((entry) => !entry.superseded).map((entry) => entry.record).sort((a, b) => a.seq - b.seq);
+    for (const record of flowing) {
+      if (record.seq > limit) return { newest, to: limit };
+      const identity = identify(record);
+      if (identity !== undefined) noteNewest(newest, identity, record.seq);
+    }
     /** Records first met past `from`: those in the flow (at most a window of events) take no room in the step. */
     let stepRecords = 0;
-    let after = this.journal.lowWater;
+    let after = from;
     for (;;) {
       const page = await this.journal.readUnsettled(after, 1000);
       if (this.stopped || generation !== this.mappingGeneration) return undefined;
