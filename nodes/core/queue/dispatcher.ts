@@ -626,7 +626,9 @@ export class SyncDispatcher extends EventEmitter {
     // Every unsettled event up to the cursor is in the flow, in memory: noted from there rather than
     // read again from the low-water mark, which one event waiting out a long retry holds back (each
     // step of a large flush would read the journal from there again). Superseded ones, their entries
-    // still being written, are never the newest of anything.
+    // still being written, are never the newest of anything. One that settles while the step is
+    // scanned stays a candidate (written, it is as good a newest as any; should it end in the dead
+    // letter, see newestOf()).
     const flowing = [...this.inFlight.values()].filter((entry) => !entry.superseded).map((entry) => entry.record).sort((a, b) => a.seq - b.seq);
     for (const record of flowing) {
       if (record.seq > limit) return { newest, to: limit };
