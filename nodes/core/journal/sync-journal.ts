@@ -713,8 +713,7 @@ export class SyncJournal {
     try {
       frame = await cursor.peek();
     } catch (err) {
-      if (err instanceof TornFrame) throw this.corruption(cursor.segment, cursor.offset, err.message);
-      throw err;
+      throw this.readFailure(cursor, err);
     }
     return frame && this.checkedSeq(cursor, frame);
   }
@@ -725,10 +724,14 @@ export class SyncJournal {
     try {
       frame = cursor.buffered();
     } catch (err) {
-      if (err instanceof TornFrame) throw this.corruption(cursor.segment, cursor.offset, err.message);
-      throw err;
+      throw this.readFailure(cursor, err);
     }
     return frame && this.checkedSeq(cursor, frame);
+  }
+
+  /** A torn or implausible frame as the journal's corruption at the cursor; any other error as it is. */
+  private readFailure(cursor: SegmentCursor, err: unknown): unknown {
+    return err instanceof TornFrame ? this.corruption(cursor.segment, cursor.offset, err.message) : err;
   }
 
   private checkedSeq(cursor: SegmentCursor, frame: Frame): Frame {
