@@ -15,6 +15,13 @@ export const DURABLE_APPEND_FLAGS: number | string = O_DSYNC === undefined ? 'a'
 export const WRITES_ARE_SYNCED = typeof DURABLE_APPEND_FLAGS === 'number';
 
 /**
+ * Flags for a file written in place at explicit positions (pwrite), each write durable: where
+ * the platform has O_DSYNC, the journal's segments, whose tail is zero-filled ahead of the
+ * writes (see SyncJournal). Undefined elsewhere: they append with DURABLE_APPEND_FLAGS.
+ */
+export const DURABLE_IN_PLACE_FLAGS: number | undefined = O_DSYNC === undefined ? undefined : O_WRONLY | O_CREAT | O_DSYNC;
+
+/**
  * Errors a write can fail with before anything reached the disk: the write can be undone and
  * tried again. Any other error of a synced write (EIO) is as bad as a failed fdatasync: the
  * kernel may have dropped the data and forgotten the error.

@@ -10,6 +10,7 @@ import * as vm from 'node:vm';
 import * as zlib from 'node:zlib';
 import { crc32Table, SyncJournal, type JournalRecord } from '../../nodes/core/journal/sync-journal';
 import { tempDir as makeTempDir } from '../support/services';
+import { waitFor } from '../support/wait';
 
 // The backlog tests write tens of MB: leave nothing behind in the temp folder.
 const tempDirs: string[] = [];
@@ -368,6 +369,52 @@ describe('SyncJournal', () => {
     journal = await SyncJournal.open(dir);
     assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.payload.toString()), ['event-0', 'event-1', 'replacement']);
     await journal.close();
+  });
+
+  // Where writes are synced in place (O_DSYNC: Linux, macOS), the active segment is zero-filled ahead of its records.
+  const zeroFills = fs.constants.O_DSYNC !== undefined;
+  const zeroFilled = (file: string) => waitFor('the segment zero-filled ahead of its records', () => fs.statSync(file).size >= 1024 * 1024, { timeoutMs: 10_000, intervalMs: 20 });
+
+  it('reads records written into the zero-filled tail after a read that reached the end, and leaves the file ending with its last record', async () => {
+    const dir = tempDir('journal');
+    const journal = await SyncJournal.open(dir);
+    const file = lastSegment(dir);
+    const payloadOf = (seq: number) => `{"seq":${seq}}`;
+    for (let seq = 1; seq <= 3; seq++) await journal.append('t', Buffer.from(payloadOf(seq)));
+    if (zeroFills) await zeroFilled(file);
+    // Once from memory, then from the file, to the records' end (a reader must stop there, not buffer the zeros after it)...
+    await journal.readUnsettled(0, 10);
+    assert.deepEqual((await journal.readUnsettled(0, 10)).map((r) => r.seq), [1, 2, 3]);
+    // ...so that records written over those zeros are read from the file as written.
+    for (let seq = 4; seq <= 6; seq++) await journal.append('t', Buffer.from(payloadOf(seq)));
+    assert.deepEqual((await journal.readUnsettled(3, 10)).map((r) => r.payload.toString()), [4, 5, 6].map(payloadOf));
+    assert.deepEqual((await journal.readUnsettled(3, 10)).map((r) => r.payload.toString()), [4, 5, 6].map(payloadOf), 'read again, from the file');
+    await journal.close();
+    const bytes = fs.readFileSync(file);
+    assert.ok(bytes.subarray(bytes.length - payloadOf(6).length).equals(Buffer.from(payloadOf(6))), 'closed, the file ends with its last record');
+  });
+
+  it('recovers a segment still zero-filled past its last record (a crash) and appends after that record', async () => {
+    const dir = tempDir('journal');
+    const journal = await SyncJournal.open(dir);
+    await appendMany(journal, 5, 1);
+    if (zeroFills) await zeroFilled(lastSegment(dir));
+    // The files as a crash would leave them: the last segment's zeros still there.
+    const crashed = tempDir('journal-crashed');
+    fs.cpSync(dir, crashed, { recursive: true });
+    await journal.close();
+    if (zeroFills) assert.ok(fs.statSync(lastSegment(crashed)).size >= 1024 * 1024);
+
+    let reopened = await SyncJournal.open(crashed);
+    assert.equal(reopened.lastSeq, 5);
+    assert.equal(await reopened.append('t', Buffer.from('after the crash')), 6);
+    const expected = ['event-0', 'event-1', 'event-2', 'event-3', 'event-4', 'after the crash'];
+    assert.deepEqual((await readAll(reopened)).map((r) => r.payload.toString()), expected);
+    await reopened.close();
+    reopened = await SyncJournal.open(crashed);
+    assert.deepEqual((await readAll(reopened)).map((r) => r.payload.toString()), expected);
+    assert.equal(await reopened.append('t', Buffer.from('and after a reopen')), 7);
+    await reopened.close();
   });
 
   it('keeps every append that resolved when the process is killed with SIGKILL, twice', async () => {

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { DURABLE_APPEND_FLAGS, WRITES_ARE_SYNCED, isRetryableWriteError } from '../durable-append';
+import { DURABLE_APPEND_FLAGS, DURABLE_IN_PLACE_FLAGS, WRITES_ARE_SYNCED, isRetryableWriteError } from '../durable-append';
 
 export interface JournalRecord {
   seq: number;
@@ -54,6 +54,27 @@ const CHECKPOINT_EVERY_SETTLES = 5000;
 /** One synced write carries at most this much: bounds the buffer a burst allocates. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const READ_CHUNK = 256 * 1024;
+/**
+ * Where writes can be synced in place (DURABLE_IN_PLACE_FLAGS), the active segment's file is
+ * zero-filled this far ahead of its records, in the background, once less than half of that is
+ * left and the last group commit was small (ZERO_FILL_AFTER_COMMITS_UP_TO). A synced write that
+ * grows a file must also commit the file system's journal for the new size and blocks (ext4,
+ * xfs): two device flushes. One into blocks already written and synced is a single flush: a
+ * 200-byte append took 0.14 instead of 0.20-0.24 ms at the median and 0.23-0.28 instead of
+ * 0.39-0.97 ms at the 99th percentile on this project's test machine. PostgreSQL zero-fills its
+ * WAL segments for the same reason. Readers stop at the records' end (`bytes`); the zeros are
+ * cut off when the journal closes, and by recovery after a crash.
+ */
+const ZERO_AHEAD = 1024 * 1024;
+/**
+ * Large group commits (a flood) spread the file system's commit over many records already, and
+ * writing the zeros too would double what goes to the disk: 256 appenders lost 10% of their
+ * appends and saw their 99th percentile go from 2.5 to 11 ms waiting for fills of 4 MiB.
+ */
+const ZERO_FILL_AFTER_COMMITS_UP_TO = 16 * 1024;
+const ZERO_FILLS = DURABLE_IN_PLACE_FLAGS !== undefined;
+/** How the active segment is opened for writing: in place where zero-filling, else for appending. */
+const WRITE_FLAGS = DURABLE_IN_PLACE_FLAGS ?? DURABLE_APPEND_FLAGS;
 /**
  * A read cursor notes where every 1024th record of its segment starts, so that a reader asking for
  * an earlier record (a retry, the pump after a held flush's scan) goes back to the nearest note
@@ -106,9 +127,10 @@ export const crc32: (data: Uint8Array) => number = nativeCrc32 ? (data) => nativ
 // Small promise wrappers over the fd-level fs calls (the FileHandle API hides fdatasync counts
 // and costs an object per file).
 
-function writeFd(fd: number, buf: Buffer, offset: number, length: number): Promise<number> {
+/** Writes at `position`, or at the end of a file opened for appending when it is null. */
+function writeFd(fd: number, buf: Buffer, offset: number, length: number, position: number | null = null): Promise<number> {
   return new Promise((resolve, reject) =>
-    fs.write(fd, buf, offset, length, null, (err, written) => (err ? reject(err) : resolve(written))),
+    fs.write(fd, buf, offset, length, position, (err, written) => (err ? reject(err) : resolve(written))),
   );
 }
 
@@ -317,7 +339,11 @@ class SegmentCursor {
       }
       this.start = 0;
       this.end = kept;
-      const read = await readFd(this.fd, this.buf, this.end, this.buf.length - this.end, this.filePos);
+      // Never past the records' end: the active segment's file goes on with zeros (ZERO_AHEAD)
+      // that records will overwrite, and a buffer must not keep them.
+      const room = Math.min(this.buf.length - this.end, this.segment.bytes - this.filePos);
+      if (room <= 0) return false;
+      const read = await readFd(this.fd, this.buf, this.end, room, this.filePos);
       this.counted(read);
       if (read === 0) return false;
       this.end += read;
@@ -389,6 +415,10 @@ export class SyncJournal {
   /** On-disk segments, oldest first; the last one takes appends. */
   private segments: Segment[] = [];
   private writeFd: number | undefined;
+  /** The active segment's file holds records, then zeros, up to here (see ZERO_AHEAD); its size when zero-filling is off. */
+  private zeroedTo = 0;
+  /** A zero-fill in flight past `zeroedTo`: a write that would reach into it waits for it. */
+  private zeroing: Promise<void> | undefined;
   private last = 0;
   private low = 0;
   /** Settled seqs above `low`: bounded by how far the caller reads ahead of the low-water mark. */
@@ -535,8 +565,10 @@ export class SyncJournal {
 
     const segment = await this.segmentForAppend(firstSeq);
     const fd = this.writeFd as number;
+    const at = segment.bytes;
+    if (this.zeroing && at + buf.length > this.zeroedTo) await this.zeroing;
     try {
-      for (let done = 0; done < buf.length; ) done += await writeFd(fd, buf, done, buf.length - done);
+      for (let done = 0; done < buf.length; ) done += await writeFd(fd, buf, done, buf.length - done, ZERO_FILLS ? at + done : null);
     } catch (err) {
       await this.undoPartialWrite(fd, segment, err as Error);
       if (WRITES_ARE_SYNCED && !isRetryableWriteError(err) && !this.failure) {
@@ -554,6 +586,8 @@ export class SyncJournal {
     }
     this.counters.fdatasyncs++;
     segment.bytes += buf.length;
+    this.zeroedTo = Math.max(this.zeroedTo, segment.bytes);
+    if (buf.length <= ZERO_FILL_AFTER_COMMITS_UP_TO) this.zeroAhead();
     this.last = firstSeq + batch.length - 1;
     this.counters.appends += batch.length;
     this.remember(written);
@@ -625,21 +659,60 @@ export class SyncJournal {
     const active = this.segments[this.segments.length - 1];
     if (active.bytes < this.segmentBytes || active.bytes === 0) return active;
     const next: Segment = { firstSeq, file: path.join(this.dir, segmentFileName(firstSeq)), bytes: 0 };
+    // A sealed segment ends with its last record: only the last segment's tail is scanned by recovery.
+    await this.cutZeros(active);
     // Open the new segment before letting go of the old one, so a failure leaves appends working.
-    const fd = await openFd(next.file, DURABLE_APPEND_FLAGS);
+    const fd = await openFd(next.file, WRITE_FLAGS);
     await fsyncDir(this.dir);
     const previous = this.writeFd;
     this.writeFd = fd;
+    this.zeroedTo = 0;
     active.sealedLast = firstSeq - 1;
     this.segments.push(next);
     if (previous !== undefined) await closeFd(previous);
+    this.zeroAhead();
     return next;
+  }
+
+  /** Zero-fills the active segment's file further ahead (ZERO_AHEAD) in the background, when it is time to. */
+  private zeroAhead(): void {
+    const active = this.segments[this.segments.length - 1];
+    const fd = this.writeFd;
+    if (!ZERO_FILLS || this.zeroing || fd === undefined || this.state !== 'open' || this.failure) return;
+    if (this.zeroedTo - active.bytes >= ZERO_AHEAD / 2 || this.zeroedTo >= this.segmentBytes) return;
+    const from = this.zeroedTo;
+    const to = Math.min(from + ZERO_AHEAD, Math.max(this.segmentBytes, from + 1));
+    const zeros = Buffer.alloc(to - from);
+    const fill = async () => {
+      for (let done = 0; done < zeros.length; ) done += await writeFd(fd, zeros, done, zeros.length - done, from + done);
+    };
+    this.zeroing = fill().then(
+      // Only if nothing cut the file meanwhile (a sealed segment, an undone write).
+      () => { if (this.writeFd === fd && this.zeroedTo === from) this.zeroedTo = to; },
+      // Not filled (a full disk, say): writes grow the file as they would without it.
+      () => undefined,
+    ).finally(() => { this.zeroing = undefined; });
+  }
+
+  /** Cuts the zeros after the segment's last record off its file (a sealed or closed segment). */
+  private async cutZeros(segment: Segment): Promise<void> {
+    if (this.zeroing) await this.zeroing;
+    const fd = this.writeFd;
+    if (!ZERO_FILLS || fd === undefined) return;
+    // The file's own size: a fill that failed part way left zeros past `zeroedTo`.
+    const size = await new Promise<number>((resolve, reject) => fs.fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.size))));
+    if (size <= segment.bytes) return;
+    await ftruncateFd(fd, segment.bytes);
+    await fdatasyncFd(fd);
+    this.zeroedTo = segment.bytes;
   }
 
   /** A failed write (say ENOSPC) may have left part of the batch: cut it off so the seqs can be given again. */
   private async undoPartialWrite(fd: number, segment: Segment, cause: Error): Promise<void> {
     try {
+      if (this.zeroing) await this.zeroing;
       await ftruncateFd(fd, segment.bytes);
+      this.zeroedTo = segment.bytes;
       this.truncations++;
     } catch (err) {
       this.failure = new Error(
@@ -944,8 +1017,11 @@ export class SyncJournal {
     }
     for (let i = 0; i < this.segments.length - 1; i++) this.segments[i].sealedLast = this.segments[i + 1].firstSeq - 1;
     await fsyncDir(this.dir);
-    this.writeFd = await openFd(this.segments[this.segments.length - 1].file, DURABLE_APPEND_FLAGS);
+    const active = this.segments[this.segments.length - 1];
+    this.writeFd = await openFd(active.file, WRITE_FLAGS);
+    this.zeroedTo = active.bytes;
     await this.deleteSettledSegments();
+    this.zeroAhead();
   }
 
   /**
@@ -987,6 +1063,8 @@ export class SyncJournal {
   private async closeOnce(): Promise<void> {
     this.state = 'closing';
     while (this.writing) await this.writeDone;
+    // Files at rest end with their last record; recovery would cut the zeros anyway.
+    if (this.segments.length > 0) await this.cutZeros(this.segments[this.segments.length - 1]).catch(() => undefined);
     try {
       await this.flushCheckpoint();
     } finally {
