@@ -72,6 +72,12 @@ const ZERO_AHEAD = 1024 * 1024;
  * appends and saw their 99th percentile go from 2.5 to 11 ms waiting for fills of 4 MiB.
  */
 const ZERO_FILL_AFTER_COMMITS_UP_TO = 16 * 1024;
+/**
+ * A fill that starts with no zeroed room left (the first small commit after an open, a new segment,
+ * an undone write) starts this far past the records' end, so the commits that come meanwhile need
+ * not wait for it: they grow the file (or fill the hole left below the fill) as without fills.
+ */
+const ZERO_GAP = 64 * 1024;
 const ZERO_FILLS = DURABLE_IN_PLACE_FLAGS !== undefined;
 /** How the active segment is opened for writing: in place where zero-filling, else for appending. */
 const WRITE_FLAGS = DURABLE_IN_PLACE_FLAGS ?? DURABLE_APPEND_FLAGS;
@@ -415,10 +421,11 @@ export class SyncJournal {
   /** On-disk segments, oldest first; the last one takes appends. */
   private segments: Segment[] = [];
   private writeFd: number | undefined;
-  /** The active segment's file holds records, then zeros, up to here (see ZERO_AHEAD); its size when zero-filling is off. */
+  /** The active segment's file holds records, then zeros (or a hole below a fill, see ZERO_GAP), up to here (see ZERO_AHEAD). */
   private zeroedTo = 0;
-  /** A zero-fill in flight past `zeroedTo`: a write that would reach into it waits for it. */
+  /** A zero-fill in flight, from `zeroingFrom` on: a write that would reach into it waits for it. */
   private zeroing: Promise<void> | undefined;
+  private zeroingFrom = Infinity;
   private last = 0;
   private low = 0;
   /** Settled seqs above `low`: bounded by how far the caller reads ahead of the low-water mark. */
@@ -491,6 +498,7 @@ export class SyncJournal {
     return seq <= this.low || this.settled.has(seq);
   }
 
+  /** The records' bytes on disk and the checkpoint's (not the active segment's zero-filled tail: at most ZERO_AHEAD). */
   diskBytes(): number {
     return this.segments.reduce((sum, s) => sum + s.bytes, 0) + this.checkpointBytes;
   }
@@ -566,7 +574,7 @@ export class SyncJournal {
     const segment = await this.segmentForAppend(firstSeq);
     const fd = this.writeFd as number;
     const at = segment.bytes;
-    if (this.zeroing && at + buf.length > this.zeroedTo) await this.zeroing;
+    if (this.zeroing && at + buf.length > this.zeroingFrom) await this.zeroing;
     try {
       for (let done = 0; done < buf.length; ) done += await writeFd(fd, buf, done, buf.length - done, ZERO_FILLS ? at + done : null);
     } catch (err) {
@@ -670,7 +678,6 @@ export class SyncJournal {
     active.sealedLast = firstSeq - 1;
     this.segments.push(next);
     if (previous !== undefined) await closeFd(previous);
-    this.zeroAhead();
     return next;
   }
 
@@ -679,19 +686,30 @@ export class SyncJournal {
     const active = this.segments[this.segments.length - 1];
     const fd = this.writeFd;
     if (!ZERO_FILLS || this.zeroing || fd === undefined || this.state !== 'open' || this.failure) return;
-    if (this.zeroedTo - active.bytes >= ZERO_AHEAD / 2 || this.zeroedTo >= this.segmentBytes) return;
-    const from = this.zeroedTo;
-    const to = Math.min(from + ZERO_AHEAD, Math.max(this.segmentBytes, from + 1));
+    if (this.zeroedTo - active.bytes >= ZERO_AHEAD / 2) return;
+    const from = Math.max(this.zeroedTo, active.bytes + ZERO_GAP);
+    if (from >= this.segmentBytes) return;
+    const to = Math.min(from + ZERO_AHEAD, this.segmentBytes);
     const zeros = Buffer.alloc(to - from);
     const fill = async () => {
       for (let done = 0; done < zeros.length; ) done += await writeFd(fd, zeros, done, zeros.length - done, from + done);
     };
+    this.zeroingFrom = from;
     this.zeroing = fill().then(
-      // Only if nothing cut the file meanwhile (a sealed segment, an undone write).
-      () => { if (this.writeFd === fd && this.zeroedTo === from) this.zeroedTo = to; },
-      // Not filled (a full disk, say): writes grow the file as they would without it.
-      () => undefined,
-    ).finally(() => { this.zeroing = undefined; });
+      // Commits stayed below `from` meanwhile, and what cuts the file waits for the fill first.
+      () => { if (this.writeFd === fd) this.zeroedTo = to; },
+      (err) => {
+        // A full disk: writes grow the file as they would without fills. Any other error of a
+        // synced write may have been a record's (an O_DSYNC write reports the file's write-back
+        // errors, once): as with a failed record write, only a reopen is safe.
+        if (!isRetryableWriteError(err) && !this.failure) {
+          this.failure = new Error(`journal ${this.dir}: a synced write failed (${(err as Error).message}); reopen the journal`);
+        }
+      },
+    ).finally(() => {
+      this.zeroing = undefined;
+      this.zeroingFrom = Infinity;
+    });
   }
 
   /** Cuts the zeros after the segment's last record off its file (a sealed or closed segment). */
@@ -703,8 +721,13 @@ export class SyncJournal {
     const size = await new Promise<number>((resolve, reject) => fs.fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.size))));
     if (size <= segment.bytes) return;
     await ftruncateFd(fd, segment.bytes);
-    await fdatasyncFd(fd);
     this.zeroedTo = segment.bytes;
+    try {
+      await fdatasyncFd(fd);
+    } catch (err) {
+      this.failure ??= new Error(`journal ${this.dir}: fdatasync failed (${(err as Error).message}); reopen the journal`);
+      throw this.failure;
+    }
   }
 
   /** A failed write (say ENOSPC) may have left part of the batch: cut it off so the seqs can be given again. */
@@ -1021,7 +1044,6 @@ export class SyncJournal {
     this.writeFd = await openFd(active.file, WRITE_FLAGS);
     this.zeroedTo = active.bytes;
     await this.deleteSettledSegments();
-    this.zeroAhead();
   }
 
   /**
