@@ -92,7 +92,8 @@ export = function registerExsSyncQueue(RED: RED) {
         queueMicrotask(sendGathered);
       }
     };
-    const detach = job.attachQueue(deliver, { maxEventBytes: maxBytes, nodeId: this.id });
+    // Inside a subflow instance the node has an id of its own; the deployed flows know it by its id in the subflow.
+    const detach = job.attachQueue(deliver, { maxEventBytes: maxBytes, nodeId: this._alias ?? this.id });
 
     this.on('input', (msg, _send, done) => {
       // The EXS source journals its events before acknowledging them; this wire only shows the flow.

@@ -2,7 +2,8 @@
 import type { DeployInfo } from './red';
 
 /**
- * Whether a deploy stopped a node that messages from a given node reach before the job's change
+ * Whether a deploy stopped a node that messages from a given node (its id in the deployed flows: a
+ * node inside a subflow instance by its id in the subflow, Node-RED's `_alias`) reach before the job's change
  * log (by wires, and by link-out nodes to their link-in nodes): such a node (a delay node between
  * the mapper and the connector, say) dropped what it held. Node-RED stops (flows/index.js stop()):
  * in a deploy of modified nodes the changed and removed nodes, in one of modified flows also the
@@ -24,6 +25,21 @@ export function changedDownstream(info: DeployInfo | undefined): (nodeId: string
     flowOf.set(node.id, node.z);
     if (node.type === 'exs-change-log') continue;
     next.set(node.id, [...(node.wires ?? []).flat(), ...(node.type === 'link out' ? node.links ?? [] : [])]);
+  }
+  // Inside a subflow, a node wired to one of its outputs reaches what that output of each instance
+  // is wired to (every instance: a redelivery a node did not need costs a copy that is not written
+  // again). An instance inside another subflow is a node there like any other, so this nests.
+  const instancesOf = new Map<string, typeof flows>();
+  for (const node of flows) {
+    const subflow = node.type?.startsWith('subflow:') ? node.type.slice('subflow:'.length) : undefined;
+    if (subflow) instancesOf.set(subflow, [...(instancesOf.get(subflow) ?? []), node]);
+  }
+  for (const subflow of flows) {
+    if (subflow.type !== 'subflow') continue;
+    (subflow.out ?? []).forEach((output, i) => {
+      const targets = (instancesOf.get(subflow.id) ?? []).flatMap((instance) => instance.wires?.[i] ?? []);
+      for (const { id } of output.wires ?? []) next.get(id)?.push(...targets);
+    });
   }
   const wasStopped = (id: string) => stopped.has(id) || rewired.has(id) || restartedFlows.has(flowOf.get(id) ?? '');
   return (nodeId) => {

@@ -23,6 +23,8 @@ export interface RedNode {
   type: string;
   /** The flow (tab) the node is on. */
   z?: string;
+  /** Inside a subflow instance: the node's id in the subflow (the instance gives it an id of its own). */
+  _alias?: string;
   name?: string;
   credentials?: Record<string, string | undefined>;
   on(event: 'input', listener: (msg: NodeMessage, send: SendFunction, done: DoneFunction) => void): void;
@@ -43,7 +45,17 @@ export interface ExpressLike {
 export interface DeployInfo {
   type?: string;
   diff?: Partial<Record<'added' | 'changed' | 'removed' | 'rewired' | 'linked' | 'flowChanged', string[]>>;
-  config?: { flows?: Array<{ id: string; type?: string; z?: string; wires?: string[][]; links?: string[] }> };
+  config?: {
+    flows?: Array<{
+      id: string;
+      type?: string;
+      z?: string;
+      wires?: string[][];
+      links?: string[];
+      /** A subflow's definition: for each of its outputs, the nodes inside it (and their ports) wired to it. */
+      out?: Array<{ wires?: Array<{ id: string; port?: number }> }>;
+    }>;
+  };
 }
 
 export interface RED {

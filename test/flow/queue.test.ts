@@ -187,6 +187,28 @@ describe(`EXS durable queue on Node-RED ${nodeRedVersion()}`, () => {
     assert.deepEqual({ applied: state.body.counters.applied, unchanged: state.body.counters.unchanged }, { applied: 3, unchanged: 0 }, 'each handed out again once');
   });
 
+  it('a queue node inside a subflow sees a mapper after the subflow fixed and deployed alone: the refused events go to the new mapper', async (t) => {
+    if (!(await setUp(t))) return;
+    // The flow above with its queue node inside a subflow, whose instance is wired on to the mapper and the log.
+    const inSubflow = (flow: ReturnType<typeof queueFlow>) => [
+      ...flow.filter((node) => node.id !== 'queue'),
+      { id: 'S', type: 'subflow', name: 'queue', in: [{ x: 50, y: 30, wires: [{ id: 'queue' }] }], out: [{ x: 300, y: 30, wires: [{ id: 'queue', port: 0 }] }, { x: 300, y: 80, wires: [{ id: 'queue', port: 1 }] }] },
+      { ...flow.find((node) => node.id === 'queue')!, z: 'S', wires: [[], []] },
+      { id: 'sf', type: 'subflow:S', x: 100, y: 100, z: 'tab', wires: [['mapper'], ['log']] },
+    ];
+    await loadFlow(inSubflow(queueFlow(dbFile, 'Subflow_Queue_Job', { mapping: 'HMS:status COBOL:PERMIT_STAT' })));
+    const instance = helper.getNode('sf');
+    for (const id of ['S-1', 'S-2', 'S-3']) instance.receive({ payload: { permit_id: id, status: 'Approved' } });
+    for (let i = 0; i < 50 && (await helper.request().get('/exs/jobs/Subflow_Queue_Job')).body.inFlight < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await helper.request().get('/exs/jobs/Subflow_Queue_Job')).body.inFlight, 3, 'handed out to the broken mapper');
+
+    const entries = collectMessages(helper.getNode('entries'), 3);
+    await helper.setFlows(inSubflow(queueFlow(dbFile, 'Subflow_Queue_Job')), 'nodes');
+    const outcomes = (await entries).map((m) => `${m.payload.key}:${m.payload.outcome}`).sort();
+    assert.deepEqual(outcomes, ['S-1:applied', 'S-2:applied', 'S-3:applied']);
+    assert.equal((await sqlQuery(sqliteConn(dbFile), 'SELECT COUNT(*) AS N FROM PERMIT_TABLE'))[0].N, 3);
+  });
+
   it('keeps events unsettled while the change log cannot be written, writes their entries once it can, and never writes an event twice for it', async (t) => {
     if (!(await setUp(t))) return;
     // A directory where the change log's file goes: every append fails (EISDIR), a real fault.

@@ -39,4 +39,32 @@ describe('changedDownstream', () => {
     assert.equal(after('nodes', { removed: ['gone'], rewired: ['delay'] })('queue'), true, 'a removed node\'s old neighbour stands for it');
     assert.equal(after('nodes', { flowChanged: ['B'] })('queue'), true, 'every node of tab B restarts');
   });
+
+  it('follows a subflow\'s outputs to what each of its instances is wired to, also from a subflow inside another', () => {
+    const nested = [
+      { id: 'A', type: 'tab' },
+      // The queue inside subflow S; S's first output leads out of it.
+      { id: 'S', type: 'subflow', out: [{ wires: [{ id: 'queue', port: 0 }] }, { wires: [{ id: 'queue', port: 1 }] }] },
+      { id: 'queue', type: 'exs-sync-queue', z: 'S', wires: [[], []] },
+      // S's instance inside subflow T, then two nodes, the second wired to T's output.
+      { id: 'T', type: 'subflow', out: [{ wires: [{ id: 'last', port: 0 }] }] },
+      { id: 'inner', type: 'subflow:S', z: 'T', wires: [['step'], []] },
+      { id: 'step', type: 'function', z: 'T', wires: [['last']] },
+      { id: 'last', type: 'function', z: 'T', wires: [[]] },
+      // T's instance on tab A, then the rest of the job's flow.
+      { id: 'outer', type: 'subflow:T', z: 'A', wires: [['mapper']] },
+      { id: 'mapper', type: 'exs-mapper', z: 'A', wires: [['log'], ['log']] },
+      { id: 'log', type: 'exs-change-log', z: 'A', wires: [['feed'], []] },
+      { id: 'feed', type: 'mqtt out', z: 'A', wires: [] },
+      { id: 'other', type: 'subflow:S', z: 'A', wires: [['side'], []] },
+      { id: 'side', type: 'debug', z: 'A', wires: [] },
+    ];
+    const deployed = (diff: DeployInfo['diff']) => changedDownstream({ type: 'nodes', diff, config: { flows: nested } });
+    assert.equal(deployed({ changed: ['step'] })('queue'), true, 'inside T, after S\'s output');
+    assert.equal(deployed({ changed: ['mapper', 'A'] })('queue'), true, 'on the tab, after both subflows\' outputs');
+    assert.equal(deployed({ changed: ['side', 'A'] })('queue'), true, 'after another instance of S: every instance counts');
+    assert.equal(deployed({ changed: ['feed'] })('queue'), false, 'past the change log');
+    assert.equal(deployed({ changed: ['mapper', 'A'] })('step'), true);
+    assert.equal(deployed({ changed: ['queue'] })('mapper'), false, 'upstream');
+  });
 });
