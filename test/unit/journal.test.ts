@@ -418,6 +418,31 @@ describe('SyncJournal', () => {
     await reopened.close();
   });
 
+  it('fails the journal when a zero-fill write meets an I/O error, as a failed record write does', { skip: !zeroFills && 'no O_DSYNC here: segments are not zero-filled' }, async () => {
+    // An O_DSYNC write reports the file's write-back errors, once: the fill's EIO may have been a record's.
+    // No disk here fails on cue: the fill's write is failed in fs itself (the module object, which the journal calls through).
+    const nodeFs = require('node:fs') as { write: unknown };
+    const write = nodeFs.write;
+    let failNextFill = true;
+    nodeFs.write = function (this: unknown, fd: number, buf: Buffer, offset: number, length: number, position: unknown, cb: (err: Error | null, n?: number) => void) {
+      if (failNextFill && typeof position === 'number' && length >= 64 * 1024 && buf.readUInt32LE(offset) === 0) {
+        failNextFill = false;
+        return setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' })));
+      }
+      return (write as Function).call(nodeFs, fd, buf, offset, length, position, cb);
+    };
+    const journal = await SyncJournal.open(tempDir('journal'));
+    try {
+      assert.equal(await journal.append('t', Buffer.from('first')), 1); // its commit starts the fill
+      await waitFor('the fill to fail', () => !failNextFill, { timeoutMs: 5_000, intervalMs: 5 });
+      await new Promise((resolve) => setImmediate(resolve));
+      await assert.rejects(journal.append('t', Buffer.from('second')), /a synced write failed \(EIO: i\/o error, write\); reopen the journal/);
+    } finally {
+      nodeFs.write = write;
+      await journal.close().catch(() => undefined);
+    }
+  });
+
   it('keeps every append that resolved when the process is killed with SIGKILL, twice', async () => {
     const dir = tempDir('journal');
     const script = path.join(tempDir('journal-child'), 'appender.js');
